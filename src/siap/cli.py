@@ -1,0 +1,252 @@
+"""The ``siap`` command.
+
+Every user error (bad scenario, missing or malformed input file) prints one line on stderr that
+says what and where, and exits non-zero (2 for bad input) without a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import numpy as np
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from siap.errors import InputError, SiapError
+
+app = typer.Typer(
+    name="siap",
+    help="Single integrated air picture: simulate, track, evaluate and share.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+out = Console()
+
+
+class _Bars:
+    """Rich progress bars keyed by stage name, fed by the pipeline's progress(stage, fraction)."""
+
+    def __init__(self, progress: Progress):
+        self._progress = progress
+        self._tasks: dict[str, int] = {}
+
+    def __call__(self, stage: str, fraction: float) -> None:
+        if stage not in self._tasks:
+            self._tasks[stage] = self._progress.add_task(stage, total=1.0)
+        self._progress.update(self._tasks[stage], completed=min(max(fraction, 0.0), 1.0))
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description:<12}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _read_batch(path: Path, kind: str) -> tuple[np.ndarray, dict[str, str]]:
+    from siap import records
+
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        batch, meta = records.read_parquet(path, records.dtype_by_name(kind))
+    except (ValueError, OSError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) on bad files
+        raise InputError(f"{path}: not a siap {kind} Parquet file ({str(exc).splitlines()[0]})") from None
+    return batch, meta
+
+
+@app.command()
+def demo(
+    scenario: Annotated[str, typer.Option(help="built-in scenario name or YAML file")] = "pacific",
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("out/demo"),
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+    duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
+    eval_step_s: Annotated[float, typer.Option(help="evaluate the picture every this many seconds")] = 5.0,
+) -> None:
+    """Run the main job on a scenario: simulate, track, evaluate, write report.html and metrics.json."""
+    from siap.pipeline import run_demo
+    from siap.scenario import load_scenario
+
+    sc = load_scenario(scenario, seed=seed)
+    if duration_s is not None:
+        sc = sc.model_copy(update={"duration_s": float(duration_s)})
+    with _progress() as progress:
+        result = run_demo(sc, out_dir, eval_step_s=eval_step_s, progress=_Bars(progress))
+    _print_summary(result.summary())
+    out.print(f"report:  {out_dir / 'report.html'}")
+    out.print(f"metrics: {out_dir / 'metrics.json'}")
+
+
+def _print_summary(summary: dict) -> None:
+    table = Table(title=f"siap: {summary['scenario']}", show_header=True)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key in ("partners", "sensors", "truth_objects", "plots", "false_alarm_plots", "track_ids"):
+        table.add_row(key, str(summary[key]))
+    rate = summary.get("tracker_plots_per_s")
+    if rate:
+        table.add_row("tracker plots/s", f"{rate:,.0f}")
+    for key, value in summary["metrics"].items():
+        if isinstance(value, float):
+            table.add_row(key, f"{value:.4g}")
+        elif isinstance(value, int):
+            table.add_row(key, str(value))
+    for key, value in summary["timings_s"].items():
+        table.add_row(f"time {key} (s)", f"{value:.2f}")
+    out.print(table)
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="built-in scenario name or YAML file")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="plots Parquet file to write")] = Path("plots.parquet"),
+    truth_output: Annotated[
+        Path | None, typer.Option("--truth", help="truth Parquet file (default: <output stem>.truth.parquet)")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+) -> None:
+    """Simulate a scenario's sensors: write its plots and its truth as Parquet."""
+    from siap import records
+    from siap.scenario import load_scenario
+    from siap.simulation import simulate as run_simulation
+
+    sc = load_scenario(scenario, seed=seed)
+    with _progress() as progress:
+        result = run_simulation(sc, progress=_Bars(progress))
+    truth_path = truth_output or output.with_name(output.name.removesuffix(".parquet") + ".truth.parquet")
+    meta = _frame_metadata(sc)
+    records.write_parquet(result.plots, output, metadata=meta)
+    records.write_parquet(result.truth, truth_path, metadata=meta)
+    out.print(f"{len(result.plots)} plots -> {output}")
+    out.print(f"{len(result.truth)} truth states -> {truth_path}")
+
+
+def _frame_metadata(sc) -> dict[str, str]:
+    return {
+        "scenario": sc.name,
+        "seed": str(sc.seed),
+        "origin_lat_deg": repr(float(sc.origin.lat_deg)),
+        "origin_lon_deg": repr(float(sc.origin.lon_deg)),
+        "origin_alt_m": repr(float(sc.origin.alt_m)),
+    }
+
+
+@app.command("track")
+def track_cmd(
+    plots_path: Annotated[Path, typer.Argument(help="plots Parquet file (from siap simulate)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="tracks Parquet file to write")] = Path("tracks.parquet"),
+    config: Annotated[Path | None, typer.Option(help="tracker configuration YAML")] = None,
+    output_interval_s: Annotated[float, typer.Option(help="write the picture every this many seconds")] = 5.0,
+) -> None:
+    """Track a plots file; write the picture (track snapshots) every output interval."""
+    from siap import records
+    from siap.pipeline import _track_with_stats
+    from siap.tracking import TrackerConfig
+
+    if output_interval_s <= 0:
+        raise click.BadParameter("must be > 0", param_hint="--output-interval-s")
+    plots, meta = _read_batch(plots_path, "plots")
+    if config is not None:
+        cfg = TrackerConfig.from_yaml(config)
+    else:
+        cfg = TrackerConfig(**_origin_from(plots, meta, plots_path))
+    if len(plots):
+        t0, t1 = float(plots["time_s"].min()), float(plots["time_s"].max())
+        times = np.arange(np.ceil(t0 / output_interval_s) * output_interval_s, t1 + 1e-9, output_interval_s)
+    else:
+        times = np.zeros(0)
+    with _progress() as progress:
+        bars = _Bars(progress)
+        tracks, stats = _track_with_stats(plots, cfg, times, lambda f: bars("track", f))
+    records.write_parquet(tracks, output, metadata={k: v for k, v in meta.items() if k.startswith("origin") or k in ("scenario", "seed")})
+    rejected = {k: v for k, v in stats.items() if k.startswith("rejected") and v}
+    out.print(f"{len(plots)} plots -> {len(np.unique(tracks['track_id']))} tracks, {len(tracks)} states -> {output}")
+    if rejected:
+        out.print("rejected plots: " + ", ".join(f"{k.removeprefix('rejected_')}={v}" for k, v in rejected.items()))
+
+
+def _origin_from(plots: np.ndarray, meta: dict[str, str], path: Path) -> dict[str, float]:
+    keys = ("origin_lat_deg", "origin_lon_deg", "origin_alt_m")
+    if all(k in meta for k in keys):
+        try:
+            return {k: float(meta[k]) for k in keys}
+        except ValueError:
+            raise InputError(f"{path}: metadata origin_*: expected numbers") from None
+    if len(plots) == 0:
+        raise InputError(f"{path}: no plots and no origin metadata; pass --config with the origin")
+    return {
+        "origin_lat_deg": float(np.nanmean(plots["sensor_lat_deg"])),
+        "origin_lon_deg": float(np.nanmean(plots["sensor_lon_deg"])),
+        "origin_alt_m": 0.0,
+    }
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    truth: Annotated[Path, typer.Option(help="truth Parquet file")],
+    tracks: Annotated[Path, typer.Option(help="tracks Parquet file")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="write the summary here as JSON")] = None,
+) -> None:
+    """Score a track picture against truth: GOSPA, OSPA and SIAP metrics."""
+    from siap.evaluation import evaluate
+
+    truth_batch, _ = _read_batch(truth, "truth")
+    track_batch, _ = _read_batch(tracks, "tracks")
+    times = np.unique(track_batch["time_s"])
+    truth_batch = truth_batch[np.isin(np.round(truth_batch["time_s"], 3), np.round(times, 3))]
+    result = evaluate(truth_batch, track_batch)
+    summary = result.summary()
+    table = Table(title="picture quality against truth")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    out.print(table)
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(summary, indent=2))
+
+
+@app.command()
+def scenarios() -> None:
+    """List the built-in scenarios."""
+    from siap.scenario import builtin_names
+
+    for name in builtin_names():
+        out.print(name)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning user errors into one line and an exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SiapError as exc:
+        console.print(f"siap: error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        console.print("siap: aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        console.print("siap: interrupted")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
