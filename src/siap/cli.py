@@ -11,7 +11,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import numpy as np
 import typer
 from rich.console import Console
@@ -151,13 +150,14 @@ def track_cmd(
     output_interval_s: Annotated[float, typer.Option(help="write the picture every this many seconds")] = 5.0,
 ) -> None:
     """Track a plots file; write the picture (track snapshots) every output interval."""
+    if output_interval_s <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--output-interval-s")
+    plots, meta = _read_batch(plots_path, "plots")
+
     from siap import records
     from siap.pipeline import _track_with_stats
     from siap.tracking import TrackerConfig
 
-    if output_interval_s <= 0:
-        raise click.BadParameter("must be > 0", param_hint="--output-interval-s")
-    plots, meta = _read_batch(plots_path, "plots")
     if config is not None:
         cfg = TrackerConfig.from_yaml(config)
     else:
@@ -200,10 +200,11 @@ def evaluate_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary here as JSON")] = None,
 ) -> None:
     """Score a track picture against truth: GOSPA, OSPA and SIAP metrics."""
-    from siap.evaluation import evaluate
-
     truth_batch, _ = _read_batch(truth, "truth")
     track_batch, _ = _read_batch(tracks, "tracks")
+
+    from siap.evaluation import evaluate
+
     times = np.unique(track_batch["time_s"])
     truth_batch = truth_batch[np.isin(np.round(truth_batch["time_s"], 3), np.round(times, 3))]
     result = evaluate(truth_batch, track_batch)
@@ -229,20 +230,15 @@ def scenarios() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning user errors into one line and an exit code."""
+    """Entry point: run the app, turning user errors into one line and an exit code.
+
+    Typer's standalone mode handles usage errors (exit 2) itself; siap's own errors arrive here.
+    """
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv)
     except SiapError as exc:
         console.print(f"siap: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        console.print("siap: aborted")
-        sys.exit(130)
     except KeyboardInterrupt:
         console.print("siap: interrupted")
         sys.exit(130)
