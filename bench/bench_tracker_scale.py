@@ -1,0 +1,242 @@
+"""Scale benchmark of the siap tracker: 1,000 and 10,000 simultaneous targets, 20 radars.
+
+Scenario (``scenarios_cv.make_radar_network_scenario``): 20 rotating 3D ground radars on a
+jittered 5 x 4 grid 230 km apart, rotation periods 4-12 s, instrumented range 200-280 km,
+Pd 0.85-0.95, range sigma 30-80 m, azimuth sigma 0.1-0.2 deg, elevation sigma 0.3-0.6 deg,
+20 false alarms per scan per radar; most targets are covered by 2-4 radars (the realised
+coverage histogram is written out). Plots are ``RADAR_3D`` records time-stamped as the beam
+passes the target, sorted by time.
+
+Measurement: the plots are fed to ``siap.tracking.Tracker.process`` in time batches of
+``--batch-s`` (1 s) of plots, each followed by a ``snapshot`` of the picture at the batch end
+(a 1 Hz picture update, as a live system would produce). Reported per scale: plots/s
+sustained (plots / tracker wall time), per-batch latency p50/p99/max, peak resident memory
+(``ru_maxrss``) after data generation and after tracking, and how the time grows from 1k to
+10k targets (time-per-plot ratio and the exponent of total time against target count).
+
+One core: OMP/OpenBLAS/MKL threads are set to 1 in the environment before NumPy is imported,
+and each scale runs in its own fresh subprocess (so its peak memory is its own).
+
+Run: ``python bench/bench_tracker_scale.py [--targets 1000 10000] [--duration 150] [--quick]``.
+Writes ``bench/results/tracker_scale.json`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import datetime as _dt  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+DEFAULT_OUT = HERE / "results" / "tracker_scale.json"
+
+
+def _maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
+              snapshot: bool = True) -> dict:
+    """Generate the scenario, run the tracker over it in batches, return the measurements."""
+    import scenarios_cv as sc
+    from siap.records import TrackStatus
+    from siap.tracking import Tracker, TrackerConfig
+
+    t_gen = time.perf_counter()
+    scn = sc.make_radar_network_scenario(n_targets, seed, duration_s=duration_s)
+    gen_s = time.perf_counter() - t_gen
+    plots = scn.plots
+    rss_after_gen = _maxrss_mib()
+
+    cfg = TrackerConfig(origin_lat_deg=scn.origin.lat_deg, origin_lon_deg=scn.origin.lon_deg,
+                        origin_alt_m=0.0)
+    trk = Tracker(cfg)
+    t0 = sc.EPOCH_S
+    n_batches = int(np.ceil(duration_s / batch_s))
+    edges = np.searchsorted(plots["time_s"], t0 + batch_s * np.arange(n_batches + 1), side="left")
+    edges[-1] = len(plots)
+    lat = np.empty(n_batches)
+    sizes = np.diff(edges)
+    n_tracks_last = 0
+    for b in range(n_batches):
+        batch = plots[edges[b]:edges[b + 1]]
+        t = time.perf_counter()
+        trk.process(batch)
+        if snapshot:
+            snap = trk.snapshot(t0 + batch_s * (b + 1))
+        lat[b] = time.perf_counter() - t
+        if snapshot and b == n_batches - 1:
+            n_tracks_last = int(np.isin(snap["status"], (int(TrackStatus.CONFIRMED),
+                                                         int(TrackStatus.COASTING))).sum())
+    t = time.perf_counter()
+    trk.flush()
+    flush_s = time.perf_counter() - t
+    wall = float(lat.sum())
+    # Targets that the radars actually saw at least 3 times (the tracker can confirm them).
+    tid = plots["truth_id"][plots["truth_id"] >= 0]
+    seen3 = int((np.bincount(tid, minlength=n_targets) >= 3).sum()) if tid.size else 0
+    try:
+        stats = json.loads(json.dumps(trk.stats, default=str))
+    except Exception:
+        stats = repr(getattr(trk, "stats", None))
+    # Skip the first batches (track start-up) for the steady-state rate.
+    warm = min(n_batches // 3, int(30 / batch_s))
+    steady = float(sizes[warm:].sum() / lat[warm:].sum()) if lat[warm:].sum() > 0 else None
+    return dict(
+        n_targets=n_targets,
+        seed=seed,
+        duration_s=duration_s,
+        batch_s=batch_s,
+        n_plots=int(len(plots)),
+        n_false_alarm_plots=int((plots["truth_id"] < 0).sum()),
+        plots_per_sim_s=float(len(plots) / duration_s),
+        coverage_hist=scn.coverage_hist,
+        radars=[dict(id=s.sensor_id, period_s=round(s.period_s, 2),
+                     max_range_km=round(s.max_range_m / 1e3, 1)) for s in scn.sites],
+        generation_s=gen_s,
+        tracker_wall_s=wall,
+        flush_s=flush_s,
+        plots_per_s=float(len(plots) / wall),
+        plots_per_s_steady=steady,
+        steady_from_batch=warm,
+        realtime_factor=float(duration_s / wall),
+        batch_latency_ms_p50=float(1e3 * np.percentile(lat, 50)),
+        batch_latency_ms_p99=float(1e3 * np.percentile(lat, 99)),
+        batch_latency_ms_max=float(1e3 * lat.max()),
+        batch_plots_mean=float(sizes.mean()),
+        maxrss_mib_after_generation=rss_after_gen,
+        maxrss_mib_after_tracking=_maxrss_mib(),
+        targets_seen_3_times=seen3,
+        tracks_confirmed_or_coasting_at_end=n_tracks_last,
+        tracker_stats=stats,
+        snapshot_each_batch=snapshot,
+    )
+
+
+def _worker(args) -> None:
+    res = run_scale(args.worker, args.seed, args.duration, args.batch_s, not args.no_snapshot)
+    print("RESULT " + json.dumps(res))
+
+
+def _run_subprocess(n: int, args) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", str(n), "--seed",
+           str(args.seed), "--duration", str(args.duration), "--batch-s", str(args.batch_s)]
+    if args.no_snapshot:
+        cmd.append("--no-snapshot")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ))
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT "):
+            return json.loads(line[len("RESULT "):])
+    raise RuntimeError(f"scale worker for {n} targets failed (rc {proc.returncode}): "
+                       f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no output'}")
+
+
+def _growth(runs: list[dict]) -> dict | None:
+    if len(runs) < 2:
+        return None
+    a, b = runs[0], runs[-1]
+    ratio_n = b["n_targets"] / a["n_targets"]
+    ratio_t = b["tracker_wall_s"] / a["tracker_wall_s"]
+    return dict(
+        from_targets=a["n_targets"], to_targets=b["n_targets"],
+        plots_ratio=b["n_plots"] / a["n_plots"],
+        wall_time_ratio=ratio_t,
+        time_per_plot_ratio=(b["tracker_wall_s"] / b["n_plots"]) / (a["tracker_wall_s"] / a["n_plots"]),
+        exponent_time_vs_targets=float(np.log(ratio_t) / np.log(ratio_n)),
+        p99_latency_ratio=b["batch_latency_ms_p99"] / a["batch_latency_ms_p99"],
+    )
+
+
+def _print_table(runs: list[dict], growth: dict | None) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        print(runs, growth)
+        return
+    t = Table(title="siap tracker at scale (one core, 20 radars)")
+    for col in ("targets", "plots", "sim s", "wall s", "plots/s", "steady plots/s", "x realtime",
+                "p50 ms", "p99 ms", "max ms", "RSS MiB", "tracks", "seen>=3"):
+        t.add_column(col, justify="right")
+    for r in runs:
+        t.add_row(str(r["n_targets"]), str(r["n_plots"]), f"{r['duration_s']:.0f}",
+                  f"{r['tracker_wall_s']:.1f}", f"{r['plots_per_s']:.0f}",
+                  f"{r['plots_per_s_steady']:.0f}" if r["plots_per_s_steady"] else "-",
+                  f"{r['realtime_factor']:.1f}", f"{r['batch_latency_ms_p50']:.1f}",
+                  f"{r['batch_latency_ms_p99']:.1f}", f"{r['batch_latency_ms_max']:.1f}",
+                  f"{r['maxrss_mib_after_tracking']:.0f}",
+                  str(r["tracks_confirmed_or_coasting_at_end"]), str(r["targets_seen_3_times"]))
+    console = Console(width=max(Console().width, 130))
+    console.print(t)
+    if growth:
+        console.print(f"growth {growth['from_targets']} -> {growth['to_targets']} targets: "
+                      f"wall x{growth['wall_time_ratio']:.1f}, per plot x{growth['time_per_plot_ratio']:.2f}, "
+                      f"time ~ N^{growth['exponent_time_vs_targets']:.2f}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--targets", type=int, nargs="+", default=[1000, 10000])
+    ap.add_argument("--duration", type=float, default=150.0, help="simulated seconds")
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--batch-s", type=float, default=1.0)
+    ap.add_argument("--no-snapshot", action="store_true", help="skip the per-batch snapshot")
+    ap.add_argument("--in-process", action="store_true", help="no subprocess per scale")
+    ap.add_argument("--quick", action="store_true", help="small version: 100 and 300 targets, 30 s")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--no-table", action="store_true")
+    ap.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.worker is not None:
+        _worker(args)
+        return {}
+    if args.quick:
+        args.targets, args.duration = [100, 300], 30.0
+    from bench_tracker_stonesoup import machine_info
+
+    runs = []
+    for n in args.targets:
+        if args.in_process:
+            runs.append(run_scale(n, args.seed, args.duration, args.batch_s, not args.no_snapshot))
+        else:
+            runs.append(_run_subprocess(n, args))
+    growth = _growth(runs)
+    result = dict(
+        benchmark="tracker_scale",
+        timestamp_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=" ".join(["python", "bench/bench_tracker_scale.py",
+                          *(argv if argv is not None else sys.argv[1:])]),
+        machine=dict(machine_info(), threads="OMP/OPENBLAS/MKL_NUM_THREADS=1",
+                     isolation="subprocess per scale" if not args.in_process else "in-process"),
+        generator="bench/scenarios_cv.py:make_radar_network_scenario (siap.simulation not used)",
+        measurement=("Tracker.process per batch of --batch-s of time-sorted plots, then "
+                     "snapshot(batch end); latency = both; plots/s = plots / sum of latencies; "
+                     "steady = from the batch after 30 s (start-up excluded); RSS = ru_maxrss"),
+        runs=runs,
+        growth=growth,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    if not args.no_table:
+        _print_table(runs, growth)
+        print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,494 @@
+"""Side-by-side tracker benchmark: siap against Stone Soup on the same detections.
+
+Scenario (see ``scenarios_cv.make_cv_scenario``): 100 km x 100 km, N nearly-constant-velocity
+targets at 100-250 m/s with random headings (every target stays inside the area for the whole
+run), 1 s scans, 100 scans, 2D Cartesian position detections with 50 m noise per axis, Pd 0.9,
+Poisson clutter 5 per scan uniform over the area. Inputs are generated once per (N, seed) and
+fed to every tracker.
+
+Trackers:
+
+* ``stonesoup-gnn``: ``MultiTargetTracker`` + ``DetectionKDTreeGNN2D`` (kd-tree pre-gating,
+  then a 2D assignment on Mahalanobis distances from a ``DistanceHypothesiser``).
+* ``stonesoup-jpda``: ``MultiTargetMixtureTracker`` + ``JPDAwithEHM`` (exact JPDA marginals by
+  efficient hypothesis management) on ``PDAHypothesiser`` hypotheses, pre-gated with Stone
+  Soup's own ``DetectionKDTreeMixIn`` (the same composition Stone Soup uses for
+  ``KDTreeJPDA``); at large N its scans are bounded (``--jpda-max-scans``) and it is compared
+  per scan against the other trackers' times over the same scans.
+* ``siap``: ``siap.tracking.Tracker`` fed the same detections as ``ADSB`` position plots
+  (no identity: ``mode_s_address = -1``), streaming one scan per ``process`` call.
+
+All share: CV model with q equal to the truth's, 50 m measurement noise, the same track
+confirmation rule idea (Stone Soup: ``MultiMeasurementInitiator`` with ``min_points``).
+Timing excludes data generation and the conversion of detections into each tracker's input
+objects; it includes producing the track set of each scan. GOSPA (c = 500 m, p = 1,
+alpha = 2, 2D position) is computed by the same function (``scenarios_cv.gospa``, checked
+against Stone Soup's ``GOSPAMetric`` in the tests) for every tracker and averaged over scans.
+
+Run: ``python bench/bench_tracker_stonesoup.py [--seeds 1 2 3] [--n 10 50 200] [--quick]``.
+Writes ``bench/results/tracker_vs_stonesoup.json`` (``--out`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import numpy as np  # noqa: E402
+
+import scenarios_cv as sc  # noqa: E402
+from siap import geo  # noqa: E402
+from siap.records import TrackStatus  # noqa: E402
+
+ORIGIN = geo.LocalFrame(35.0, 135.0, 0.0)
+ALT_M = 10_000.0
+GOSPA_C_M = 500.0
+GOSPA_P = 1.0
+DEFAULT_OUT = HERE / "results" / "tracker_vs_stonesoup.json"
+
+
+# ------------------------------------------------------------------------------------------
+# Machine description (shared with the scale benchmark)
+# ------------------------------------------------------------------------------------------
+
+
+def machine_info() -> dict:
+    cpu = ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = dict(
+        platform=platform.platform(),
+        cpu_model=cpu or platform.processor(),
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        numpy=np.__version__,
+    )
+    try:
+        import stonesoup
+
+        info["stonesoup"] = stonesoup.__version__
+    except Exception:  # pragma: no cover - optional
+        info["stonesoup"] = None
+    try:
+        import siap
+
+        info["siap"] = siap.__version__
+    except Exception:  # pragma: no cover
+        info["siap"] = None
+    return info
+
+
+# ------------------------------------------------------------------------------------------
+# Stone Soup
+# ------------------------------------------------------------------------------------------
+
+
+def _stonesoup_parts(scn: sc.CVScenario, vel_sd_mps: float):
+    from stonesoup.models.measurement.linear import LinearGaussian
+    from stonesoup.models.transition.linear import (
+        CombinedLinearGaussianTransitionModel,
+        ConstantVelocity,
+    )
+    from stonesoup.predictor.kalman import KalmanPredictor
+    from stonesoup.types.array import CovarianceMatrix, StateVector
+    from stonesoup.types.state import GaussianState
+    from stonesoup.updater.kalman import KalmanUpdater
+
+    transition = CombinedLinearGaussianTransitionModel(
+        [ConstantVelocity(scn.q), ConstantVelocity(scn.q)]
+    )
+    meas = LinearGaussian(
+        ndim_state=4, mapping=(0, 2), noise_covar=CovarianceMatrix(np.diag([scn.sigma_m**2] * 2))
+    )
+    predictor = KalmanPredictor(transition)
+    updater = KalmanUpdater(meas)
+    # Position comes from the first detection (SimpleMeasurementInitiator maps it); velocity
+    # is unknown: zero mean, sd covering the target speeds.
+    prior = GaussianState(
+        StateVector([0.0, 0.0, 0.0, 0.0]),
+        CovarianceMatrix(np.diag([0.0, vel_sd_mps**2, 0.0, vel_sd_mps**2])),
+    )
+    return transition, meas, predictor, updater, prior
+
+
+def _make_initiator(meas, predictor, updater, prior, gate, kd_max_m, min_points):
+    from stonesoup.dataassociator.tree import DetectionKDTreeGNN2D
+    from stonesoup.deleter.time import UpdateTimeStepsDeleter
+    from stonesoup.hypothesiser.distance import DistanceHypothesiser
+    from stonesoup.initiator.simple import MultiMeasurementInitiator
+    from stonesoup.measures import Mahalanobis
+
+    hyp = DistanceHypothesiser(predictor, updater, measure=Mahalanobis(), missed_distance=gate)
+    assoc = DetectionKDTreeGNN2D(hyp, predictor, updater, max_distance=kd_max_m)
+    return MultiMeasurementInitiator(
+        prior_state=prior,
+        measurement_model=meas,
+        deleter=UpdateTimeStepsDeleter(time_steps_since_update=2),
+        data_associator=assoc,
+        updater=updater,
+        min_points=min_points,
+    )
+
+
+def build_stonesoup(kind: str, scn: sc.CVScenario, tuning: dict):
+    """A Stone Soup tracker of ``kind`` ('gnn' or 'jpda') for the scenario, fed by a list."""
+    from stonesoup.dataassociator.probability import JPDAwithEHM
+    from stonesoup.dataassociator.tree import DetectionKDTreeGNN2D, DetectionKDTreeMixIn
+    from stonesoup.deleter.time import UpdateTimeStepsDeleter
+    from stonesoup.hypothesiser.distance import DistanceHypothesiser
+    from stonesoup.hypothesiser.probability import PDAHypothesiser
+    from stonesoup.measures import Mahalanobis
+    from stonesoup.tracker.simple import MultiTargetMixtureTracker, MultiTargetTracker
+
+    _, meas, predictor, updater, prior = _stonesoup_parts(scn, tuning["vel_sd_mps"])
+    initiator = _make_initiator(
+        meas, predictor, updater, prior, tuning["gate"], tuning["kd_max_m"], tuning["min_points"]
+    )
+    deleter = UpdateTimeStepsDeleter(time_steps_since_update=tuning["delete_after_misses"])
+    if kind == "gnn":
+        hyp = DistanceHypothesiser(
+            predictor, updater, measure=Mahalanobis(), missed_distance=tuning["gate"]
+        )
+        assoc = DetectionKDTreeGNN2D(hyp, predictor, updater, max_distance=tuning["kd_max_m"])
+        cls = MultiTargetTracker
+    elif kind == "jpda":
+
+        class KDTreeJPDAwithEHM(DetectionKDTreeMixIn, JPDAwithEHM):
+            """kd-tree pre-gating in front of JPDAwithEHM (as stonesoup's KDTreeJPDA)."""
+
+        clutter_density = scn.clutter_per_scan / scn.area_m**2
+        hyp = PDAHypothesiser(
+            predictor,
+            updater,
+            clutter_spatial_density=clutter_density,
+            prob_detect=scn.pd,
+            prob_gate=tuning["prob_gate"],
+        )
+        assoc = KDTreeJPDAwithEHM(
+            hypothesiser=hyp, predictor=predictor, updater=updater, max_distance=tuning["kd_max_m"]
+        )
+        cls = MultiTargetMixtureTracker
+    else:
+        raise ValueError(f"unknown Stone Soup tracker {kind!r}")
+    return cls(initiator=initiator, deleter=deleter, detector=[], data_associator=assoc,
+               updater=updater), meas
+
+
+def _stonesoup_inputs(scn: sc.CVScenario, meas) -> list:
+    from stonesoup.types.detection import Detection
+
+    t0 = _dt.datetime.fromtimestamp(scn.times_s[0], tz=_dt.timezone.utc).replace(tzinfo=None)
+    out = []
+    for k, sl in enumerate(scn.scan_slices()):
+        ts = t0 + _dt.timedelta(seconds=float(scn.times_s[k] - scn.times_s[0]))
+        dets = {
+            Detection(xy.reshape(2, 1), timestamp=ts, measurement_model=meas)
+            for xy in scn.det_xy[sl]
+        }
+        out.append((ts, dets))
+    return out
+
+
+STONESOUP_TUNING = dict(
+    # Mahalanobis gate (not squared) for the DistanceHypothesiser: 3 sd.
+    gate=3.0,
+    # kd-tree pre-gate radius (m) in measurement space; larger than any 3-sd gate here.
+    kd_max_m=1_500.0,
+    # prior velocity sd per axis for one-point initiation (speeds up to 250 m/s).
+    vel_sd_mps=150.0,
+    # detections needed in the holding (tentative) track before release as a track.
+    min_points=3,
+    # consecutive scans without an update before deletion (Pd 0.9: 0.1^4 = 1e-4 per scan).
+    delete_after_misses=4,
+    # JPDA gate probability of the PDAHypothesiser.
+    prob_gate=0.9999,
+)
+
+
+def run_stonesoup(kind: str, scn: sc.CVScenario, max_scans: int | None = None,
+                  tuning: dict | None = None) -> dict:
+    tuning = dict(STONESOUP_TUNING, **(tuning or {}))
+    tracker, meas = build_stonesoup(kind, scn, tuning)
+    inputs = _stonesoup_inputs(scn, meas)
+    if max_scans is not None:
+        inputs = inputs[:max_scans]
+    per_scan = np.empty(len(inputs))
+    gospas, n_tracks, ids = [], [], set()
+    n_det = 0
+    for k, (ts, dets) in enumerate(inputs):
+        t = time.perf_counter()
+        _, tracks = tracker.update_tracker(ts, dets)
+        per_scan[k] = time.perf_counter() - t
+        n_det += len(dets)
+        xy = (
+            np.array([[float(tr.state_vector[0, 0]), float(tr.state_vector[2, 0])] for tr in tracks])
+            if tracks
+            else np.zeros((0, 2))
+        )
+        gospas.append(sc.gospa(xy, scn.truth_xy[k], c=GOSPA_C_M, p=GOSPA_P))
+        n_tracks.append(len(tracks))
+        ids.update(tr.id for tr in tracks)
+    return _summarise(f"stonesoup-{kind}", scn, per_scan, n_det, gospas, n_tracks, len(ids),
+                      dict(tuning=tuning))
+
+
+# ------------------------------------------------------------------------------------------
+# siap
+# ------------------------------------------------------------------------------------------
+
+
+def siap_available() -> bool:
+    try:
+        from siap.tracking import Tracker, TrackerConfig  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def siap_config(scn: sc.CVScenario, overrides: dict | None = None):
+    """siap's TrackerConfig for the benchmark: its defaults, the frame origin, and (where the
+    config has such a field) process noise equal to the truth's, as Stone Soup gets."""
+    from siap.tracking import TrackerConfig
+
+    fields = set(TrackerConfig.model_fields)
+    kw: dict = dict(origin_lat_deg=ORIGIN.lat_deg, origin_lon_deg=ORIGIN.lon_deg, origin_alt_m=0.0)
+    for name in ("q", "process_noise_q", "cv_q", "q_cv", "accel_psd_m2ps3", "q_m2ps3"):
+        if name in fields:
+            kw[name] = scn.q
+            break
+    kw.update(overrides or {})
+    return TrackerConfig(**kw)
+
+
+def run_siap(scn: sc.CVScenario, max_scans: int | None = None, overrides: dict | None = None) -> dict:
+    from siap.tracking import Tracker
+
+    plots = sc.detections_to_plots(scn, ORIGIN, alt_m=ALT_M)
+    edges = np.searchsorted(plots["time_s"], scn.times_s, side="left")
+    edges = np.append(edges, len(plots))
+    batches = [plots[edges[k]:edges[k + 1]] for k in range(scn.n_scans)]
+    if max_scans is not None:
+        batches = batches[:max_scans]
+    cfg = siap_config(scn, overrides)
+    trk = Tracker(cfg)
+    per_scan = np.empty(len(batches))
+    gospas, n_tracks, ids = [], [], set()
+    n_det = 0
+    shown = (int(TrackStatus.CONFIRMED), int(TrackStatus.COASTING))
+    for k, batch in enumerate(batches):
+        t = time.perf_counter()
+        trk.process(batch)
+        snap = trk.snapshot(float(scn.times_s[k]))
+        per_scan[k] = time.perf_counter() - t
+        n_det += len(batch)
+        snap = snap[np.isin(snap["status"], shown)]
+        xy = sc.ecef_to_local_xy(snap["pos_ecef_m"], ORIGIN)
+        gospas.append(sc.gospa(xy, scn.truth_xy[k], c=GOSPA_C_M, p=GOSPA_P))
+        n_tracks.append(len(snap))
+        ids.update(snap["track_id"].tolist())
+    extra = dict(config=cfg.model_dump(mode="json"))
+    try:
+        extra["stats"] = json.loads(json.dumps(trk.stats, default=str))
+    except Exception:
+        pass
+    return _summarise("siap", scn, per_scan, n_det, gospas, n_tracks, len(ids), extra)
+
+
+# ------------------------------------------------------------------------------------------
+# Summaries
+# ------------------------------------------------------------------------------------------
+
+
+def _summarise(name, scn, per_scan, n_det, gospas, n_tracks, n_ids, extra) -> dict:
+    g = np.array([x["distance"] for x in gospas])
+    return dict(
+        tracker=name,
+        n_targets=scn.n_targets,
+        seed=scn.seed,
+        n_scans_run=len(per_scan),
+        n_scans_scenario=scn.n_scans,
+        detections=int(n_det),
+        wall_s=float(per_scan.sum()),
+        per_scan_ms_mean=float(1e3 * per_scan.mean()),
+        per_scan_ms_p50=float(1e3 * np.median(per_scan)),
+        per_scan_ms_max=float(1e3 * per_scan.max()),
+        detections_per_s=float(n_det / per_scan.sum()),
+        gospa_mean=float(g.mean()),
+        gospa_localisation_mean=float(np.mean([x["localisation"] for x in gospas])),
+        gospa_missed_mean=float(np.mean([x["missed"] for x in gospas])),
+        gospa_false_mean=float(np.mean([x["false"] for x in gospas])),
+        gospa_mean_last_half=float(g[len(g) // 2:].mean()),
+        n_tracks_mean=float(np.mean(n_tracks)),
+        n_tracks_final=int(n_tracks[-1]),
+        n_track_ids=int(n_ids),
+        per_scan_ms=[round(1e3 * x, 3) for x in per_scan],
+        gospa_per_scan=[round(float(x), 2) for x in g],
+        **extra,
+    )
+
+
+def _compare(runs: list[dict]) -> list[dict]:
+    """Speed ratios siap vs each Stone Soup tracker, per (N, seed), over the common scans."""
+    out = []
+    by_key: dict = {}
+    for r in runs:
+        by_key.setdefault((r["n_targets"], r["seed"]), {})[r["tracker"]] = r
+    for (n, seed), group in sorted(by_key.items()):
+        s = group.get("siap")
+        if s is None:
+            continue
+        for name, r in group.items():
+            if name == "siap":
+                continue
+            k = min(r["n_scans_run"], s["n_scans_run"])
+            t_ss = float(np.mean(r["per_scan_ms"][:k]))
+            t_si = float(np.mean(s["per_scan_ms"][:k]))
+            out.append(dict(
+                n_targets=n, seed=seed, versus=name, scans_compared=k,
+                per_scan_ms_stonesoup=t_ss, per_scan_ms_siap=t_si,
+                speedup_siap_over_stonesoup=t_ss / t_si if t_si > 0 else None,
+                gospa_stonesoup=float(np.mean(r["gospa_per_scan"][:k])),
+                gospa_siap=float(np.mean(s["gospa_per_scan"][:k])),
+            ))
+    return out
+
+
+def _aggregate(runs: list[dict]) -> list[dict]:
+    """Mean over seeds per (tracker, N)."""
+    groups: dict = {}
+    for r in runs:
+        groups.setdefault((r["tracker"], r["n_targets"]), []).append(r)
+    keys = ["per_scan_ms_mean", "detections_per_s", "gospa_mean", "gospa_localisation_mean",
+            "gospa_missed_mean", "gospa_false_mean", "n_tracks_mean", "n_track_ids"]
+    out = []
+    for (name, n), rs in sorted(groups.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        row = dict(tracker=name, n_targets=n, seeds=[r["seed"] for r in rs],
+                   n_scans_run=int(min(r["n_scans_run"] for r in rs)))
+        for k in keys:
+            row[k] = float(np.mean([r[k] for r in rs]))
+        out.append(row)
+    return out
+
+
+def _print_table(summary: list[dict], ratios: list[dict]) -> None:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:  # pragma: no cover
+        for row in summary:
+            print(row)
+        return
+    t = Table(title="Tracker benchmark: siap vs Stone Soup (means over seeds)")
+    for col in ("tracker", "N", "scans", "ms/scan", "det/s", "GOSPA", "loc", "miss", "false",
+                "tracks", "ids"):
+        t.add_column(col, justify="right" if col != "tracker" else "left")
+    for r in summary:
+        t.add_row(r["tracker"], str(r["n_targets"]), str(r["n_scans_run"]),
+                  f"{r['per_scan_ms_mean']:.2f}", f"{r['detections_per_s']:.0f}",
+                  f"{r['gospa_mean']:.0f}", f"{r['gospa_localisation_mean']:.0f}",
+                  f"{r['gospa_missed_mean']:.0f}", f"{r['gospa_false_mean']:.0f}",
+                  f"{r['n_tracks_mean']:.1f}", f"{r['n_track_ids']:.0f}")
+    console = Console(width=max(Console().width, 130))
+    console.print(t)
+    if ratios:
+        t2 = Table(title="siap speed-up over Stone Soup (per-scan time, same scans)")
+        for col in ("N", "seed", "versus", "scans", "SS ms/scan", "siap ms/scan", "speed-up",
+                    "GOSPA SS", "GOSPA siap"):
+            t2.add_column(col, justify="right")
+        for r in ratios:
+            t2.add_row(str(r["n_targets"]), str(r["seed"]), r["versus"], str(r["scans_compared"]),
+                       f"{r['per_scan_ms_stonesoup']:.2f}", f"{r['per_scan_ms_siap']:.2f}",
+                       f"{r['speedup_siap_over_stonesoup']:.1f}x", f"{r['gospa_stonesoup']:.0f}",
+                       f"{r['gospa_siap']:.0f}")
+        console.print(t2)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1])
+    ap.add_argument("--n", type=int, nargs="+", default=[10, 50, 200], help="target counts")
+    ap.add_argument("--scans", type=int, default=100)
+    ap.add_argument("--trackers", nargs="+", default=["stonesoup-gnn", "stonesoup-jpda", "siap"])
+    ap.add_argument("--jpda-max-scans", type=int, nargs="*", default=["200:30"],
+                    help="N:scans caps for JPDA, e.g. 200:30 (JPDA at N >= 200 runs 30 scans)")
+    ap.add_argument("--quick", action="store_true", help="small version (tests): N 5 and 15, 15 scans")
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    ap.add_argument("--no-table", action="store_true")
+    args = ap.parse_args(argv if argv is not None else sys.argv[1:])
+    if args.quick:
+        args.n, args.scans = [5, 15], 15
+    caps = sorted((int(a), int(b)) for a, b in (str(c).split(":") for c in args.jpda_max_scans))
+
+    def jpda_cap(n: int) -> int | None:
+        cap = None
+        for n_min, scans in caps:
+            if n >= n_min:
+                cap = scans
+        return cap
+
+    trackers = list(args.trackers)
+    notes = []
+    if "siap" in trackers and not siap_available():
+        trackers.remove("siap")
+        notes.append("siap.tracking not importable: siap not run")
+    runs = []
+    for n in args.n:
+        for seed in args.seeds:
+            scn = sc.make_cv_scenario(n, seed, n_scans=args.scans)
+            for name in trackers:
+                if name == "siap":
+                    runs.append(run_siap(scn))
+                elif name.startswith("stonesoup-"):
+                    kind = name.split("-", 1)[1]
+                    cap = jpda_cap(n) if kind == "jpda" else None
+                    if cap is not None and cap < scn.n_scans:
+                        notes.append(f"stonesoup-jpda at N={n} ran the first {cap} of {scn.n_scans} scans")
+                    runs.append(run_stonesoup(kind, scn, max_scans=cap))
+                else:
+                    raise SystemExit(f"--trackers: unknown tracker {name!r}")
+    summary = _aggregate(runs)
+    ratios = _compare(runs)
+    result = dict(
+        benchmark="tracker_vs_stonesoup",
+        timestamp_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=" ".join(["python", "bench/bench_tracker_stonesoup.py", *(argv if argv is not None else sys.argv[1:])]),
+        machine=machine_info(),
+        scenario=dict(area_m=100_000.0, n_scans=args.scans, dt_s=1.0, speed_mps=[100, 250],
+                      q_m2ps3=0.5, sigma_m=50.0, pd=0.9, clutter_per_scan=5.0,
+                      origin_lat_lon_deg=[ORIGIN.lat_deg, ORIGIN.lon_deg], alt_m=ALT_M,
+                      generator="bench/scenarios_cv.py:make_cv_scenario"),
+        gospa=dict(c_m=GOSPA_C_M, p=GOSPA_P, alpha=2, space="2D position",
+                   function="bench/scenarios_cv.py:gospa", averaged="mean over scans"),
+        timing=("tracker wall time per scan (perf_counter), excluding data generation and input "
+                "conversion; includes producing each scan's track set. siap output: tracks with "
+                "status CONFIRMED or COASTING; Stone Soup: the tracker's track set"),
+        notes=notes,
+        summary=summary,
+        speed_ratios=ratios,
+        runs=runs,
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1))
+    if not args.no_table:
+        _print_table(summary, ratios)
+        print(f"wrote {args.out}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
