@@ -1,0 +1,648 @@
+"""The coalition track-to-track fuser: associates the local tracks that partners share and fuses
+each associated group into one coalition track with a coalition track number (CTN).
+
+Federated mode: every recipient partner runs its own :class:`TrackFuser` over the local tracks
+releasable to it. The fuser is therefore a pure, deterministic function of its input stream
+(the sequence of ``update`` calls): it keeps no global counters, uses no randomness or wall
+clock, and sorts every batch by (partner, track_id) before use, so the same inputs in any row
+order give bit-for-bit identical outputs. See docs/fusion.md for the design and its guarantees.
+
+Association works on pairs of local tracks of *different* partners. A local track's identity is
+(partner, track_id); one partner never contributes two local tracks to one fused track (its own
+tracker already fused its sensors: two local tracks of one partner are two objects in that
+partner's view, or a hand-over that its tracker resolves). Per update:
+
+1. ingest: validate, de-duplicate, keep the newest state of each local track; drop tracks that
+   are DELETED or older than ``max_age_s``;
+2. predict every local track to the fusion time (CV, :func:`siap.fusion.estimation.predict_cv`);
+3. candidate pairs from a k-d tree (conservative radius from the covariance trace) plus pairs
+   that share a Mode S address; test ``d^2 = dx^T (P_i + P_j)^-1 dx`` against the chi-square
+   gate; a Mode S match passes whatever the gate, a Mode S mismatch is a hard fail;
+4. per-pair hysteresis counters (consecutive passes, consecutive fails);
+5. split: a contributor whose pairs with the rest of its fused track have all failed
+   ``dissociate_after`` times in a row leaves it; the largest still-linked group keeps the CTN
+   (ties: the group holding the most senior contributor), the others found new fused tracks;
+6. every local track not in a fused track founds one (a singleton: an object seen by one
+   partner is still in the coalition picture);
+7. merge: two fused tracks whose cross pairs have *all* passed ``associate_after`` times in a
+   row, with disjoint partner sets and no conflicting Mode S address, are merged, the older
+   keeping its CTN; when more than two fused tracks contend in one cluster the merges are chosen
+   by a 2-D assignment (``scipy.optimize.linear_sum_assignment``) over the cluster;
+8. fuse each fused track's contributors by covariance intersection and emit TRACK_DTYPE rows.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.spatial import cKDTree
+
+from siap import records
+from siap.errors import InputError
+from siap.geo import ecef_to_geodetic
+
+from .config import FusionConfig
+from .ctn import (
+    LOCAL_ID_BITS,
+    MAX_GENERATION,
+    MAX_LOCAL_ID,
+    PARTNER_SHIFT,
+    decode_ctn,
+    local_key,
+    valid_partner,
+)
+from .estimation import fuse_stack, pair_statistic, predict_cv
+
+__all__ = ["TrackFuser", "same_label_or_empty", "format_sources"]
+
+log = logging.getLogger(__name__)
+
+_SOURCES_LEN = records.TRACK_DTYPE["sources"].itemsize // 4
+_LABEL_LEN = records.TRACK_DTYPE["label"].itemsize // 4
+_BIG = 1e12
+_PASS_CAP = 1 << 30
+_STATUS_RANK = {  # higher wins when contributors disagree
+    int(records.TrackStatus.TENTATIVE): 0,
+    int(records.TrackStatus.COASTING): 1,
+    int(records.TrackStatus.CONFIRMED): 2,
+}
+
+
+def same_label_or_empty(labels: list[str]) -> str:
+    """Default label combiner: the common label if all contributors carry the same one, else ""."""
+    first = labels[0]
+    return first if all(lab == first for lab in labels) else ""
+
+
+def format_sources(items: Sequence[tuple[str, int]], width: int = _SOURCES_LEN) -> str:
+    """``"JPN:12,USA:7"``; if it does not fit in ``width`` characters, as many whole entries as
+    fit followed by ``"+"``."""
+    parts = [f"{p}:{t}" for p, t in items]
+    text = ",".join(parts)
+    if len(text) <= width:
+        return text
+    out = ""
+    for part in parts:
+        cand = part if not out else out + "," + part
+        if len(cand) + 1 > width:
+            break
+        out = cand
+    return out + "+"
+
+
+def _majority(values: list, empty) -> object:
+    """Most frequent non-empty value; ties go to the value met first (contributor order)."""
+    counts: dict = {}
+    for v in values:
+        if v != empty:
+            counts[v] = counts.get(v, 0) + 1
+    if not counts:
+        return empty
+    best = max(counts.values())
+    for v in values:
+        if v != empty and counts[v] == best:
+            return v
+    return empty  # unreachable
+
+
+class TrackFuser:
+    """Track-to-track association and covariance-intersection fusion of partners' local tracks.
+
+    Parameters
+    ----------
+    config:
+        :class:`FusionConfig`; defaults are used when omitted.
+    combine_labels:
+        ``labels -> label`` for a fused track, called with the contributors' labels in
+        (partner, track_id) order. The coalition wiring passes ``siap.sharing``'s combine (as
+        ``lambda ls: str(combine(ls))``). Default: the common label if all are equal, else "".
+        A fused track whose label cannot be combined (the callable raises) or does not fit the
+        64-character field is withheld from the output and counted in :attr:`dropped`.
+    """
+
+    def __init__(
+        self,
+        config: FusionConfig | None = None,
+        combine_labels: Callable[[list[str]], str] | None = None,
+    ) -> None:
+        self.config = config if config is not None else FusionConfig()
+        self._combine = combine_labels if combine_labels is not None else same_label_or_empty
+        self._gamma = self.config.gate_threshold
+        # local track store, sorted by key; one row per live local track
+        self._store = records.empty_tracks(0)
+        self._key = np.zeros(0, np.int64)
+        self._first_seen = np.zeros(0)
+        self._ctn = np.zeros(0, np.int64)  # fused track each local track is in (-1: none)
+        self._join = np.zeros(0)  # time it joined that fused track
+        # fused tracks: ctn -> (birth_time_s, founder_first_seen_s)
+        self._fused: dict[int, tuple[float, float]] = {}
+        # pair hysteresis: (key_a, key_b), key_a < key_b -> (consecutive passes, consecutive fails)
+        self._pairs: dict[tuple[int, int], tuple[int, int]] = {}
+        self._last_time = -np.inf
+        #: rows dropped or withheld, by reason (cumulative)
+        self.dropped: Counter[str] = Counter()
+        #: sizes from the last update (local tracks, candidate pairs, fused tracks)
+        self.last_stats: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def update(self, local_tracks: np.ndarray, time_s: float) -> np.ndarray:
+        """Ingest a batch of local-track snapshots and return the coalition picture at ``time_s``.
+
+        ``local_tracks`` is a TRACK_DTYPE array (any number of rows, any partners, any order);
+        local tracks absent from the batch keep their last state until ``max_age_s``.
+        Returns one TRACK_DTYPE row per fused track, sorted by CTN (``track_id``), with
+        ``partner = ""`` and ``sources = "JPN:12,USA:7"``.
+        Raises :class:`~siap.errors.InputError` for a wrong dtype or a time that goes backwards;
+        bad rows are dropped and counted in :attr:`dropped`.
+        """
+        time_s = float(time_s)
+        if not np.isfinite(time_s):
+            raise InputError(f"TrackFuser.update: time_s: expected a finite Unix time, got {time_s}")
+        if time_s < self._last_time:
+            raise InputError(
+                f"TrackFuser.update: time_s: expected >= previous update time {self._last_time}, got {time_s}"
+            )
+        arr = np.asarray(local_tracks)
+        if arr.dtype != records.TRACK_DTYPE:
+            raise InputError(
+                f"TrackFuser.update: local_tracks: expected a records.TRACK_DTYPE array, got dtype {arr.dtype}"
+            )
+        arr = arr.reshape(-1)
+        before = sum(self.dropped.values())
+        rows, keys = self._clean(arr)
+        self._ingest(rows, keys, time_s)
+        x, P = self._predict(time_s)
+        a, b, d2, passed, match, conflict = self._candidates(x, P)
+        d2_of = self._update_pairs(a, b, d2, passed, match, conflict)
+        self._split(time_s)
+        self._found_singletons(time_s)
+        self._merge(time_s, d2_of)
+        self._prune_pairs()
+        out = self._picture(time_s, x, P)
+        self._last_time = time_s
+        n_dropped = sum(self.dropped.values()) - before
+        if n_dropped:
+            log.warning("fusion t=%.3f: dropped/withheld %d rows; totals %s", time_s, n_dropped, dict(self.dropped))
+        self.last_stats = {
+            "local_tracks": len(self._key),
+            "candidate_pairs": len(a),
+            "fused_tracks": len(self._fused),
+        }
+        return out
+
+    def members(self) -> dict[int, list[tuple[str, int]]]:
+        """Current association: CTN -> contributors [(partner, track_id)] in (partner, id) order."""
+        out: dict[int, list[tuple[str, int]]] = {}
+        for k, c in zip(self._key.tolist(), self._ctn.tolist(), strict=True):
+            p, _, tid = decode_ctn(k)
+            out.setdefault(c, []).append((p, tid))
+        return dict(sorted(out.items()))
+
+    # ------------------------------------------------------------------ ingest
+
+    def _clean(self, arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Drop invalid rows (counted by reason); de-duplicate; sort by key."""
+        n = len(arr)
+        bad = np.zeros(n, dtype=bool)
+
+        def drop(mask: np.ndarray, reason: str) -> None:
+            new = mask & ~bad
+            if new.any():
+                self.dropped[reason] += int(new.sum())
+                bad[new] = True
+
+        if n == 0:
+            return arr, np.zeros(0, np.int64)
+        drop(~valid_partner(arr["partner"]), "bad_partner")
+        tid = arr["track_id"]
+        drop((tid < 0) | (tid > MAX_LOCAL_ID), "track_id_out_of_range")
+        drop(~np.isfinite(arr["time_s"]), "bad_time")
+        drop(~np.isin(arr["status"], list(_STATUS_RANK) + [int(records.TrackStatus.DELETED)]), "bad_status")
+        finite = (
+            np.isfinite(arr["pos_ecef_m"]).all(axis=1)
+            & np.isfinite(arr["vel_ecef_mps"]).all(axis=1)
+            & np.isfinite(arr["cov_ecef"]).all(axis=(1, 2))
+        )
+        drop(~finite, "non_finite_state")
+        idx = np.nonzero(~bad)[0]
+        if len(idx):
+            C = arr["cov_ecef"][idx]
+            scale = np.abs(C).max(axis=(1, 2))
+            asym = np.abs(C - np.swapaxes(C, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.maximum(scale, 1e-300)
+            eig_min = np.linalg.eigvalsh(0.5 * (C + np.swapaxes(C, 1, 2)))[:, 0]
+            not_pd = np.zeros(n, dtype=bool)
+            not_pd[idx] = asym | ~(eig_min > 0.0)
+            drop(not_pd, "cov_not_symmetric_positive_definite")
+        good = arr[~bad]
+        keys = local_key(good["partner"], good["track_id"]) if len(good) else np.zeros(0, np.int64)
+        if len(good) == 0:
+            return good, keys
+        # sort by key, then by time and content, so the survivor of duplicates does not depend
+        # on row order: the last row of each key wins
+        pos = good["pos_ecef_m"]
+        order = np.lexsort(
+            (
+                good["sources"],
+                good["label"],
+                good["callsign"],
+                good["mode_3a"],
+                good["mode_s_address"],
+                good["status"],
+                good["n_updates"],
+                pos[:, 2],
+                pos[:, 1],
+                pos[:, 0],
+                good["time_s"],
+                keys,
+            )
+        )
+        good, keys = good[order], keys[order]
+        last = np.ones(len(keys), dtype=bool)
+        last[:-1] = keys[:-1] != keys[1:]
+        if (~last).any():
+            self.dropped["duplicate_in_batch"] += int((~last).sum())
+        return good[last], keys[last]
+
+    def _ingest(self, rows: np.ndarray, keys: np.ndarray, time_s: float) -> None:
+        n_old = len(self._key)
+        if len(keys):
+            idx = np.searchsorted(self._key, keys)
+            idc = np.minimum(idx, max(n_old - 1, 0))
+            exists = (idx < n_old) & (self._key[idc] == keys) if n_old else np.zeros(len(keys), bool)
+            newer = np.zeros(len(keys), dtype=bool)
+            newer[exists] = rows["time_s"][exists] >= self._store["time_s"][idx[exists]]
+            stale = exists & ~newer
+            if stale.any():
+                self.dropped["older_than_stored"] += int(stale.sum())
+            self._store[idx[newer]] = rows[newer]
+            fresh = ~exists
+            if fresh.any():
+                store = np.concatenate([self._store, rows[fresh]])
+                key = np.concatenate([self._key, keys[fresh]])
+                first = np.concatenate([self._first_seen, rows["time_s"][fresh]])
+                ctn = np.concatenate([self._ctn, np.full(int(fresh.sum()), -1, np.int64)])
+                join = np.concatenate([self._join, np.full(int(fresh.sum()), np.nan)])
+                order = np.argsort(key, kind="stable")
+                self._store, self._key = store[order], key[order]
+                self._first_seen, self._ctn, self._join = first[order], ctn[order], join[order]
+        gone = (self._store["status"] == records.TrackStatus.DELETED) | (
+            time_s - self._store["time_s"] > self.config.max_age_s
+        )
+        if gone.any():
+            keep = ~gone
+            self._store, self._key = self._store[keep], self._key[keep]
+            self._first_seen, self._ctn, self._join = (
+                self._first_seen[keep],
+                self._ctn[keep],
+                self._join[keep],
+            )
+            live = set(self._ctn.tolist())
+            self._fused = {c: v for c, v in self._fused.items() if c in live}
+            # pair entries of removed tracks are removed by _update_pairs
+
+    # ------------------------------------------------------------------ association
+
+    def _predict(self, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+        st = self._store
+        x = np.concatenate([st["pos_ecef_m"], st["vel_ecef_mps"]], axis=1).reshape(-1, 6)
+        P = st["cov_ecef"].reshape(-1, 6, 6)
+        return predict_cv(x, P, time_s - st["time_s"], self.config.process_noise_mps2)
+
+    def _candidates(self, x: np.ndarray, P: np.ndarray):
+        """Candidate pairs (a < b, indices into the store) and their test results."""
+        n = len(x)
+        empty_i = np.zeros(0, np.int64)
+        if n < 2:
+            e = np.zeros(0, bool)
+            return empty_i, empty_i, np.zeros(0), e, e, e
+        pos = x[:, :3]
+        # d^2 <= gamma implies |dx|^2 <= gamma * lambda_max(P_i + P_j) <= 2 gamma max(tr_i, tr_j):
+        # a ball of radius sqrt(2 gamma tr_i) around each track finds every pair that can pass
+        tr = np.trace(P[:, :3, :3], axis1=1, axis2=2)
+        radius = np.sqrt(2.0 * self._gamma * tr)
+        tree = cKDTree(pos)
+        hits = tree.query_ball_point(pos, radius)
+        lens = np.fromiter((len(h) for h in hits), dtype=np.int64, count=n)
+        ii = np.repeat(np.arange(n, dtype=np.int64), lens)
+        jj = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=int(lens.sum()))
+        # pairs that share a Mode S address are candidates whatever their distance
+        ms = self._store["mode_s_address"].astype(np.int64)
+        known = np.nonzero(ms >= 0)[0]
+        if len(known) > 1:
+            s = known[np.argsort(ms[known], kind="stable")]
+            extra_i, extra_j = [], []
+            d = 1
+            while d < len(s):
+                same = ms[s[:-d]] == ms[s[d:]]
+                if not same.any():
+                    break
+                extra_i.append(s[:-d][same])
+                extra_j.append(s[d:][same])
+                d += 1
+            if extra_i:
+                ii = np.concatenate([ii, *extra_i])
+                jj = np.concatenate([jj, *extra_j])
+        a = np.minimum(ii, jj)
+        b = np.maximum(ii, jj)
+        partner = self._key >> PARTNER_SHIFT
+        keep = (a != b) & (partner[a] != partner[b])
+        code = np.unique(a[keep] * n + b[keep])
+        a, b = code // n, code % n
+        d2 = pair_statistic(x, P, a, b, self.config.gate_on_velocity)
+        ma, mb = ms[a], ms[b]
+        both = (ma >= 0) & (mb >= 0)
+        match = both & (ma == mb)
+        conflict = both & (ma != mb)
+        passed = ((d2 <= self._gamma) | match) & ~conflict
+        return a, b, d2, passed, match, conflict
+
+    def _update_pairs(self, a, b, d2, passed, match, conflict) -> dict[tuple[int, int], float]:
+        """Advance the consecutive pass/fail counters. Returns d^2 of this update's pairs
+        (0 for a Mode S match)."""
+        na = self.config.associate_after
+        nf = self.config.dissociate_after
+        ka = self._key[a].tolist()
+        kb = self._key[b].tolist()
+        cost = np.where(match, 0.0, d2).tolist()
+        old = self._pairs
+        new: dict[tuple[int, int], tuple[int, int]] = {}
+        d2_of: dict[tuple[int, int], float] = {}
+        for u, v, p, m, c, dd in zip(
+            ka, kb, passed.tolist(), match.tolist(), conflict.tolist(), cost, strict=True
+        ):
+            op, of = old.get((u, v), (0, 0))
+            if c:
+                st = (0, max(of + 1, nf))
+            elif p:
+                st = (min(op + 1, _PASS_CAP), 0)
+                if m:
+                    st = (max(st[0], na), 0)
+            else:
+                st = (0, of + 1)
+            new[(u, v)] = st
+            d2_of[(u, v)] = dd
+        ctn_of = dict(zip(self._key.tolist(), self._ctn.tolist(), strict=True))
+        for pair, (_, of) in old.items():
+            if pair not in new:
+                cu, cv = ctn_of.get(pair[0]), ctn_of.get(pair[1])
+                if cu is not None and cv is not None:
+                    new[pair] = (0, of + 1)
+        self._pairs = new
+        return d2_of
+
+    def _prune_pairs(self) -> None:
+        """Keep only pairs with a running pass streak or inside one fused track."""
+        ctn_of = dict(zip(self._key.tolist(), self._ctn.tolist(), strict=True))
+        self._pairs = {
+            pair: st
+            for pair, st in self._pairs.items()
+            if pair[0] in ctn_of
+            and pair[1] in ctn_of
+            and (st[0] > 0 or ctn_of[pair[0]] == ctn_of[pair[1]])
+        }
+
+    def _seniority(self, i: int) -> tuple[float, float, int]:
+        """Order of contributors inside a fused track: earliest joined, then first seen, then key."""
+        return (float(self._join[i]), float(self._first_seen[i]), int(self._key[i]))
+
+    def _fused_seniority(self, ctn: int) -> tuple[float, float, int]:
+        """Order of fused tracks: earliest born, then founder first seen, then CTN."""
+        birth, fs = self._fused[ctn]
+        return (birth, fs, ctn)
+
+    def _allocate(self, founder_index: int, time_s: float) -> int:
+        """A new CTN for a fused track founded by store row ``founder_index``."""
+        key = int(self._key[founder_index])
+        for g in range(MAX_GENERATION + 1):
+            ctn = key | (g << LOCAL_ID_BITS)
+            if ctn not in self._fused:
+                self._fused[ctn] = (time_s, float(self._first_seen[founder_index]))
+                return ctn
+        raise RuntimeError(f"no free CTN generation for local track key {key}")  # needs 256 live
+
+    def _groups(self) -> dict[int, list[int]]:
+        """ctn -> store indices of its contributors, in key order."""
+        out: dict[int, list[int]] = {}
+        for i, c in enumerate(self._ctn.tolist()):
+            if c >= 0:
+                out.setdefault(c, []).append(i)
+        return out
+
+    def _split(self, time_s: float) -> None:
+        nf = self.config.dissociate_after
+        keys = self._key.tolist()
+        for ctn, idx in sorted(self._groups().items()):
+            if len(idx) < 2:
+                continue
+            # components of the "still linked" relation (fewer than nf consecutive fails)
+            comp = {i: i for i in idx}
+
+            def find(i: int) -> int:
+                while comp[i] != i:
+                    i = comp[i]
+                return i
+
+            for s in range(len(idx)):
+                for t in range(s + 1, len(idx)):
+                    u, v = idx[s], idx[t]
+                    _, fails = self._pairs.get((keys[u], keys[v]), (0, 0))
+                    if fails < nf:
+                        ru, rv = find(u), find(v)
+                        if ru != rv:
+                            comp[max(ru, rv)] = min(ru, rv)
+            parts: dict[int, list[int]] = {}
+            for i in idx:
+                parts.setdefault(find(i), []).append(i)
+            if len(parts) == 1:
+                continue
+            groups = list(parts.values())
+            senior = {id(g): min(self._seniority(i) for i in g) for g in groups}
+            groups.sort(key=lambda g: (-len(g), senior[id(g)]))
+            for g in groups[1:]:
+                founder = min(g, key=lambda i: (float(self._first_seen[i]), int(self._key[i])))
+                new = self._allocate(founder, time_s)
+                for i in g:
+                    self._ctn[i] = new
+                    self._join[i] = time_s
+        live = set(self._ctn.tolist())
+        self._fused = {c: v for c, v in self._fused.items() if c in live}
+
+    def _found_singletons(self, time_s: float) -> None:
+        orphans = np.nonzero(self._ctn < 0)[0]
+        if len(orphans) == 0:
+            return
+        order = np.lexsort((self._key[orphans], self._first_seen[orphans]))
+        for i in orphans[order].tolist():
+            self._ctn[i] = self._allocate(i, time_s)
+            self._join[i] = time_s
+
+    def _compatible(self, f: list[int], g: list[int], d2_of) -> float | None:
+        """Merge cost of fused tracks with contributor lists f and g, or None if not allowed."""
+        keys = self._key
+        pf = {int(keys[i]) >> PARTNER_SHIFT for i in f}
+        pg = {int(keys[i]) >> PARTNER_SHIFT for i in g}
+        if pf & pg:
+            return None
+        ms = self._store["mode_s_address"]
+        addr = {int(ms[i]) for i in f + g if ms[i] >= 0}
+        if len(addr) > 1:
+            return None
+        na = self.config.associate_after
+        total = 0.0
+        for i in f:
+            for j in g:
+                pair = (int(keys[i]), int(keys[j])) if keys[i] < keys[j] else (int(keys[j]), int(keys[i]))
+                p, _ = self._pairs.get(pair, (0, 0))
+                if p < na:
+                    return None
+                total += d2_of[pair]
+        return total / (len(f) * len(g))
+
+    def _merge(self, time_s: float, d2_of) -> None:
+        na = self.config.associate_after
+        while True:
+            groups = self._groups()
+            ctn_of = dict(zip(self._key.tolist(), self._ctn.tolist(), strict=True))
+            linked: set[tuple[int, int]] = set()
+            for (u, v), (p, _) in self._pairs.items():
+                if p >= na:
+                    cu, cv = ctn_of.get(u), ctn_of.get(v)
+                    if cu is not None and cv is not None and cu != cv:
+                        linked.add((min(cu, cv), max(cu, cv)))
+            costs: dict[tuple[int, int], float] = {}
+            for cu, cv in sorted(linked):
+                c = self._compatible(groups[cu], groups[cv], d2_of)
+                if c is not None:
+                    costs[(cu, cv)] = c
+            if not costs:
+                return
+            # clusters of fused tracks joined by allowed merges
+            parent: dict[int, int] = {}
+
+            def find(c: int) -> int:
+                parent.setdefault(c, c)
+                while parent[c] != c:
+                    c = parent[c]
+                return c
+
+            for cu, cv in costs:
+                ru, rv = find(cu), find(cv)
+                if ru != rv:
+                    parent[max(ru, rv)] = min(ru, rv)
+            clusters: dict[int, list[int]] = {}
+            for c in sorted(parent):
+                clusters.setdefault(find(c), []).append(c)
+            merges: list[tuple[int, int]] = []  # (absorber, absorbed)
+            for nodes in clusters.values():
+                nodes = sorted(nodes, key=self._fused_seniority)
+                if len(nodes) == 2:
+                    merges.append((nodes[0], nodes[1]))
+                    continue
+                m = len(nodes)
+                C = np.full((m, m), _BIG)
+                for r in range(m):
+                    for s in range(r + 1, m):
+                        pair = (min(nodes[r], nodes[s]), max(nodes[r], nodes[s]))
+                        if pair in costs:
+                            C[r, s] = costs[pair]
+                rows, cols = linear_sum_assignment(C)
+                merges.extend(
+                    (nodes[r], nodes[s]) for r, s in zip(rows, cols, strict=True) if C[r, s] < _BIG
+                )
+            merges.sort(key=lambda rs: (self._fused_seniority(rs[0]), self._fused_seniority(rs[1])))
+            done = 0
+            absorbed: set[int] = set()
+            for senior, junior in merges:
+                if senior in absorbed or junior in absorbed:
+                    continue
+                groups = self._groups()
+                if self._compatible(groups[senior], groups[junior], d2_of) is None:
+                    continue
+                for i in groups[junior]:
+                    self._ctn[i] = senior
+                    self._join[i] = time_s
+                del self._fused[junior]
+                absorbed.add(junior)
+                done += 1
+            if done == 0:
+                return
+
+    # ------------------------------------------------------------------ output
+
+    def _picture(self, time_s: float, x: np.ndarray, P: np.ndarray) -> np.ndarray:
+        n = len(self._key)
+        if n == 0:
+            return records.empty_tracks(0)
+        order = np.lexsort((self._key, self._ctn))
+        ctn_sorted = self._ctn[order]
+        ctns, start, counts = np.unique(ctn_sorted, return_index=True, return_counts=True)
+        K, M = len(ctns), int(counts.max())
+        grp = np.repeat(np.arange(K), counts)
+        slot = np.arange(n) - start[grp]
+        xs = np.zeros((K, M, 6))
+        Ps = np.zeros((K, M, 6, 6))
+        mask = np.zeros((K, M), dtype=bool)
+        xs[grp, slot] = x[order]
+        Ps[grp, slot] = P[order]
+        mask[grp, slot] = True
+        xf, Pf = fuse_stack(xs, Ps, mask, self.config.method)
+
+        st = self._store[order]
+        out = records.empty_tracks(K)
+        out["time_s"] = time_s
+        out["track_id"] = ctns
+        out["pos_ecef_m"] = xf[:, :3]
+        out["vel_ecef_mps"] = xf[:, 3:]
+        out["cov_ecef"] = Pf
+        lat, lon, alt = ecef_to_geodetic(xf[:, :3])
+        out["lat_deg"], out["lon_deg"], out["alt_m"] = lat, lon, alt
+        mp = np.zeros((K, 2))
+        np.add.at(mp, grp, st["model_prob"].astype(np.float64))
+        out["model_prob"] = (mp / counts[:, None]).astype(np.float32)
+        nu = np.zeros(K, np.int64)
+        np.add.at(nu, grp, st["n_updates"].astype(np.int64))
+        out["n_updates"] = np.minimum(nu, np.iinfo(np.int32).max)
+        rank = np.vectorize(_STATUS_RANK.get, otypes=[np.int64])(st["status"].astype(np.int64))
+        best = np.full(K, -1, np.int64)
+        np.maximum.at(best, grp, rank)
+        inv_rank = {v: k for k, v in _STATUS_RANK.items()}
+        out["status"] = [inv_rank[r] for r in best.tolist()]
+        ms = np.full(K, records.NO_MODE_S, np.int64)
+        np.maximum.at(ms, grp, st["mode_s_address"].astype(np.int64))  # contributors never conflict
+        out["mode_s_address"] = ms
+        out["partner"] = ""
+
+        partners = st["partner"].tolist()
+        tids = st["track_id"].tolist()
+        labels = st["label"].tolist()
+        m3a = st["mode_3a"].tolist()
+        calls = [c.strip() for c in st["callsign"].tolist()]
+        keep = np.ones(K, dtype=bool)
+        label_out, sources_out, m3a_out, call_out = [], [], [], []
+        for k, (s0, cnt) in enumerate(zip(start.tolist(), counts.tolist(), strict=True)):
+            sl = slice(s0, s0 + cnt)
+            sources_out.append(format_sources(list(zip(partners[sl], tids[sl], strict=True))))
+            m3a_out.append(_majority(m3a[sl], records.NO_MODE_3A))
+            call_out.append(_majority(calls[sl], ""))
+            try:
+                lab = str(self._combine(list(labels[sl])))
+            except Exception as exc:  # a label that cannot be combined must not be released
+                log.warning("fusion: CTN %d withheld, labels %s not combinable: %s", int(ctns[k]), labels[sl], exc)
+                self.dropped["label_combine_failed"] += 1
+                keep[k] = False
+                lab = ""
+            if len(lab) > _LABEL_LEN:
+                self.dropped["label_too_long"] += 1
+                keep[k] = False
+                lab = ""
+            label_out.append(lab)
+        out["label"] = label_out
+        out["sources"] = sources_out
+        out["mode_3a"] = m3a_out
+        out["callsign"] = call_out
+        return out[keep]
