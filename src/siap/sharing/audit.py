@@ -252,7 +252,10 @@ def _check_sig(sig_b64: Any, node: Any, message: bytes, trust_store: TrustStore)
     if trusted is None:
         return f"signed by unknown node {node!r}"
     try:
-        trusted.public_key.verify(base64.b64decode(str(sig_b64), validate=True), message)
+        sig = base64.b64decode(str(sig_b64), validate=True)
+        if base64.b64encode(sig).decode("ascii") != sig_b64:
+            raise ValueError("non-canonical base64")
+        trusted.public_key.verify(sig, message)
     except (InvalidSignature, ValueError):
         return f"signature does not verify with the key of {node!r}"
     return None
@@ -295,6 +298,8 @@ def verify_audit_log(
             return bad(i, i, "entry is not canonical JSON (NaN/inf)")
         if entry["hash"] != recomputed:
             return bad(i, i, "hash does not match the entry's content: the entry was altered")
+        if canonical_json(entry) != line:
+            return bad(i, i, "entry is not written in canonical form: the line was altered")
         if trust_store is not None:
             why = _check_sig(entry.get("sig"), entry.get("node"), ENTRY_DOMAIN + bytes.fromhex(recomputed), trust_store)
             if why:

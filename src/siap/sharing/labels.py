@@ -240,7 +240,9 @@ def _parse_rel_to(body: str, text: str) -> frozenset[str]:
     items = body.split(",")
     out: set[str] = set()
     for i, raw in enumerate(items):
-        item = raw[1:] if i > 0 and raw.startswith(" ") else raw
+        if i > 0 and not raw.startswith(" "):
+            raise ValueError(f"malformed REL TO list {body!r} in label {text!r}; expected 'AAA, BBB, CCC'")
+        item = raw[1:] if i > 0 else raw
         if item == "" or item != item.strip():
             raise ValueError(f"malformed REL TO list {body!r} in label {text!r}; expected 'AAA, BBB, CCC'")
         _check_nation(item, f"label {text!r}")

@@ -75,7 +75,8 @@ class PartnerPolicy(BaseModel):
     @field_validator("clearance")
     @classmethod
     def _v_clearance(cls, v: str) -> str:
-        Classification.from_text(v)
+        if v not in {c.text for c in Classification}:
+            raise ValueError("a classification: one of " + ", ".join(c.text for c in Classification))
         return v
 
 
@@ -134,10 +135,15 @@ def _error_line(source: str, err: ValidationError) -> str:
         return f"{source}: {loc}: expected no such field (got unknown key)"
     if e["type"] == "missing":
         return f"{source}: {loc}: expected a value (got nothing: field is required)"
+    for prefix, repl in (("Input should be ", ""), ("String should have ", "a string with "), ("Dictionary should have ", "a mapping with ")):
+        if msg.startswith(prefix):
+            msg = repl + msg[len(prefix):]
     if not msg.startswith("partners."):
         got = e.get("input")
         got_s = repr(got) if not isinstance(got, dict | list) else type(got).__name__
-        return f"{source}: {loc}: expected {msg} (got {got_s})" if "(got" not in msg else f"{source}: {loc}: expected {msg}"
+        if "(got" in msg or got_s in msg:
+            return f"{source}: {loc}: expected {msg}"
+        return f"{source}: {loc}: expected {msg} (got {got_s})"
     field_path, _, rest = msg.partition(": ")
     return f"{source}: {field_path}: expected {rest}"
 
