@@ -560,12 +560,12 @@ class TrackFuser:
             for senior, junior in merges:
                 if senior in absorbed or junior in absorbed:
                     continue
-                groups = self._groups()
                 if self._compatible(groups[senior], groups[junior], d2_of) is None:
                     continue
                 for i in groups[junior]:
                     self._ctn[i] = senior
                     self._join[i] = time_s
+                groups[senior] = sorted(groups[senior] + groups.pop(junior))
                 del self._fused[junior]
                 absorbed.add(junior)
                 done += 1
