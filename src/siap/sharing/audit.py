@@ -30,6 +30,8 @@ fails; for a truncated tail it is the first missing seq):
 * the tail truncated: detected when the head file still records a later entry, or when a
   checkpoint (:class:`AuditHead`, e.g. one published to a peer) names an entry that is missing.
   With a trust store the head file is required and must be signed.
+* entries appended after the head file's last entry (by anyone but the writer): detected at the
+  first of them. (A writer that stops between writing an entry and its head shows the same.)
 
 Not detected: truncation together with restoring an *older* genuine head file (rollback) unless
 an external checkpoint newer than it is given; deletion of the whole log and head; anything done
@@ -328,4 +330,10 @@ def verify_audit_log(
             )
         if hashes[ck.seq] != ck.hash:
             return bad(ck.seq, ck.seq, f"hash differs from the {name}: the chain was rewritten")
+        if name == "head file" and ck.seq < n - 1:
+            return bad(
+                ck.seq + 1, ck.seq + 1,
+                f"{n - 1 - ck.seq} entries after the last one the head file records: appended by someone "
+                "other than the writer (or the writer stopped between writing the entry and the head)",
+            )
     return AuditVerification(True, n, None, f"{n} entries verified" + (" with signatures" if trust_store else ""))
