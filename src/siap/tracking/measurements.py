@@ -1,0 +1,333 @@
+"""Plot validation, conversion into the tracker frame and the measurement models (batched).
+
+Every plot becomes a uniform 3-vector measurement ``z`` with covariance ``R`` (3x3):
+
+* ``RADAR_3D``: ``z = (range_m, azimuth_rad, elevation_rad)`` measured in the sensor's own ENU
+  frame, ``h(x) = polar(T_s (p - s))`` where ``s`` is the sensor site and ``T_s`` the rotation
+  from the tracker ENU frame to the sensor ENU frame (Bar-Shalom, Li & Kirubarajan 2001,
+  *Estimation with Applications to Tracking and Navigation* (BLK), sec. 10.3.2: EKF with a polar
+  measurement; the Jacobian is that of eq. 10.3.2-3 extended to 3D).
+* ``RADAR_2D``: ``z = (range_m, azimuth_rad, alt_m)``; the third row is the Mode C altitude
+  ``h_3(x) = |p + (0, 0, R_c)| - R_e`` (height above a sphere of the local Gaussian radius
+  ``R_e`` through the origin, ``R_c = R_e + h_0``). Without Mode C the third row is switched
+  off: ``z_3 = h_3 = 0``, ``H_3 = 0``, ``R_33 = 1``, so it adds exactly nothing to the gain,
+  the Mahalanobis distance, or the likelihood ratio between IMM models.
+* ``ADSB``: the geodetic report converted to the tracker ENU frame, ``h(x) = p`` (linear),
+  with the reported ENU covariance rotated into the tracker frame: ``R = A C A^T``,
+  ``A = E_t E_p^T`` (``E`` = ECEF-to-ENU rotations at the tracker origin and at the report).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from siap.geo import LocalFrame, enu_rotation, geodetic_to_ecef
+from siap.records import MeasurementKind
+
+logger = logging.getLogger("siap.tracking")
+
+RADAR_3D = int(MeasurementKind.RADAR_3D)
+RADAR_2D = int(MeasurementKind.RADAR_2D)
+ADSB = int(MeasurementKind.ADSB)
+
+WGS84_A = 6_378_137.0
+WGS84_E2 = 6.694379990141317e-3
+
+
+def gaussian_radius_m(lat_deg: float) -> float:
+    """Gaussian mean radius of curvature sqrt(M N) of the WGS84 ellipsoid at a latitude (m)."""
+    s2 = np.sin(np.radians(lat_deg)) ** 2
+    return float(WGS84_A * np.sqrt(1.0 - WGS84_E2) / (1.0 - WGS84_E2 * s2))
+
+
+def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
+    """Boolean mask of usable plots and the count of rejected plots per reason.
+
+    Reasons: ``unknown_kind``, ``nan``, ``inf`` (a required field is NaN / infinite),
+    ``negative_range``, ``impossible_range`` (zero or beyond ``max_range_m``),
+    ``impossible_angle`` (|elevation| > 90 deg), ``impossible_position`` (latitude beyond 90 deg,
+    altitude outside [min_altitude_m, max_altitude_m]), ``bad_covariance`` (the covariance
+    block in use is not symmetric positive definite).
+    """
+    n = len(plots)
+    kind = plots["kind"].astype(np.int64)
+    is3 = kind == RADAR_3D
+    is2 = kind == RADAR_2D
+    isa = kind == ADSB
+    radar = is3 | is2
+    reasons: dict[str, np.ndarray] = {}
+    bad = np.zeros(n, bool)
+
+    def flag(name: str, mask: np.ndarray) -> None:
+        nonlocal bad
+        new = mask & ~bad
+        if new.any():
+            reasons[name] = new
+            bad |= new
+
+    flag("unknown_kind", ~(radar | isa))
+    cov = plots["cov"]
+    # Required fields per kind (columns x rows of the 'needed' matrix).
+    t = plots["time_s"]
+    fields = [
+        (t, np.ones(n, bool)),
+        (plots["sensor_lat_deg"], radar),
+        (plots["sensor_lon_deg"], radar),
+        (plots["sensor_alt_m"], radar),
+        (plots["range_m"], radar),
+        (plots["azimuth_rad"], radar),
+        (plots["elevation_rad"], is3),
+        (plots["lat_deg"], isa),
+        (plots["lon_deg"], isa),
+        (plots["alt_m"], isa),
+    ]
+    full_cov = is3 | isa
+    for i in range(3):
+        for j in range(3):
+            need = full_cov | (is2 & (i < 2) & (j < 2))
+            fields.append((cov[:, i, j], need))
+    any_nan = np.zeros(n, bool)
+    any_inf = np.zeros(n, bool)
+    for vals, need in fields:
+        any_nan |= need & np.isnan(vals)
+        any_inf |= need & np.isinf(vals)
+    flag("nan", any_nan)
+    flag("inf", any_inf)
+    with np.errstate(invalid="ignore"):
+        rng = plots["range_m"]
+        flag("negative_range", radar & (rng < 0))
+        flag("impossible_range", radar & ((rng == 0) | (rng > cfg.max_range_m)))
+        flag("impossible_angle", is3 & (np.abs(plots["elevation_rad"]) > np.pi / 2))
+        lat_bad = (isa & (np.abs(plots["lat_deg"]) > 90)) | (radar & (np.abs(plots["sensor_lat_deg"]) > 90))
+        alt = plots["alt_m"]
+        has_modec = is2 & np.isfinite(alt) & np.isfinite(cov[:, 2, 2])
+        alt_used = isa | has_modec
+        alt_bad = alt_used & ((alt < cfg.min_altitude_m) | (alt > cfg.max_altitude_m))
+        flag("impossible_position", lat_bad | alt_bad)
+        # Positive definiteness by Sylvester's criterion on the block in use, plus symmetry.
+        c = np.where(np.isfinite(cov), cov, 0.0)
+        m1 = c[:, 0, 0]
+        m2 = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] * c[:, 1, 0]
+        m3 = np.linalg.det(c)
+        three = full_cov | has_modec
+        asym = np.abs(c - np.swapaxes(c, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.abs(c).max(axis=(1, 2))
+        cov_bad = (m1 <= 0) | (m2 <= 0) | (three & (m3 <= 0)) | asym
+        flag("bad_covariance", cov_bad & ~bad)
+    counts = {k: int(v.sum()) for k, v in reasons.items()}
+    if counts and logger.isEnabledFor(logging.DEBUG):
+        for k, v in reasons.items():
+            ids = plots["plot_id"][v][:5].tolist()
+            logger.debug("rejected %d plot(s) for %s (first plot ids %s)", int(v.sum()), k, ids)
+    return ~bad, counts
+
+
+PREP_DTYPE = np.dtype(
+    [
+        ("time_s", "f8"),
+        ("plot_id", "i8"),
+        ("sensor", "i8"),
+        ("kind", "i8"),
+        ("has_alt", "?"),
+        ("dim", "i8"),
+        ("z", "f8", (3,)),
+        ("R", "f8", (3, 3)),
+        ("site", "f8", (3,)),
+        ("rot", "f8", (3, 3)),
+        ("pos", "f8", (3,)),
+        ("pos_cov", "f8", (3, 3)),
+        ("mode_s", "i8"),
+        ("mode_3a", "i8"),
+        ("callsign", "U8"),
+    ]
+)
+"""Compact internal form of a validated plot, already in the tracker frame (buffered, sorted)."""
+
+
+@dataclass
+class PreparedPlots:
+    """Plots converted to the tracker frame (struct of arrays, one row per plot)."""
+
+    time_s: np.ndarray  # (M,)
+    kind: np.ndarray  # (M,) int
+    has_alt: np.ndarray  # (M,) bool: RADAR_2D with Mode C
+    dim: np.ndarray  # (M,) measurement dimension (2 or 3)
+    z: np.ndarray  # (M, 3)
+    R: np.ndarray  # (M, 3, 3)
+    site: np.ndarray  # (M, 3) sensor site in tracker ENU (0 for ADS-B)
+    rot: np.ndarray  # (M, 3, 3) tracker ENU -> sensor ENU (identity for ADS-B)
+    pos: np.ndarray  # (M, 3) plot position in tracker ENU
+    pos_cov: np.ndarray  # (M, 3, 3) its covariance (first-order), used for gating radii and initiation
+    mode_s: np.ndarray  # (M,) i4
+    mode_3a: np.ndarray  # (M,) i2
+    callsign: np.ndarray  # (M,) U8
+    sensor: np.ndarray  # (M,) sensor index in the tracker's registry
+
+    @classmethod
+    def from_array(cls, a: np.ndarray) -> PreparedPlots:
+        """Contiguous columns of a PREP_DTYPE array."""
+        return cls(**{f: np.ascontiguousarray(a[f]) for f in PREP_DTYPE.names if f != "plot_id"})
+
+
+class Geometry:
+    """The tracker frame and the curvature model used by the altitude measurement."""
+
+    def __init__(self, cfg) -> None:
+        self.frame = LocalFrame(cfg.origin_lat_deg, cfg.origin_lon_deg, cfg.origin_alt_m)
+        self.E = self.frame.rotation  # ECEF -> tracker ENU
+        self.origin_ecef = self.frame.origin_ecef
+        self.re = gaussian_radius_m(cfg.origin_lat_deg)
+        self.rc = self.re + cfg.origin_alt_m
+        self.default_alt = cfg.default_altitude_m
+        self.default_alt_var = cfg.default_altitude_std_m**2
+
+    def altitude(self, p: np.ndarray) -> np.ndarray:
+        """Height above the local sphere of points p (tracker ENU, (..., 3))."""
+        return np.sqrt(p[..., 0] ** 2 + p[..., 1] ** 2 + (self.rc + p[..., 2]) ** 2) - self.re
+
+    def prepare(self, plots: np.ndarray, sensor_index: np.ndarray) -> np.ndarray:
+        """Convert validated plots to the compact internal form (PREP_DTYPE)."""
+        m = len(plots)
+        kind = plots["kind"].astype(np.int64)
+        isa = kind == ADSB
+        is2 = kind == RADAR_2D
+        radar = ~isa
+        cov = np.array(plots["cov"], dtype=float)
+        alt = plots["alt_m"]
+        has_alt = is2 & np.isfinite(alt) & np.isfinite(cov[:, 2, 2])
+        z = np.zeros((m, 3))
+        R = np.zeros((m, 3, 3))
+        site = np.zeros((m, 3))
+        rot = np.broadcast_to(np.eye(3), (m, 3, 3)).copy()
+        pos = np.zeros((m, 3))
+        pos_cov = np.zeros((m, 3, 3))
+        if radar.any():
+            ir = np.flatnonzero(radar)
+            slat = plots["sensor_lat_deg"][ir]
+            slon = plots["sensor_lon_deg"][ir]
+            salt = plots["sensor_alt_m"][ir]
+            rng = plots["range_m"][ir]
+            az = np.mod(plots["azimuth_rad"][ir], 2 * np.pi)
+            el = np.array(plots["elevation_rad"][ir], dtype=float)
+            alt_r = np.nan_to_num(alt[ir])
+            # Sites are few (ground radars) or move slowly (airborne): convert each distinct one.
+            sites, inv = np.unique(np.column_stack([slat, slon, salt]), axis=0, return_inverse=True)
+            inv = np.asarray(inv).reshape(-1)
+            site_ecef = geodetic_to_ecef(sites[:, 0], sites[:, 1], sites[:, 2])
+            site[ir] = ((site_ecef - self.origin_ecef) @ self.E.T)[inv]
+            T = (enu_rotation(sites[:, 0], sites[:, 1]) @ self.E.T)[inv]  # tracker ENU -> sensor ENU
+            rot[ir] = T
+            r2 = is2[ir]
+            ha = has_alt[ir]
+            # Elevation of a 2D plot from its altitude (Mode C) or the default altitude, by the
+            # law of cosines on a sphere of radius re (no refraction).
+            ht = np.where(ha, alt_r, self.default_alt)
+            rs = self.re + salt
+            rt = self.re + ht
+            sin_el = np.clip((rt**2 - rs**2 - rng**2) / (2 * rng * rs), -1.0, 1.0)
+            el = np.where(r2, np.arcsin(sin_el), el)
+            zr = np.stack([rng, az, np.where(r2, np.where(ha, alt_r, 0.0), el)], axis=1)
+            z[ir] = zr
+            c = cov[ir].copy()
+            # 2D radar: altitude row off (R33 = 1, no cross terms) when there is no Mode C.
+            no_alt = r2 & ~ha
+            c[no_alt, 2, :] = 0.0
+            c[no_alt, :, 2] = 0.0
+            c[no_alt, 2, 2] = 1.0
+            R[ir] = 0.5 * (c + np.swapaxes(c, 1, 2))
+            # Cartesian position and first-order covariance, in the sensor frame then rotated.
+            ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
+            d = np.stack([rng * ce * sa, rng * ce * ca, rng * se], axis=1)
+            J = np.empty((len(ir), 3, 3))  # d(e, n, u)/d(range, az, el)
+            J[:, 0, 0], J[:, 0, 1], J[:, 0, 2] = ce * sa, rng * ce * ca, -rng * se * sa
+            J[:, 1, 0], J[:, 1, 1], J[:, 1, 2] = ce * ca, -rng * ce * sa, -rng * se * ca
+            J[:, 2, 0], J[:, 2, 1], J[:, 2, 2] = se, 0.0, rng * ce
+            cpol = c.copy()
+            # For 2D plots the elevation variance comes from the altitude variance
+            # (d el ~ d h / (r cos el)).
+            alt_var = np.where(ha, c[:, 2, 2], self.default_alt_var)
+            cpol[r2, 2, :] = 0.0
+            cpol[r2, :, 2] = 0.0
+            cpol[r2, 2, 2] = (alt_var / np.maximum(rng * ce, 1.0) ** 2)[r2]
+            cs = J @ cpol @ np.swapaxes(J, 1, 2)
+            Tt = np.swapaxes(T, 1, 2)
+            pos[ir] = site[ir] + np.einsum("kij,kj->ki", Tt, d)
+            pos_cov[ir] = Tt @ cs @ T
+        if isa.any():
+            ia = np.flatnonzero(isa)
+            alat, alon = plots["lat_deg"][ia], plots["lon_deg"][ia]
+            ecef = geodetic_to_ecef(alat, alon, alt[ia])
+            p = (ecef - self.origin_ecef) @ self.E.T
+            A = self.E @ np.swapaxes(enu_rotation(alat, alon), 1, 2)
+            c = A @ cov[ia] @ np.swapaxes(A, 1, 2)
+            c = 0.5 * (c + np.swapaxes(c, 1, 2))
+            z[ia] = p
+            R[ia] = c
+            pos[ia] = p
+            pos_cov[ia] = c
+        dim = np.where(is2 & ~has_alt, 2, 3)
+        out = np.empty(m, PREP_DTYPE)
+        out["time_s"] = plots["time_s"]
+        out["plot_id"] = plots["plot_id"]
+        out["sensor"] = sensor_index
+        out["kind"] = kind
+        out["has_alt"] = has_alt
+        out["dim"] = dim
+        out["z"] = z
+        out["R"] = R
+        out["site"] = site
+        out["rot"] = rot
+        out["pos"] = pos
+        out["pos_cov"] = pos_cov
+        out["mode_s"] = plots["mode_s_address"]
+        out["mode_3a"] = plots["mode_3a"]
+        out["callsign"] = plots["callsign"]
+        return out
+
+    def h(self, p: np.ndarray, kind: np.ndarray, has_alt: np.ndarray, site: np.ndarray, rot: np.ndarray):
+        """Predicted measurement and its Jacobian with respect to position, batched.
+
+        ``p`` (K, 3) positions in tracker ENU; returns ``hz`` (K, 3) and ``Hp`` (K, 3, 3). The
+        velocity columns of the full Jacobian are zero (none of the sensors measures Doppler).
+        """
+        k = len(p)
+        d = np.einsum("kij,kj->ki", rot, p - site)
+        dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
+        rho2 = np.maximum(dx * dx + dy * dy, 1e-6)
+        rho = np.sqrt(rho2)
+        r2 = rho2 + dz * dz
+        r = np.sqrt(r2)
+        hz = np.empty((k, 3))
+        hz[:, 0] = r
+        hz[:, 1] = np.arctan2(dx, dy)
+        hz[:, 2] = np.arctan2(dz, rho)
+        Jd = np.empty((k, 3, 3))
+        Jd[:, 0, 0], Jd[:, 0, 1], Jd[:, 0, 2] = dx / r, dy / r, dz / r
+        Jd[:, 1, 0], Jd[:, 1, 1], Jd[:, 1, 2] = dy / rho2, -dx / rho2, 0.0
+        f = dz / (r2 * rho)
+        Jd[:, 2, 0], Jd[:, 2, 1], Jd[:, 2, 2] = -dx * f, -dy * f, rho / r2
+        Hp = Jd @ rot
+        is2 = kind == RADAR_2D
+        if is2.any():
+            i2 = np.flatnonzero(is2)
+            q = p[i2]
+            v = np.stack([q[:, 0], q[:, 1], self.rc + q[:, 2]], axis=1)
+            nv = np.linalg.norm(v, axis=1)
+            ha = has_alt[i2]
+            hz[i2, 2] = np.where(ha, nv - self.re, 0.0)
+            Hp[i2, 2, :] = np.where(ha[:, None], v / nv[:, None], 0.0)
+        isa = kind == ADSB
+        if isa.any():
+            ia = np.flatnonzero(isa)
+            hz[ia] = p[ia]
+            Hp[ia] = np.eye(3)
+        return hz, Hp
+
+    def innovation(self, z: np.ndarray, hz: np.ndarray, kind: np.ndarray) -> np.ndarray:
+        """z - h(x) with the azimuth difference wrapped into [-pi, pi) for radar plots."""
+        nu = z - hz
+        radar = kind != ADSB
+        nu[:, 1] = np.where(radar, np.mod(nu[:, 1] + np.pi, 2 * np.pi) - np.pi, nu[:, 1])
+        return nu

@@ -1,0 +1,646 @@
+"""The multi-sensor tracker: time ordering, gating, global assignment, IMM-EKF, track management.
+
+Processing (see docs/tracking.md for the equations and the rules):
+
+1. ``process`` validates plots (bad ones counted per reason), drops plots older than what has
+   already been processed (``late_dropped``) and buffers the rest.
+2. Time is cut into a fixed grid of frames of ``frame_s``. A frame is complete once the newest
+   plot seen is ``reorder_window_s`` past its end; complete frames are processed in time order,
+   and within one frame sensor by sensor (sorted by sensor id). The grid is absolute, so the
+   result does not depend on how the input stream is cut into batches.
+3. For the plots of one sensor in one frame: candidate (track, plot) pairs come from a
+   ``scipy.spatial.cKDTree`` over the tracks' predicted horizontal positions (radius from the
+   chi-square gate and both covariances); each candidate track is predicted to its plot's own
+   time, the innovation and Mahalanobis distance are computed in the plot's measurement space
+   (EKF), and pairs outside the gate or with conflicting Mode S / Mode 3/A are removed.
+   Unambiguous pairs are assigned directly; the other connected components of the gate graph
+   are solved by ``scipy.optimize.linear_sum_assignment`` (global nearest neighbour).
+4. Assigned tracks run one IMM cycle to their plot's time in one batched call; unassigned
+   plots start tentative tracks (single-point initiation with a large velocity covariance).
+5. After each frame period, tracks are confirmed / coasted / deleted by the documented rules.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+from scipy.stats import chi2
+
+from siap.errors import InputError
+from siap.geo import ecef_to_geodetic
+from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_tracks
+
+from . import filters as kf
+from .config import TrackerConfig
+from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
+
+__all__ = ["Tracker", "track"]
+
+logger = logging.getLogger("siap.tracking")
+
+TENTATIVE = int(TrackStatus.TENTATIVE)
+CONFIRMED = int(TrackStatus.CONFIRMED)
+COASTING = int(TrackStatus.COASTING)
+
+_BIG = 1e9
+_STAT_KEYS = (
+    "plots_in",
+    "plots_used",
+    "late_dropped",
+    "frames",
+    "tracks_initiated",
+    "tracks_confirmed",
+    "tracks_deleted",
+    "rejected_unknown_kind",
+    "rejected_nan",
+    "rejected_inf",
+    "rejected_negative_range",
+    "rejected_impossible_range",
+    "rejected_impossible_angle",
+    "rejected_impossible_position",
+    "rejected_bad_covariance",
+)
+
+
+def _flatten(lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, item) index arrays from cKDTree.query_ball_point's array of lists."""
+    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+    total = int(lengths.sum())
+    items = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=total)
+    owner = np.repeat(np.arange(len(lists)), lengths)
+    return owner, items
+
+
+class Tracker:
+    """Multi-sensor IMM-EKF tracker over a local ENU frame. See the module docstring.
+
+    >>> trk = Tracker(TrackerConfig(origin_lat_deg=35.0, origin_lon_deg=135.0))
+    >>> trk.process(plots); trk.flush(); tracks = trk.snapshot(t)   # doctest: +SKIP
+    """
+
+    def __init__(self, cfg: TrackerConfig | None = None) -> None:
+        self.cfg = cfg if cfg is not None else TrackerConfig()
+        c = self.cfg
+        self.geo = Geometry(c)
+        self._chi2 = {2: float(chi2.ppf(c.gate_probability, 2)), 3: float(chi2.ppf(c.gate_probability, 3))}
+        self._nm = 2 if c.imm_enabled else 1
+        self._qh = np.array([c.cv_process_noise_m2ps3, c.manoeuvre_process_noise_m2ps3])
+        self._qv = np.array([c.vertical_process_noise_m2ps3, c.vertical_manoeuvre_process_noise_m2ps3])
+        self._stats = dict.fromkeys(_STAT_KEYS, 0)
+        self._sensor_index: dict[str, int] = {}
+        self._sensor_names: list[str] = []
+        self._buf = np.zeros(0, PREP_DTYPE)
+        self._watermark = -np.inf
+        self._processed_until = -np.inf
+        self._next_id = 1
+        self.n = 0
+        self._alloc(256, 1)
+
+    # ------------------------------------------------------------------ track table (SoA)
+    def _alloc(self, cap: int, words: int) -> None:
+        self._cap = cap
+        self._t = np.zeros(cap)
+        self._xm = np.zeros((cap, 2, 6))
+        self._Pm = np.zeros((cap, 2, 6, 6))
+        self._mu = np.zeros((cap, 2))
+        self._xc = np.zeros((cap, 6))
+        self._Pc = np.zeros((cap, 6, 6))
+        self._id = np.zeros(cap, np.int64)
+        self._status = np.zeros(cap, np.uint8)
+        self._nupd = np.zeros(cap, np.int32)
+        self._modes = np.full(cap, -1, np.int64)
+        self._m3a = np.full(cap, -1, np.int64)
+        self._cs = np.zeros(cap, "U8")
+        self._src = np.zeros((cap, words), np.uint64)
+
+    _FIELDS = ("_t", "_xm", "_Pm", "_mu", "_xc", "_Pc", "_id", "_status", "_nupd", "_modes", "_m3a", "_cs", "_src")
+
+    def _grow(self, need: int) -> None:
+        if need <= self._cap:
+            return
+        cap = self._cap
+        while cap < need:
+            cap *= 2
+        old = {f: getattr(self, f) for f in self._FIELDS}
+        self._alloc(cap, old["_src"].shape[1])
+        for f, arr in old.items():
+            getattr(self, f)[: self.n] = arr[: self.n]
+
+    def _ensure_sensor_words(self) -> None:
+        words = (len(self._sensor_names) + 63) // 64
+        if words > self._src.shape[1]:
+            new = np.zeros((self._cap, words), np.uint64)
+            new[:, : self._src.shape[1]] = self._src
+            self._src = new
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def stats(self) -> dict[str, int]:
+        """Counters: plots_in, plots_used, rejected_<reason>, late_dropped, tracks_*."""
+        return dict(self._stats)
+
+    @property
+    def n_tracks(self) -> int:
+        """Live tracks (tentative and confirmed)."""
+        return self.n
+
+    def process(self, plots: np.ndarray) -> None:
+        """Take a batch of plots (``records.PLOT_DTYPE``, any size, any order within
+        ``reorder_window_s``) and process every frame that is now complete."""
+        plots = np.asarray(plots)
+        if plots.dtype != PLOT_DTYPE:
+            raise InputError(f"plots: dtype: expected records.PLOT_DTYPE, got {plots.dtype}")
+        plots = plots.reshape(-1)
+        self._stats["plots_in"] += len(plots)
+        if len(plots) == 0:
+            return
+        ok, counts = validate(plots, self.cfg)
+        for k, v in counts.items():
+            self._stats[f"rejected_{k}"] = self._stats.get(f"rejected_{k}", 0) + v
+        plots = plots[ok]
+        late = plots["time_s"] < self._processed_until
+        if late.any():
+            nl = int(late.sum())
+            self._stats["late_dropped"] += nl
+            logger.debug(
+                "dropped %d late plot(s) older than %.3f (first plot ids %s)",
+                nl,
+                self._processed_until,
+                plots["plot_id"][late][:5].tolist(),
+            )
+            plots = plots[~late]
+        if len(plots) == 0:
+            return
+        prep = self.geo.prepare(plots, self._sensor_indices(plots["sensor_id"]))
+        self._buf = np.concatenate([self._buf, prep]) if len(self._buf) else prep
+        self._watermark = max(self._watermark, float(prep["time_s"].max()))
+        fs = self.cfg.frame_s
+        cutoff = self._watermark - self.cfg.reorder_window_s
+        first_open_bin = np.floor(cutoff / fs)
+        bins = np.floor(self._buf["time_s"] / fs)
+        self._run(bins < first_open_bin, limit_s=np.inf)
+        self._processed_until = max(self._processed_until, first_open_bin * fs)
+
+    def flush(self) -> None:
+        """Process everything still buffered (end of input)."""
+        if len(self._buf):
+            last = float(self._buf["time_s"].max())
+            self._run(np.ones(len(self._buf), bool), limit_s=np.inf)
+            self._processed_until = max(self._processed_until, last)
+
+    def advance(self, time_s: float) -> None:
+        """Process every buffered plot with time <= ``time_s`` now, without waiting for the
+        reorder window (for time-sorted input, e.g. :func:`track`). Later plots older than
+        ``time_s`` will be counted as late."""
+        if len(self._buf):
+            self._run(self._buf["time_s"] <= time_s, limit_s=time_s)
+        self._processed_until = max(self._processed_until, time_s)
+
+    def snapshot(self, time_s: float) -> np.ndarray:
+        """Confirmed tracks (CONFIRMED or COASTING) predicted to ``time_s``, as TRACK_DTYPE,
+        sorted by track id. Tracks that would be deleted at ``time_s`` are left out."""
+        c = self.cfg
+        n = self.n
+        sel = np.flatnonzero(self._status[:n] == CONFIRMED)
+        dt = time_s - self._t[sel]
+        keep = dt <= c.delete_after_s
+        sel, dt = sel[keep], dt[keep]
+        k = len(sel)
+        if k == 0:
+            return empty_tracks(0)
+        nm = self._nm
+        mu = self._mu[sel]
+        if nm == 2:
+            pi = kf.transition(dt, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s)
+            mu = np.einsum("kij,ki->kj", pi, mu)
+        xs = self._xm[sel, :nm].reshape(k * nm, 6)
+        Ps = self._Pm[sel, :nm].reshape(k * nm, 6, 6)
+        dts = np.repeat(dt, nm)
+        xp, Pp = kf.predict(xs, Ps, dts, np.tile(self._qh[:nm], k), np.tile(self._qv[:nm], k))
+        x, P = kf.combine(xp.reshape(k, nm, 6), Pp.reshape(k, nm, 6, 6), mu[:, :nm])
+        sig2 = P[:, 0, 0] + P[:, 1, 1]
+        ok = sig2 <= c.max_position_std_m**2
+        if not ok.all():
+            sel, dt, x, P, mu = sel[ok], dt[ok], x[ok], P[ok], mu[ok]
+            k = len(sel)
+            if k == 0:
+                return empty_tracks(0)
+        order = np.argsort(self._id[sel], kind="stable")
+        sel, dt, x, P, mu = sel[order], dt[order], x[order], P[order], mu[order]
+        out = empty_tracks(k)
+        E = self.geo.E
+        out["time_s"] = time_s
+        out["track_id"] = self._id[sel]
+        out["status"] = np.where(dt > c.coasting_after_s, COASTING, CONFIRMED)
+        pos = x[:, :3] @ E + self.geo.origin_ecef
+        out["pos_ecef_m"] = pos
+        out["vel_ecef_mps"] = x[:, 3:] @ E
+        T = np.zeros((6, 6))
+        T[:3, :3] = E.T
+        T[3:, 3:] = E.T
+        cov = T @ P @ T.T
+        out["cov_ecef"] = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+        lat, lon, alt = ecef_to_geodetic(pos)
+        out["lat_deg"], out["lon_deg"], out["alt_m"] = lat, lon, alt
+        out["model_prob"] = mu if nm == 2 else np.array([1.0, 0.0])
+        out["n_updates"] = self._nupd[sel]
+        out["mode_s_address"] = self._modes[sel]
+        out["mode_3a"] = self._m3a[sel]
+        out["callsign"] = self._cs[sel]
+        out["partner"] = c.partner
+        out["label"] = c.label
+        out["sources"] = self._sources_strings(self._src[sel])
+        return out
+
+    # ------------------------------------------------------------------ internals
+    def _sources_strings(self, masks: np.ndarray) -> np.ndarray:
+        uniq, inv = np.unique(masks, axis=0, return_inverse=True)
+        strs = []
+        for row in uniq:
+            names = [
+                self._sensor_names[w * 64 + b]
+                for w in range(len(row))
+                for b in range(64)
+                if int(row[w]) >> b & 1 and w * 64 + b < len(self._sensor_names)
+            ]
+            s = ",".join(names)
+            if len(s) > 64:
+                s = s[:60].rsplit(",", 1)[0] + ",..."
+            strs.append(s)
+        return np.array(strs, dtype="U64")[np.asarray(inv).reshape(-1)]
+
+    def _sensor_indices(self, names: np.ndarray) -> np.ndarray:
+        uniq, inv = np.unique(names, return_inverse=True)
+        idx = np.empty(len(uniq), np.int64)
+        for i, nme in enumerate(uniq.tolist()):
+            if nme not in self._sensor_index:
+                self._sensor_index[nme] = len(self._sensor_names)
+                self._sensor_names.append(nme)
+            idx[i] = self._sensor_index[nme]
+        self._ensure_sensor_words()
+        return idx[inv]
+
+    def _run(self, ready: np.ndarray, limit_s: float) -> None:
+        if not ready.any():
+            return
+        if ready.all():
+            batch, self._buf = self._buf, np.zeros(0, PREP_DTYPE)
+        else:
+            batch = self._buf[ready]
+            self._buf = self._buf[~ready]
+        fs = self.cfg.frame_s
+        t = batch["time_s"]
+        bins = np.floor(t / fs).astype(np.int64)
+        # Sensors are ordered by name (not by first appearance) so that the result does not
+        # depend on how the stream was cut into batches.
+        names = np.array(self._sensor_names)
+        name_rank = np.empty(len(names), np.int64)
+        name_rank[np.argsort(names, kind="stable")] = np.arange(len(names))
+        sid = name_rank[batch["sensor"]]
+        ms = batch["mode_s"]
+        pid = batch["plot_id"]
+        # Rank of repeated Mode S addresses within (frame, sensor): repeats go to sub-frames so
+        # that one sensor never offers two plots of the same aircraft in one assignment.
+        rank = np.zeros(len(batch), np.int64)
+        dup = ms >= 0
+        if dup.any():
+            o1 = np.lexsort((pid, t, ms, sid, bins))
+            b1, s1, m1 = bins[o1], sid[o1], ms[o1]
+            newgrp = np.ones(len(o1), bool)
+            newgrp[1:] = (b1[1:] != b1[:-1]) | (s1[1:] != s1[:-1]) | (m1[1:] != m1[:-1]) | (m1[1:] < 0)
+            start = np.maximum.accumulate(np.where(newgrp, np.arange(len(o1)), 0))
+            rank[o1] = np.arange(len(o1)) - start
+        order = np.lexsort((pid, t, rank, sid, bins))
+        batch = batch[order]
+        bins, rank, sid = bins[order], rank[order], sid[order]
+        pp = PreparedPlots.from_array(batch)
+        cut = np.flatnonzero((bins[1:] != bins[:-1]) | (rank[1:] != rank[:-1]) | (sid[1:] != sid[:-1])) + 1
+        starts = np.concatenate([[0], cut]).tolist()
+        ends = np.concatenate([cut, [len(batch)]]).tolist()
+        for s, e in zip(starts, ends, strict=True):
+            self._frame(pp, s, e)
+            if e == len(batch) or bins[e] != bins[s]:
+                self._maintain(min(float(bins[s] + 1) * fs, limit_s))
+
+    # ---- one frame
+    def _frame(self, pp: PreparedPlots, s: int, e: int) -> None:
+        self._stats["frames"] += 1
+        m = e - s
+        free = np.ones(m, bool)
+        if self.n:
+            ti, pj = self._candidates(pp, s, e)
+            if len(ti):
+                o = np.lexsort((pj, ti))  # deterministic order (track slot, plot)
+                ti, pj = ti[o], pj[o]
+                pr = self._pairs(ti, pj + s, pp)
+                ok, cost = self._gate(ti, pj + s, pp, pr)
+                sel = np.flatnonzero(ok)
+                a = sel[self._assign(ti[sel], pj[sel], cost[sel], m)]
+                if len(a):
+                    self._update(ti[a], pj[a] + s, pp, pr, a)
+                    free[pj[a]] = False
+        newp = np.flatnonzero(free) + s
+        if len(newp):
+            self._initiate(newp, pp)
+        self._stats["plots_used"] += m
+
+    def _candidates(self, pp: PreparedPlots, s: int, e: int):
+        """Candidate (track, plot-in-frame) pairs from cKDTree radius queries."""
+        n = self.n
+        G = np.sqrt(self._chi2[3]) * 1.1
+        tp = pp.time_s[s:e]
+        t_ref = 0.5 * (tp.min() + tp.max())
+        span = 0.5 * (tp.max() - tp.min())
+        dt = t_ref - self._t[:n]
+        xc = self._xc[:n]
+        Pc = self._Pc[:n]
+        pxy = xc[:, :2] + dt[:, None] * xc[:, 3:5]
+        a = Pc[:, 0, 0] + Pc[:, 1, 1]
+        b = Pc[:, 0, 3] + Pc[:, 1, 4]
+        cv = Pc[:, 3, 3] + Pc[:, 4, 4]
+        ad = np.abs(dt)
+        var = a + 2 * b * dt + cv * dt * dt + (2.0 / 3.0) * self._qh[self._nm - 1] * ad**3
+        sig = np.sqrt(np.maximum(var, 0.0))
+        speed = np.hypot(xc[:, 3], xc[:, 4]) + G * np.sqrt(np.maximum(cv + 2 * self._qh[self._nm - 1] * ad, 0.0))
+        rt = G * sig + speed * span  # track part of the search radius
+        qxy = pp.pos[s:e, :2]
+        pc = pp.pos_cov[s:e]
+        rp = G * np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])  # plot part
+        rpmax = float(rp.max())
+        lo = qxy.min(axis=0) - rpmax
+        hi = qxy.max(axis=0) + rpmax
+        inbox = np.all((pxy >= lo - rt[:, None]) & (pxy <= hi + rt[:, None]), axis=1)
+        sel = np.flatnonzero(inbox)
+        if len(sel) == 0:
+            return sel, sel
+        rts = rt[sel]
+        if len(sel) > 20:
+            kth = int(0.9 * (len(sel) - 1))
+            cap = float(np.partition(rts, kth)[kth])
+        else:
+            cap = float(rts.max())
+        tight = rts <= cap
+        ti_parts, pj_parts = [], []
+        it = sel[tight]
+        if len(it):
+            tree = cKDTree(pxy[it])
+            lists = tree.query_ball_point(qxy, rp + cap)
+            ow, items = _flatten(lists)
+            ti_parts.append(it[items])
+            pj_parts.append(ow)
+        il = sel[~tight]
+        if len(il):
+            ptree = cKDTree(qxy)
+            lists = ptree.query_ball_point(pxy[il], rt[il] + rpmax)
+            ow, items = _flatten(lists)
+            ti_parts.append(il[ow])
+            pj_parts.append(items)
+        ti = np.concatenate(ti_parts)
+        pj = np.concatenate(pj_parts)
+        d = np.hypot(pxy[ti, 0] - qxy[pj, 0], pxy[ti, 1] - qxy[pj, 1])
+        keep = d <= rt[ti] + rp[pj]
+        return ti[keep], pj[keep]
+
+    def _pairs(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots) -> dict:
+        """IMM mixing and mode-matched prediction of each candidate track to its plot's time,
+        with the predicted measurement, innovation and innovation covariance per mode.
+
+        Rows are (pair, mode) flattened: row = pair * n_modes + mode."""
+        c = self.cfg
+        nm = self._nm
+        k = len(ti)
+        dt = pp.time_s[gp] - self._t[ti]
+        if nm == 2:
+            pi = kf.transition(dt, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s)
+            x0, P0, cbar = kf.imm_mix(self._xm[ti], self._Pm[ti], self._mu[ti], pi)
+        else:
+            x0, P0 = self._xm[ti, :1], self._Pm[ti, :1]
+            cbar = np.ones((k, 1))
+        rep = np.repeat(gp, nm) if nm > 1 else gp
+        xp, Pp = kf.predict(
+            x0.reshape(k * nm, 6), P0.reshape(k * nm, 6, 6), np.repeat(dt, nm),
+            np.tile(self._qh[:nm], k), np.tile(self._qv[:nm], k),
+        )
+        kind = pp.kind[rep]
+        R = pp.R[rep]
+        hz, Hp = self.geo.h(xp[:, :3], kind, pp.has_alt[rep], pp.site[rep], pp.rot[rep])
+        nu = self.geo.innovation(pp.z[rep], hz, kind)
+        S = kf.innovation_cov(Pp, Hp, R)
+        Si, det = kf.inv3(S)
+        d2 = (nu[:, None, :] @ Si @ nu[:, :, None])[:, 0, 0]
+        return {"xp": xp, "Pp": Pp, "Hp": Hp, "nu": nu, "R": R, "Si": Si, "logdet": np.log(det), "d2": d2, "cbar": cbar}
+
+    def _gate(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict):
+        """Chi-square gate (passed if any mode's Mahalanobis distance is inside it), identity
+        constraints, and the assignment cost ``-2 ln sum_j c_j exp(-d_j^2 / 2)`` minus bonuses."""
+        nm = self._nm
+        d2 = pr["d2"].reshape(-1, nm)
+        dmin = d2.min(axis=1)
+        gate = np.where(pp.dim[gp] == 2, self._chi2[2], self._chi2[3])
+        ok = dmin <= gate
+        if nm == 2:
+            cost = dmin - 2.0 * np.log((pr["cbar"] * np.exp(-0.5 * (d2 - dmin[:, None]))).sum(axis=1))
+        else:
+            cost = dmin
+        # Identity evidence: a mismatch forbids the pair, a match earns a bonus.
+        tms, pms = self._modes[ti], pp.mode_s[gp]
+        both_s = (tms >= 0) & (pms >= 0)
+        same_s = both_s & (tms == pms)
+        t3, p3 = self._m3a[ti], pp.mode_3a[gp]
+        both_3 = (t3 >= 0) & (p3 >= 0)
+        same_3 = both_3 & (t3 == p3)
+        ok &= ~(both_s & ~same_s)
+        ok &= ~(both_3 & ~same_3 & ~same_s)  # a squawk change is allowed on a Mode S match
+        cost = cost - self.cfg.mode_s_bonus * same_s - self.cfg.mode_3a_bonus * same_3
+        return ok, cost
+
+    @staticmethod
+    def _assign(ti: np.ndarray, pj: np.ndarray, cost: np.ndarray, m: int) -> np.ndarray:
+        """Global nearest neighbour per connected component of the gate graph; returns the
+        indices of the chosen pairs. Pairs whose track and plot have no other candidate are
+        taken directly; the other components go to ``linear_sum_assignment``."""
+        if len(ti) == 0:
+            return np.zeros(0, np.int64)
+        deg_t = np.bincount(ti)
+        deg_p = np.bincount(pj, minlength=m)
+        single = (deg_t[ti] == 1) & (deg_p[pj] == 1)
+        chosen = [np.flatnonzero(single)]
+        rest = np.flatnonzero(~single)
+        if len(rest):
+            rt, rp, rc = ti[rest], pj[rest], cost[rest]
+            ut, ct = np.unique(rt, return_inverse=True)
+            up, cp = np.unique(rp, return_inverse=True)
+            nt, npl = len(ut), len(up)
+            g = coo_matrix((np.ones(len(rt)), (ct, cp + nt)), shape=(nt + npl, nt + npl))
+            _, lab = connected_components(g, directed=False)
+            plab = lab[ct]
+            order = np.argsort(plab, kind="stable")
+            bounds = np.flatnonzero(np.diff(plab[order])) + 1
+            for grp in np.split(order, bounds):
+                rows, ri = np.unique(ct[grp], return_inverse=True)
+                cols, ci = np.unique(cp[grp], return_inverse=True)
+                C = np.full((len(rows), len(cols)), _BIG)
+                C[ri, ci] = rc[grp]
+                pair = np.full((len(rows), len(cols)), -1, np.int64)
+                pair[ri, ci] = rest[grp]
+                r, c = linear_sum_assignment(C)
+                good = C[r, c] < _BIG / 2
+                chosen.append(pair[r[good], c[good]])
+        return np.sort(np.concatenate(chosen))
+
+    def _update(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict, a: np.ndarray) -> None:
+        """Mode-matched EKF updates, mode probabilities and combination (IMM) for the assigned
+        pairs ``a`` of the prediction ``pr``, all in one batch."""
+        c = self.cfg
+        nm = self._nm
+        k = len(ti)
+        rows = (a[:, None] * nm + np.arange(nm)).reshape(-1)
+        xn, Pn = kf.ekf_update(pr["xp"][rows], pr["Pp"][rows], pr["nu"][rows], pr["Hp"][rows], pr["R"][rows], pr["Si"][rows])
+        xn = xn.reshape(k, nm, 6)
+        Pn = Pn.reshape(k, nm, 6, 6)
+        if nm == 2:
+            logl = (-0.5 * (pr["d2"][rows] + pr["logdet"][rows])).reshape(k, nm)
+            logl -= logl.max(axis=1, keepdims=True)
+            w = pr["cbar"][a] * np.exp(logl)  # BLK eq. 11.6.6-15
+            mu = w / w.sum(axis=1, keepdims=True)
+            mu = np.clip(mu, 1e-6, 1.0)
+            mu /= mu.sum(axis=1, keepdims=True)
+            self._xm[ti] = xn
+            self._Pm[ti] = Pn
+            self._mu[ti] = mu
+            xc, Pc = kf.combine(xn, Pn, mu)
+        else:
+            self._xm[ti, 0] = xn[:, 0]
+            self._Pm[ti, 0] = Pn[:, 0]
+            xc, Pc = xn[:, 0], Pn[:, 0]
+        self._xc[ti] = xc
+        self._Pc[ti] = Pc
+        self._t[ti] = pp.time_s[gp]
+        self._nupd[ti] += 1
+        conf = (self._status[ti] == TENTATIVE) & (self._nupd[ti] >= c.confirm_hits)
+        if conf.any():
+            self._status[ti[conf]] = CONFIRMED
+            self._stats["tracks_confirmed"] += int(conf.sum())
+        self._set_identity(ti, gp, pp)
+
+    def _set_identity(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots) -> None:
+        ms = pp.mode_s[gp]
+        has = ms >= 0
+        self._modes[ti[has]] = ms[has]
+        m3 = pp.mode_3a[gp]
+        has = m3 >= 0
+        self._m3a[ti[has]] = m3[has]
+        cs = pp.callsign[gp]
+        has = cs != ""
+        if has.any():
+            self._cs[ti[has]] = cs[has]
+        sens = pp.sensor[gp]
+        word, bit = sens // 64, (sens % 64).astype(np.uint64)
+        np.bitwise_or.at(self._src, (ti, word), np.left_shift(np.uint64(1), bit))
+
+    def _initiate(self, gp: np.ndarray, pp: PreparedPlots) -> None:
+        """Single-point initiation: position from the plot, zero velocity with a large
+        covariance (BLK sec. 5.2.4 one-point initialisation with a velocity prior)."""
+        c = self.cfg
+        k = len(gp)
+        self._grow(self.n + k)
+        sl = slice(self.n, self.n + k)
+        x = np.zeros((k, 6))
+        x[:, :3] = pp.pos[gp]
+        P = np.zeros((k, 6, 6))
+        pc = pp.pos_cov[gp]
+        P[:, :3, :3] = 0.5 * (pc + np.swapaxes(pc, 1, 2))
+        P[:, 3, 3] = P[:, 4, 4] = c.initial_velocity_std_mps**2
+        P[:, 5, 5] = c.initial_vertical_velocity_std_mps**2
+        self._xm[sl] = x[:, None, :]
+        self._Pm[sl] = P[:, None, :, :]
+        if self._nm == 2:
+            self._mu[sl] = [1.0 - c.initial_manoeuvre_prob, c.initial_manoeuvre_prob]
+        else:
+            self._mu[sl] = [1.0, 0.0]
+        self._xc[sl] = x
+        self._Pc[sl] = P
+        self._t[sl] = pp.time_s[gp]
+        self._id[sl] = np.arange(self._next_id, self._next_id + k)
+        self._next_id += k
+        self._status[sl] = CONFIRMED if c.confirm_hits <= 1 else TENTATIVE
+        self._nupd[sl] = 1
+        self._modes[sl] = -1
+        self._m3a[sl] = -1
+        self._cs[sl] = ""
+        self._src[sl] = 0
+        ti = np.arange(self.n, self.n + k)
+        self.n += k
+        self._stats["tracks_initiated"] += k
+        if c.confirm_hits <= 1:
+            self._stats["tracks_confirmed"] += k
+        self._set_identity(ti, gp, pp)
+
+    def _maintain(self, t_now: float) -> None:
+        """Deletion rules (docs/tracking.md, 'Track management')."""
+        n = self.n
+        if n == 0:
+            return
+        c = self.cfg
+        dt = t_now - self._t[:n]
+        st = self._status[:n]
+        Pc = self._Pc[:n]
+        var = (
+            Pc[:, 0, 0] + Pc[:, 1, 1]
+            + 2 * dt * (Pc[:, 0, 3] + Pc[:, 1, 4])
+            + dt * dt * (Pc[:, 3, 3] + Pc[:, 4, 4])
+            + (2.0 / 3.0) * (self._mu[:n] @ self._qh) * np.abs(dt) ** 3
+        )
+        dead = ((st == TENTATIVE) & (dt > c.tentative_max_coast_s)) | (dt > c.delete_after_s)
+        dead |= var > c.max_position_std_m**2
+        if dead.any():
+            keep = np.flatnonzero(~dead)
+            self._stats["tracks_deleted"] += int(dead.sum())
+            for f in self._FIELDS:
+                arr = getattr(self, f)
+                arr[: len(keep)] = arr[keep]
+            self.n = len(keep)
+
+
+def track(
+    plots: np.ndarray,
+    cfg: TrackerConfig | None,
+    output_times_s: Sequence[float] | np.ndarray,
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Run a tracker over a whole recording: plots are taken in time order and the confirmed
+    tracks at each output time are returned, concatenated (TRACK_DTYPE)."""
+    trk = Tracker(cfg if cfg is not None else TrackerConfig())
+    plots = np.asarray(plots)
+    if plots.dtype != PLOT_DTYPE:
+        raise InputError(f"plots: dtype: expected records.PLOT_DTYPE, got {plots.dtype}")
+    times_in = plots["time_s"]
+    order = np.argsort(np.where(np.isfinite(times_in), times_in, np.inf), kind="stable")
+    plots = plots[order]
+    ptimes = plots["time_s"]
+    outs = np.sort(np.asarray(output_times_s, dtype=float).reshape(-1))
+    snaps = []
+    start = 0
+    for i, t_out in enumerate(outs.tolist()):
+        stop = int(np.searchsorted(ptimes, t_out, side="right"))
+        if stop > start:
+            trk.process(plots[start:stop])
+            start = stop
+        trk.advance(t_out)
+        snaps.append(trk.snapshot(t_out))
+        if progress is not None:
+            progress((i + 1) / len(outs))
+    # Plots that are NaN-timed or after the last output time are still validated and counted.
+    if start < len(plots):
+        trk.process(plots[start:])
+    if not snaps:
+        return np.zeros(0, TRACK_DTYPE)
+    return np.concatenate(snaps)
