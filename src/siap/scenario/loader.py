@@ -83,6 +83,9 @@ def _format_validation(file: str, exc: ValidationError) -> str:
     where = _loc(tuple(err.get("loc", ())))
     if err.get("type") == "missing":
         return f"{file}: {where}: {_expected(err)} (got nothing)"
+    if err.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+        where = where + ".type" if where != "(top level)" else "type"
+        got = err.get("ctx", {}).get("tag", "nothing")
     return f"{file}: {where}: {_expected(err)} (got {_short(got)})"
 
 
