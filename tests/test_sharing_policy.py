@@ -195,3 +195,32 @@ def test_bad_policy_sources(tmp_path):
         load_policy(write(tmp_path, "- 1\n"))
     with pytest.raises(ConfigError, match="built-in policy name"):
         load_policy("atlantis")
+
+
+def test_split_sources_and_source_labels(tmp_path):
+    from siap.sharing.policy import split_sources
+
+    assert split_sources("j1,u1") == ["j1", "u1"]
+    assert split_sources("j1,u1,...") == ["j1", "u1"]
+    assert split_sources("JPN:12,USA:7+") == ["JPN:12", "USA:7"]
+    assert split_sources("") == []
+    pol = load_policy(write(tmp_path, GOOD))
+    assert pol.source_label("JPN:12") == ("JPN", parse("SIAP//CONFIDENTIAL//REL TO AUS, JPN, USA"))
+    assert pol.source_label("u1") == ("USA", parse("SIAP//SECRET//REL TO USA//ORCON"))
+    assert pol.required_track_label("", "JPN:1,u1,...").format() == "SIAP//SECRET//REL TO USA//ORCON"
+    for bad in ("KOR:1", "JPN:", "zz", "JPN:1a"):
+        with pytest.raises(KeyError):
+            pol.source_label(bad)
+
+
+def test_pacific_policy_covers_exactly_the_pacific_scenario_sensors():
+    from importlib import resources
+
+    scenario = yaml.safe_load((resources.files("siap.scenario") / "builtin" / "pacific.yaml").read_text())
+    pol = load_policy("pacific")
+    in_scenario = {(s["id"], s["partner"]) for s in scenario["sensors"]}
+    assert in_scenario == {(sid, pol.owner(sid)) for sid in pol.sensors}
+    assert set(pol.partners) == {p["id"] for p in scenario["partners"]}
+    # the East China Sea radars are the ones AUS may not see
+    hidden_from_aus = {s for s in pol.sensors if not pol.releasable(pol.sensor_label(s), "AUS")}
+    assert hidden_from_aus == {"JPN-GR-GOTO", "JPN-GR-MIYAKO"}

@@ -405,3 +405,21 @@ def test_bad_trust_store_files(tmp_path):
         TrustStore.load(tmp_path / "missing.yaml")
     with pytest.raises(ValueError, match="already trusted"):
         TrustStore([NodeIdentity.generate("n1", "USA"), NodeIdentity.generate("n1", "USA")])
+
+
+# --- provenance formats written by the tracker and by fusion -------------------------------
+def test_track_source_formats_of_tracker_and_fusion(world):
+    _, store, signers = world
+    v = Verifier(store, POLICY)
+    # fusion: coalition track sources are PARTNER:TRACK_ID, lower bound = partners' track labels
+    v.verify(one(signers["AUS"], tracks("", "JPN:12,USA:7,AUS:3", ALL3)), T0)
+    v.verify(one(signers["AUS"], tracks("", "JPN:12,USA:7+", ALL3)), T0)  # truncated list
+    # tracker: sensor ids, truncated with ",..."
+    v.verify(one(signers["JPN"], tracks("JPN", "jpn-radar,...", JU)), T0)
+    assert v.counts == {"accepted": 3}
+    assert rejected(v, one(signers["AUS"], tracks("", "JPN:12,KOR:3", ALL3))).reason is R.NOT_OWNER
+    assert rejected(v, one(signers["AUS"], tracks("", "JPN:x", ALL3))).reason is R.NOT_OWNER
+    assert rejected(v, one(signers["USA"], tracks("USA", "JPN:12", ALL3))).reason is R.NOT_OWNER
+    assert rejected(v, one(signers["AUS"], tracks("", "", ALL3))).reason is R.MISLABELLED
+    # a partner's tracker may list another partner's sensor whose plots are shared raw
+    v.verify(one(signers["USA"], tracks("USA", "usa-radar,aus-radar", ALL3)), T0)

@@ -15,8 +15,10 @@ A policy file is YAML, validated by pydantic (unknown keys are errors)::
             share_plots: false      # raw plots may leave the owner (centralised mode)?
 
 The label a track must carry at least is :meth:`Policy.required_track_label`: the join of the
-producing partner's ``track_label`` and the labels of the sensors named in the track's
-``sources`` (data derived from a sensor is at least as restricted as the sensor's data).
+producing partner's ``track_label`` and the labels of the sources named in the track's
+``sources`` (data derived from a sensor is at least as restricted as the sensor's data): a
+sensor id contributes its sensor label, ``PARTNER:TRACK_ID`` (a fused coalition track's
+contributor) that partner's ``track_label``.
 
 A bad file raises :class:`siap.errors.ConfigError` with one line ``file: field: expected ...
 (got ...)``.
@@ -37,7 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from siap.errors import ConfigError
 from siap.sharing.labels import NATIONS, Classification, Label, combine, parse, parse_cached, releasable_to
 
-__all__ = ["Policy", "PartnerPolicy", "SensorPolicy", "load_policy", "builtin_policies"]
+__all__ = ["Policy", "PartnerPolicy", "SensorPolicy", "load_policy", "builtin_policies", "split_sources"]
 
 SENSOR_ID_MAX = 16  # records' sensor_id is numpy "U16"
 
@@ -225,14 +227,30 @@ class Policy:
         self.owner(sensor_id)
         return self._share_plots[sensor_id]
 
-    def required_track_label(self, partner: str, sources: Iterable[str] = ()) -> Label:
+    def source_label(self, token: str) -> tuple[str, Label]:
+        """(owning partner, label) of one ``sources`` token of a track.
+
+        A token is a sensor id (the tracker's provenance) or ``PARTNER:TRACK_ID`` (a fused
+        coalition track's contributor, whose lower-bound label is that partner's
+        ``track_label``). KeyError for anything else.
+        """
+        if token in self._owner:
+            return self._owner[token], self._sensor_label[token]
+        head, sep, tail = token.partition(":")
+        if sep and tail.lstrip("-").isdigit() and head in self._track_label:
+            return head, self._track_label[head]
+        raise KeyError(f"track source {token!r} is neither a sensor of policy {self.name!r} nor PARTNER:TRACK_ID")
+
+    def required_track_label(self, partner: str, sources: Iterable[str] | str = ()) -> Label:
         """Least label a track must carry: join of ``partner``'s track label and its sources'.
 
-        ``partner == ""`` (a coalition track) uses the sources only; KeyError on an unknown
-        partner or sensor.
+        ``sources`` is a list of tokens or the track's ``sources`` text (see
+        :func:`split_sources`). ``partner == ""`` (a coalition track) uses the sources only;
+        KeyError on an unknown partner or source.
         """
+        tokens = split_sources(sources) if isinstance(sources, str) else list(sources)
         labels = [self.track_label(partner)] if partner else []
-        labels += [self.sensor_label(s) for s in sources]
+        labels += [self.source_label(s)[1] for s in tokens]
         if not labels:
             raise KeyError("a coalition track with no sources has no default label")
         return combine(labels)
@@ -281,6 +299,19 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"Policy({self.name!r}, partners={self.partners}, sensors={len(self._owner)})"
+
+
+def split_sources(text: str) -> list[str]:
+    """Tokens of a track's ``sources`` text: ``"A,B"``, ``"JPN:12,USA:7"``.
+
+    The truncation markers the producers append when the list does not fit 64 characters
+    (``",..."`` from the tracker, a trailing ``"+"`` from fusion) are dropped: the contributors
+    they stand for are unknown, so checks against the policy use the ones that are listed.
+    """
+    tokens = [t.strip() for t in text.split(",")]
+    if tokens and tokens[-1].endswith("+"):
+        tokens[-1] = tokens[-1][:-1]
+    return [t for t in tokens if t and t != "..."]
 
 
 def builtin_policies() -> tuple[str, ...]:

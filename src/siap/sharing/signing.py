@@ -55,7 +55,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from siap.errors import ConfigError
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, from_arrow, to_arrow
 from siap.sharing.labels import NATIONS, LABEL_MAX_CHARS, Label, dominates, parse_cached
-from siap.sharing.policy import Policy
+from siap.sharing.policy import Policy, split_sources
 
 if TYPE_CHECKING:
     from siap.sharing.audit import AuditLog
@@ -594,15 +594,16 @@ class Verifier:
         else:
             pairs = np.unique(np.stack([batch["partner"].astype("U64"), batch["sources"].astype("U64")], axis=1), axis=0)
             for partner, sources_text in pairs.tolist():
-                sources = [s.strip() for s in sources_text.split(",") if s.strip()]
-                for sid in sources:
-                    owner = pol.owner_or_none(sid)
-                    if owner is None:
-                        raise RejectedMessage(R.NOT_OWNER, f"track source {sid!r} is not in the policy", env.origin_node)
-                    if partner and owner != partner and not pol.share_plots(sid):
+                sources = split_sources(sources_text)
+                for token in sources:
+                    try:
+                        owner, _ = pol.source_label(token)
+                    except KeyError as e:
+                        raise RejectedMessage(R.NOT_OWNER, str(e.args[0]), env.origin_node) from None
+                    if partner and owner != partner and (token not in pol.sensors or not pol.share_plots(token)):
                         raise RejectedMessage(
                             R.NOT_OWNER,
-                            f"{partner} track lists source {sid!r} owned by {owner} whose plots are not shared",
+                            f"{partner} track lists source {token!r} of {owner}, which {partner} cannot have received raw",
                             env.origin_node,
                         )
                 if not partner and not sources:
