@@ -32,13 +32,23 @@ def test_summary_matches_the_metric_functions(run):
     o = ospa_over_time(truth, tracks, c=2000.0, p=1)
     m = siap_metrics(truth, tracks, association_threshold_m=1000.0)
     assert s["gospa_mean_m"] == pytest.approx(g.distance.mean())
-    assert s["gospa_localisation_mean"] + s["gospa_missed_mean"] + s["gospa_false_mean"] == pytest.approx(s["gospa_mean_m"])
+    assert s["gospa_localisation_mean"] + s["gospa_missed_mean"] + s[
+        "gospa_false_mean"
+    ] == pytest.approx(s["gospa_mean_m"])
     assert s["ospa_mean_m"] == pytest.approx(o.distance.mean())
     for k, v in m.run_metrics().items():
         assert s[f"siap_{k}"] == pytest.approx(v)
     n_steps = len(np.unique(np.concatenate([truth["time_s"], tracks["time_s"]])))
-    assert s["n_steps"] == n_steps and s["n_truth_states"] == len(truth) and s["n_track_states"] == len(tracks)
-    assert s["gospa_c_m"] == 2000.0 and s["ospa_c_m"] == 2000.0 and s["association_threshold_m"] == 1000.0
+    assert (
+        s["n_steps"] == n_steps
+        and s["n_truth_states"] == len(truth)
+        and s["n_track_states"] == len(tracks)
+    )
+    assert (
+        s["gospa_c_m"] == 2000.0
+        and s["ospa_c_m"] == 2000.0
+        and s["association_threshold_m"] == 1000.0
+    )
     json.dumps(s)  # plain types only
     assert all(isinstance(v, int | float) for v in s.values())
 
@@ -49,12 +59,23 @@ def test_per_time_table(run):
     df = ev.per_time
     times = np.unique(np.concatenate([truth["time_s"], tracks["time_s"]]))
     assert isinstance(df, pd.DataFrame) and df.index.name == "time_s" and len(df) == len(times)
-    for col in ("gospa_m", "ospa_m", "completeness", "ambiguity", "spuriousness", "n_truths", "n_tracks",
-                "position_accuracy_m", "velocity_accuracy_mps"):
+    for col in (
+        "gospa_m",
+        "ospa_m",
+        "completeness",
+        "ambiguity",
+        "spuriousness",
+        "n_truths",
+        "n_tracks",
+        "position_accuracy_m",
+        "velocity_accuracy_mps",
+    ):
         assert col in df.columns
     np.testing.assert_allclose(df.index.to_numpy(), times)
     np.testing.assert_array_equal(df["n_truths"].to_numpy(), ev.siap.n_truths)
-    assert (df["gospa_localisation"] + df["gospa_missed"] + df["gospa_false"]).to_numpy() == pytest.approx(df["gospa_m"].to_numpy())
+    assert (
+        df["gospa_localisation"] + df["gospa_missed"] + df["gospa_false"]
+    ).to_numpy() == pytest.approx(df["gospa_m"].to_numpy())
     # with p = 1 each missed truth costs c / 2
     np.testing.assert_allclose(df["gospa_missed"], df["n_missed"] * DEFAULTS["gospa_c_m"] / 2)
 
@@ -72,7 +93,9 @@ def test_to_json_round_trip(run, tmp_path):
 def test_siap_evaluate_is_this_function(run):
     truth, tracks = run
     assert siap.evaluate is evaluate
-    assert evaluate(truth, tracks).summary() == pytest.approx(siap.evaluate(truth, tracks).summary())
+    assert evaluate(truth, tracks).summary() == pytest.approx(
+        siap.evaluate(truth, tracks).summary()
+    )
 
 
 def test_deleted_tracks_are_left_out_by_default(run):
@@ -96,7 +119,11 @@ def test_defaults_and_perfect_picture():
     tracks["status"] = records.TrackStatus.CONFIRMED
     s = evaluate(truth, tracks).summary()
     assert s["gospa_mean_m"] == 0.0 and s["ospa_mean_m"] == 0.0
-    assert s["siap_completeness"] == 1.0 and s["siap_spuriousness"] == 0.0 and s["siap_ambiguity"] == 1.0
+    assert (
+        s["siap_completeness"] == 1.0
+        and s["siap_spuriousness"] == 0.0
+        and s["siap_ambiguity"] == 1.0
+    )
     assert s["siap_position_accuracy_m"] == 0.0
     assert s["gospa_c_m"] == 5000.0 and s["gospa_p"] == 1.0 and s["gospa_alpha"] == 2.0
     assert s["association_threshold_m"] == 5000.0

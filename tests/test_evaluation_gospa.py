@@ -28,7 +28,9 @@ def _states(points, t=T):
 
 
 def _ss_gospa(x, y, c, p):
-    metric = GOSPAMetric(c=c, p=p, measure=Euclidean(mapping=list(range(x.shape[1] if len(x) else y.shape[1]))))
+    metric = GOSPAMetric(
+        c=c, p=p, measure=Euclidean(mapping=list(range(x.shape[1] if len(x) else y.shape[1])))
+    )
     value, truth_to_track = metric.compute_gospa_metric(_states(y), _states(x))
     return value.value, np.asarray(truth_to_track)
 
@@ -57,7 +59,9 @@ def test_gospa_equals_stonesoup_on_random_sets_with_ties():
             rtol=0,
             atol=1e-6,
         )
-        assert ours.localisation + ours.missed + ours.false == pytest.approx(ours.distance**p, abs=1e-9)
+        assert ours.localisation + ours.missed + ours.false == pytest.approx(
+            ours.distance**p, abs=1e-9
+        )
         if m and n:  # same pairs, ties included: same matrix, same solver
             theirs_pairs = sorted((i, int(j)) for i, j in enumerate(t2t) if j != -1)
             assert sorted(map(tuple, ours.assignment.tolist())) == theirs_pairs
@@ -67,9 +71,13 @@ def test_gospa_equals_stonesoup_on_random_sets_with_ties():
 
 def _ss_over_time(metric, truth, tracks):
     """Stone Soup's compute_over_time on states built from the same rows (ids = object ids)."""
+
     def states(batch, id_field):
         return (
-            [State(np.asarray(r["pos_ecef_m"]).reshape(3, 1), timestamp=to_datetime(r["time_s"])) for r in batch],
+            [
+                State(np.asarray(r["pos_ecef_m"]).reshape(3, 1), timestamp=to_datetime(r["time_s"]))
+                for r in batch
+            ],
             [int(r[id_field]) for r in batch],
         )
 
@@ -84,11 +92,15 @@ def test_gospa_over_time_equals_stonesoup(seed):
     truth, tracks = random_scenario(rng, n_steps=20, n_truths=6, n_false=3, noise_m=200.0)
     c, p = 500.0, float(1 + seed % 3)
     ours = gospa_over_time(truth, tracks, c=c, p=p)
-    theirs = _ss_over_time(GOSPAMetric(c=c, p=p, measure=Euclidean(mapping=[0, 1, 2])), truth, tracks)
+    theirs = _ss_over_time(
+        GOSPAMetric(c=c, p=p, measure=Euclidean(mapping=[0, 1, 2])), truth, tracks
+    )
     assert len(theirs) == len(ours.distance)
     assert [to_datetime(t) for t in ours.time_s] == [m.timestamp for m in theirs]
     for part in ("distance", "localisation", "missed", "false"):
-        np.testing.assert_allclose(getattr(ours, part), [m.value[part] for m in theirs], rtol=1e-9, atol=1e-6)
+        np.testing.assert_allclose(
+            getattr(ours, part), [m.value[part] for m in theirs], rtol=1e-9, atol=1e-6
+        )
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -96,7 +108,9 @@ def test_ospa_over_time_equals_stonesoup_for_p1(seed):
     rng = np.random.default_rng(100 + seed)
     truth, tracks = random_scenario(rng, n_steps=20, n_truths=6, n_false=3, noise_m=200.0)
     ours = ospa_over_time(truth, tracks, c=500.0, p=1)
-    theirs = _ss_over_time(OSPAMetric(c=500.0, p=1, measure=Euclidean(mapping=[0, 1, 2])), truth, tracks)
+    theirs = _ss_over_time(
+        OSPAMetric(c=500.0, p=1, measure=Euclidean(mapping=[0, 1, 2])), truth, tracks
+    )
     np.testing.assert_allclose(ours.distance, [m.value for m in theirs], rtol=1e-9, atol=1e-6)
     assert ours.mean == pytest.approx(np.mean([m.value for m in theirs]))
 
@@ -110,7 +124,9 @@ def test_ospa_single_step_equals_stonesoup_with_ties():
         x = rng.integers(0, 4, (m, 2)).astype(float)
         y = rng.integers(0, 4, (n, 2)).astype(float)
         c = float(rng.choice([1.0, 2.0, 3.0]))
-        theirs = OSPAMetric(c=c, p=1, measure=Euclidean(mapping=[0, 1])).compute_OSPA_distance(_states(y), _states(x))
+        theirs = OSPAMetric(c=c, p=1, measure=Euclidean(mapping=[0, 1])).compute_OSPA_distance(
+            _states(y), _states(x)
+        )
         assert ospa(x, y, c=c, p=1) == pytest.approx(theirs.value, abs=1e-9)
 
 
@@ -146,11 +162,19 @@ def test_ospa_and_gospa_equal_brute_force_for_p_above_1():
     for _ in range(150):
         m, n = (int(v) for v in rng.integers(0, 5, 2))
         x, y = rng.normal(0, 1, (m, 2)), rng.normal(0, 1, (n, 2))
-        c, p, alpha = float(rng.uniform(0.5, 3)), float(rng.choice([2.0, 3.0, 1.5])), float(rng.uniform(0.3, 2))
+        c, p, alpha = (
+            float(rng.uniform(0.5, 3)),
+            float(rng.choice([2.0, 3.0, 1.5])),
+            float(rng.uniform(0.3, 2)),
+        )
         assert ospa(x, y, c=c, p=p) == pytest.approx(_brute_ospa(x, y, c, p), abs=1e-9)
-        assert gospa(x, y, c=c, p=p, alpha=alpha).distance == pytest.approx(_brute_gospa(x, y, c, p, alpha), abs=1e-9)
+        assert gospa(x, y, c=c, p=p, alpha=alpha).distance == pytest.approx(
+            _brute_gospa(x, y, c, p, alpha), abs=1e-9
+        )
         if m + n:
-            ss = OSPAMetric(c=c, p=p, measure=Euclidean(mapping=[0, 1])).compute_OSPA_distance(_states(y), _states(x))
+            ss = OSPAMetric(c=c, p=p, measure=Euclidean(mapping=[0, 1])).compute_OSPA_distance(
+                _states(y), _states(x)
+            )
             assert ss.value >= ospa(x, y, c=c, p=p) - 1e-9
 
 
@@ -164,7 +188,13 @@ def test_all_missed_and_all_false(p, alpha):
     c = 7.0
     r = gospa(x, np.zeros((0, 3)), c=c, p=p, alpha=alpha)
     assert r.distance == pytest.approx((c**p / alpha * 4) ** (1 / p))
-    assert (r.missed, r.false, r.localisation, r.n_missed, r.n_false) == (pytest.approx(c**p / alpha * 4), 0, 0, 4, 0)
+    assert (r.missed, r.false, r.localisation, r.n_missed, r.n_false) == (
+        pytest.approx(c**p / alpha * 4),
+        0,
+        0,
+        4,
+        0,
+    )
     r = gospa(np.zeros((0, 3)), x[:3], c=c, p=p, alpha=alpha)
     assert r.distance == pytest.approx((c**p / alpha * 3) ** (1 / p))
     assert r.false == pytest.approx(c**p / alpha * 3) and r.n_false == 3 and r.missed == 0
@@ -179,10 +209,19 @@ def test_hand_cases():
     # same pair, c = 5: at the cut-off it counts as one missed plus one false (alpha = 2)
     r = gospa([[0.0, 0.0]], [[3.0, 4.0]], c=5.0, p=2)
     assert (r.localisation, r.missed, r.false) == (0.0, 12.5, 12.5)
-    assert r.distance == pytest.approx(5.0) and r.n_missed == 1 and r.n_false == 1 and r.n_assigned == 0
+    assert (
+        r.distance == pytest.approx(5.0)
+        and r.n_missed == 1
+        and r.n_false == 1
+        and r.n_assigned == 0
+    )
     # two truths, one track near the first: d = (1 + c/2)
     r = gospa([[0.0, 0, 0], [100.0, 0, 0]], [[1.0, 0, 0]], c=10.0, p=1)
-    assert r.distance == pytest.approx(6.0) and r.localisation == pytest.approx(1.0) and r.missed == pytest.approx(5.0)
+    assert (
+        r.distance == pytest.approx(6.0)
+        and r.localisation == pytest.approx(1.0)
+        and r.missed == pytest.approx(5.0)
+    )
     # OSPA of the same: (1 + 10) / 2
     assert ospa([[0.0, 0, 0], [100.0, 0, 0]], [[1.0, 0, 0]], c=10.0, p=1) == pytest.approx(5.5)
     assert ospa(np.zeros((0, 3)), np.zeros((0, 3)), c=10.0) == 0.0
@@ -232,7 +271,9 @@ def point_sets(max_n=5, d=2):
 
 
 params = st.tuples(
-    st.floats(0.5, 50), st.sampled_from([1.0, 2.0, 3.0]), st.one_of(st.just(2.0), st.floats(0.2, 2.0))
+    st.floats(0.5, 50),
+    st.sampled_from([1.0, 2.0, 3.0]),
+    st.one_of(st.just(2.0), st.floats(0.2, 2.0)),
 )
 
 

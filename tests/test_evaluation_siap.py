@@ -36,7 +36,9 @@ PER_TIME_KEYS = {
 
 def stonesoup_siap(truth, tracks, threshold, confirm=3, misses=2):
     paths, trks = to_stonesoup(truth, tracks)
-    gen = SIAPMetrics(position_measure=Euclidean(mapping=[0, 1, 2]), velocity_measure=Euclidean(mapping=[3, 4, 5]))
+    gen = SIAPMetrics(
+        position_measure=Euclidean(mapping=[0, 1, 2]), velocity_measure=Euclidean(mapping=[3, 4, 5])
+    )
     associator = TrackToTruth(
         association_threshold=threshold,
         consec_pairs_confirm=confirm,
@@ -52,7 +54,11 @@ def stonesoup_segments(association_set):
     out = set()
     for assoc in association_set:
         track, truth = assoc.objects
-        ranges = assoc.time_range.time_ranges if isinstance(assoc.time_range, CompoundTimeRange) else [assoc.time_range]
+        ranges = (
+            assoc.time_range.time_ranges
+            if isinstance(assoc.time_range, CompoundTimeRange)
+            else [assoc.time_range]
+        )
         for r in ranges:
             out.add((int(track.id), int(truth.id), r.start, r.end))
     return out
@@ -83,7 +89,11 @@ def tied_continuity(result) -> bool:
 def assert_same_as_stonesoup(truth, tracks, threshold, confirm=3, misses=2):
     theirs, assoc_set = stonesoup_siap(truth, tracks, threshold, confirm, misses)
     ours = siap_metrics(
-        truth, tracks, association_threshold_m=threshold, consec_pairs_confirm=confirm, consec_misses_end=misses
+        truth,
+        tracks,
+        association_threshold_m=threshold,
+        consec_pairs_confirm=confirm,
+        consec_misses_end=misses,
     )
     assert our_segments(ours.associations) == stonesoup_segments(assoc_set)
     run = ours.run_metrics()
@@ -95,19 +105,28 @@ def assert_same_as_stonesoup(truth, tracks, threshold, confirm=3, misses=2):
     for key, title in PER_TIME_KEYS.items():
         values = theirs[title].value
         assert [m.timestamp for m in values] == [to_datetime(t) for t in ours.time_s]
-        np.testing.assert_allclose(getattr(ours, key), [m.value for m in values], rtol=1e-9, atol=1e-6, err_msg=key)
+        np.testing.assert_allclose(
+            getattr(ours, key), [m.value for m in values], rtol=1e-9, atol=1e-6, err_msg=key
+        )
     return ours
 
 
 @pytest.mark.parametrize(
     ("confirm", "misses", "noise_m", "seeds"),
-    [(3, 2, 60.0, range(0, 25)), (2, 3, 80.0, range(25, 45)), (4, 1, 80.0, range(100, 160)), (3, 2, 100.0, range(60, 90))],
+    [
+        (3, 2, 60.0, range(0, 25)),
+        (2, 3, 80.0, range(25, 45)),
+        (4, 1, 80.0, range(100, 160)),
+        (3, 2, 100.0, range(60, 90)),
+    ],
 )
 def test_siap_equals_stonesoup_on_random_runs(confirm, misses, noise_m, seeds):
     compared = switched = 0
     for seed in seeds:
         rng = np.random.default_rng(seed)
-        truth, tracks = random_scenario(rng, n_steps=30, n_truths=4, noise_m=noise_m, swap_prob=0.6, area_m=300.0)
+        truth, tracks = random_scenario(
+            rng, n_steps=30, n_truths=4, noise_m=noise_m, swap_prob=0.6, area_m=300.0
+        )
         ours = assert_same_as_stonesoup(truth, tracks, 150.0, confirm, misses)
         compared += 1
         switched += bool(ours.rate_of_track_number_changes_per_s)
@@ -121,7 +140,9 @@ def test_siap_equals_stonesoup_when_tracks_skip_steps():
     compared = 0
     for seed in range(200, 230):
         rng = np.random.default_rng(seed)
-        truth, tracks = random_scenario(rng, n_steps=30, n_truths=4, noise_m=60.0, gaps=True, drop_prob=0.15)
+        truth, tracks = random_scenario(
+            rng, n_steps=30, n_truths=4, noise_m=60.0, gaps=True, drop_prob=0.15
+        )
         try:
             assert_same_as_stonesoup(truth, tracks, 150.0)
         except IndexError:
@@ -181,7 +202,9 @@ def test_one_perfect_track():
         "longest_track_segment": 1.0,
     }
     assert list(r.associations.track_id) == [1] and list(r.associations.truth_id) == [7]
-    np.testing.assert_allclose([r.associations.start_s[0], r.associations.end_s[0]], [T0_S, T0_S + 9])
+    np.testing.assert_allclose(
+        [r.associations.start_s[0], r.associations.end_s[0]], [T0_S, T0_S + 9]
+    )
     assert_same_as_stonesoup(truth, tracks, 100.0)
 
 
@@ -215,7 +238,14 @@ def test_takeover_reproduces_stonesoup_counters():
     truth = batch_truth({10: [A] * 12, 20: [B] * 12})
     tracks = batch_tracks({1: [(A if ch == "A" else B) + OFF for ch in seq]})
     r = siap_metrics(truth, tracks, association_threshold_m=100.0)
-    seg = sorted(zip(r.associations.truth_id.tolist(), r.associations.start_step.tolist(), r.associations.end_step.tolist()))
+    seg = sorted(
+        zip(
+            r.associations.truth_id.tolist(),
+            r.associations.start_step.tolist(),
+            r.associations.end_step.tolist(),
+            strict=True,
+        )
+    )
     assert seg == [(10, 0, 6), (10, 9, 11), (20, 3, 8)]
     np.testing.assert_allclose(r.completeness, [0.5] * 3 + [1.0] * 4 + [0.5] * 5)
     assert r.completeness_run == pytest.approx(16 / 24)
@@ -253,7 +283,9 @@ def test_skipped_track_update_inside_an_association():
 
 def test_row_order_and_identity_values_do_not_matter():
     rng = np.random.default_rng(5)
-    truth, tracks = random_scenario(rng, n_steps=25, n_truths=5, noise_m=60.0, swap_prob=0.6, area_m=300.0)
+    truth, tracks = random_scenario(
+        rng, n_steps=25, n_truths=5, noise_m=60.0, swap_prob=0.6, area_m=300.0
+    )
     a = siap_metrics(truth, tracks, association_threshold_m=150.0)
     truth2, tracks2 = truth[::-1].copy(), tracks[rng.permutation(len(tracks))].copy()
     truth2["truth_id"] = truth2["truth_id"] * 7 + 3
@@ -266,14 +298,20 @@ def test_row_order_and_identity_values_do_not_matter():
 def test_empty_inputs_and_bad_input():
     r = siap_metrics(records.empty_truth(0), records.empty_tracks(0), association_threshold_m=100.0)
     assert len(r.time_s) == 0 and r.completeness_run == 0.0 and r.ambiguity_run == 1.0
-    r = siap_metrics(batch_truth({7: [A] * 3}), records.empty_tracks(0), association_threshold_m=100.0)
+    r = siap_metrics(
+        batch_truth({7: [A] * 3}), records.empty_tracks(0), association_threshold_m=100.0
+    )
     assert r.completeness.tolist() == [0.0] * 3 and r.spuriousness_run == 0.0
     with pytest.raises(InputError, match="truth_id"):
-        siap_metrics(records.empty_tracks(1), records.empty_tracks(1), association_threshold_m=100.0)
+        siap_metrics(
+            records.empty_tracks(1), records.empty_tracks(1), association_threshold_m=100.0
+        )
     with pytest.raises(ConfigError, match="association_threshold_m"):
         associate_tracks_to_truth(records.empty_truth(0), records.empty_tracks(0), threshold_m=-1.0)
     with pytest.raises(ConfigError, match="consec_pairs_confirm"):
-        associate_tracks_to_truth(records.empty_truth(0), records.empty_tracks(0), threshold_m=1.0, consec_pairs_confirm=0)
+        associate_tracks_to_truth(
+            records.empty_truth(0), records.empty_tracks(0), threshold_m=1.0, consec_pairs_confirm=0
+        )
 
 
 def test_rows_with_non_finite_positions_are_dropped_and_counted():

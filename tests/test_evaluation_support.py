@@ -119,7 +119,10 @@ def to_stonesoup(truth: np.ndarray, tracks: np.ndarray):
         rows = rows[np.argsort(rows["time_s"], kind="stable")]
         paths.append(
             GroundTruthPath(
-                [GroundTruthState(_state_vector(r), timestamp=to_datetime(r["time_s"])) for r in rows],
+                [
+                    GroundTruthState(_state_vector(r), timestamp=to_datetime(r["time_s"]))
+                    for r in rows
+                ],
                 id=str(ident),
             )
         )
@@ -128,7 +131,10 @@ def to_stonesoup(truth: np.ndarray, tracks: np.ndarray):
         rows = tracks[tracks["track_id"] == ident]
         rows = rows[np.argsort(rows["time_s"], kind="stable")]
         out_tracks.append(
-            Track([State(_state_vector(r), timestamp=to_datetime(r["time_s"])) for r in rows], id=str(ident))
+            Track(
+                [State(_state_vector(r), timestamp=to_datetime(r["time_s"])) for r in rows],
+                id=str(ident),
+            )
         )
     return paths, out_tracks
 
@@ -149,5 +155,8 @@ def test_stonesoup_objects_carry_the_same_numbers():
     assert sum(len(p) for p in paths) == len(truth)
     assert sum(len(t) for t in trks) == len(tracks)
     state = paths[0][0]
-    row = truth[(truth["truth_id"] == int(paths[0].id)) & (truth["time_s"] == truth["time_s"][truth["truth_id"] == int(paths[0].id)].min())][0]
+    row = truth[
+        (truth["truth_id"] == int(paths[0].id))
+        & (truth["time_s"] == truth["time_s"][truth["truth_id"] == int(paths[0].id)].min())
+    ][0]
     np.testing.assert_array_equal(state.state_vector.ravel()[:3], row["pos_ecef_m"])

@@ -11,7 +11,15 @@ Definitions, units and defaults: docs/metrics.md.
 from __future__ import annotations
 
 from .evaluate import DEFAULTS, Evaluation, evaluate
-from .gospa import GospaOverTime, GospaResult, OspaOverTime, gospa, gospa_over_time, ospa, ospa_over_time
+from .gospa import (
+    GospaOverTime,
+    GospaResult,
+    OspaOverTime,
+    gospa,
+    gospa_over_time,
+    ospa,
+    ospa_over_time,
+)
 from .siap_metrics import Associations, SiapResult, associate_tracks_to_truth, siap_metrics
 
 __all__ = [

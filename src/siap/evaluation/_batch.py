@@ -65,7 +65,9 @@ class ObjectStates:
         want = np.asarray(obj, dtype=np.int64) * n_steps + np.asarray(step, dtype=np.int64)
         pos = np.searchsorted(keys, want)
         pos_c = np.minimum(pos, max(len(keys) - 1, 0))
-        found = (pos < len(keys)) & (keys[pos_c] == want) if len(keys) else np.zeros(len(want), bool)
+        found = (
+            (pos < len(keys)) & (keys[pos_c] == want) if len(keys) else np.zeros(len(want), bool)
+        )
         return np.where(found, pos_c, -1)
 
 
@@ -87,13 +89,17 @@ class Grid:
 def _check(batch: np.ndarray, id_field: str, what: str) -> None:
     names = getattr(getattr(batch, "dtype", None), "names", None)
     if names is None:
-        raise InputError(f"{what}: expected a NumPy structured array (records dtype), got {type(batch).__name__}")
+        raise InputError(
+            f"{what}: expected a NumPy structured array (records dtype), got {type(batch).__name__}"
+        )
     for field in (*_REQUIRED, id_field):
         if field not in names:
             raise InputError(f"{what}: field {field!r} is missing; expected the siap.records dtype")
     for field in ("pos_ecef_m", "vel_ecef_mps"):
         if batch.dtype[field].shape != (3,):
-            raise InputError(f"{what}: field {field!r} has shape {batch.dtype[field].shape}; expected (3,)")
+            raise InputError(
+                f"{what}: field {field!r} has shape {batch.dtype[field].shape}; expected (3,)"
+            )
 
 
 def _states(batch: np.ndarray, id_field: str, what: str) -> tuple[np.ndarray, ...]:

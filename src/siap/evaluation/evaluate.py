@@ -148,7 +148,9 @@ def evaluate(
     """
     if exclude_statuses and getattr(tracks, "dtype", None) is not None and tracks.dtype.names:
         if "status" not in tracks.dtype.names:
-            raise InputError("tracks: field 'status' is missing; expected the siap.records track dtype")
+            raise InputError(
+                "tracks: field 'status' is missing; expected the siap.records track dtype"
+            )
         keep = ~np.isin(tracks["status"], np.asarray(list(exclude_statuses), dtype=np.int64))
         excluded = int(len(tracks) - keep.sum())
         tracks = tracks[keep]
@@ -159,7 +161,9 @@ def evaluate(
     grid, t, k = prepare(truth, tracks)
     g = _gospa_prepared(grid, t, k, gospa_c_m, gospa_p, gospa_alpha)
     o = _ospa_prepared(grid, t, k, ospa_c_m, ospa_p)
-    assoc = _associate_prepared(grid, t, k, association_threshold_m, consec_pairs_confirm, consec_misses_end)
+    assoc = _associate_prepared(
+        grid, t, k, association_threshold_m, consec_pairs_confirm, consec_misses_end
+    )
     s = _siap_prepared(grid, t, k, assoc)
     counts = {
         "n_steps": grid.n,

@@ -189,7 +189,16 @@ class GospaOverTime:
         """Mean over steps of each part, and of the missed/false/assigned counts."""
         if len(self.distance) == 0:
             return dict.fromkeys(
-                ("distance", "localisation", "missed", "false", "n_missed", "n_false", "n_assigned"), 0.0
+                (
+                    "distance",
+                    "localisation",
+                    "missed",
+                    "false",
+                    "n_missed",
+                    "n_false",
+                    "n_assigned",
+                ),
+                0.0,
             )
         return {
             "distance": float(self.distance.mean()),
@@ -264,7 +273,9 @@ def gospa_over_time(
     return _gospa_prepared(grid, t, k, c, p, alpha)
 
 
-def ospa_over_time(truth: np.ndarray, tracks: np.ndarray, *, c: float, p: float = 1.0) -> OspaOverTime:
+def ospa_over_time(
+    truth: np.ndarray, tracks: np.ndarray, *, c: float, p: float = 1.0
+) -> OspaOverTime:
     """OSPA between the truth and track batches at every time present in either."""
     grid, t, k = prepare(truth, tracks)
     return _ospa_prepared(grid, t, k, c, p)

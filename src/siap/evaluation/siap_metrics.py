@@ -71,14 +71,18 @@ class Associations:
 
 def _check_assoc_params(threshold_m: float, confirm: int, misses: int) -> None:
     if not (np.isfinite(threshold_m) and threshold_m > 0):
-        raise ConfigError(f"siap: association_threshold_m: expected a finite distance > 0, got {threshold_m!r}")
+        raise ConfigError(
+            f"siap: association_threshold_m: expected a finite distance > 0, got {threshold_m!r}"
+        )
     if int(confirm) != confirm or confirm < 1:
         raise ConfigError(f"siap: consec_pairs_confirm: expected an integer >= 1, got {confirm!r}")
     if int(misses) != misses or misses < 1:
         raise ConfigError(f"siap: consec_misses_end: expected an integer >= 1, got {misses!r}")
 
 
-def _candidate_truth(grid: Grid, truth: ObjectStates, tracks: ObjectStates, threshold_m: float) -> np.ndarray:
+def _candidate_truth(
+    grid: Grid, truth: ObjectStates, tracks: ObjectStates, threshold_m: float
+) -> np.ndarray:
     """For each track state, the index of the closest truth with a state at the same step and
     strictly closer than the threshold; -1 where there is none.
 
@@ -90,7 +94,9 @@ def _candidate_truth(grid: Grid, truth: ObjectStates, tracks: ObjectStates, thre
     lift = 4.0 * threshold_m
     tree = cKDTree(np.column_stack([truth.pos, truth.step * lift]))
     _, idx = tree.query(
-        np.column_stack([tracks.pos, tracks.step * lift]), k=1, distance_upper_bound=threshold_m * 1.001
+        np.column_stack([tracks.pos, tracks.step * lift]),
+        k=1,
+        distance_upper_bound=threshold_m * 1.001,
     )
     found = idx < truth.n
     idx_c = np.where(found, idx, 0)
@@ -111,6 +117,13 @@ def _association_segments(obj, step, label, confirm: int, misses: int):
     out_j: list[int] = []
     out_s: list[int] = []
     out_e: list[int] = []
+
+    def emit(k: int, j: int, s: int, e: int) -> None:
+        out_k.append(k)
+        out_j.append(j)
+        out_s.append(s)
+        out_e.append(e)
+
     n = len(obj)
     if n == 0:
         return out_k, out_j, out_s, out_e
@@ -129,7 +142,7 @@ def _association_segments(obj, step, label, confirm: int, misses: int):
         k = run_obj[r]
         if k != cur_obj:
             if current >= 0:
-                out_k.append(cur_obj), out_j.append(current), out_s.append(start), out_e.append(end)
+                emit(cur_obj, current, start, end)
             cur_obj = k
             current = potential = -1
             n_pot = n_fail = 0
@@ -162,14 +175,14 @@ def _association_segments(obj, step, label, confirm: int, misses: int):
                 else:
                     potential, n_pot, pot_start = lab, 1, steps[i]
                 if n_fail >= misses:
-                    out_k.append(cur_obj), out_j.append(current), out_s.append(start), out_e.append(end)
+                    emit(cur_obj, current, start, end)
                     if n_pot >= confirm and potential >= 0:
                         current, start, end = potential, pot_start, steps[i]
                     else:
                         current, start, end = -1, -1, -1
                 i += 1
     if current >= 0:
-        out_k.append(cur_obj), out_j.append(current), out_s.append(start), out_e.append(end)
+        emit(cur_obj, current, start, end)
     return out_k, out_j, out_s, out_e
 
 
@@ -239,7 +252,9 @@ def _ratio(num, den, empty):
     return out
 
 
-def _tracks_needed(times: np.ndarray, a: np.ndarray, b: np.ndarray, pair_end: np.ndarray, trk: np.ndarray) -> int:
+def _tracks_needed(
+    times: np.ndarray, a: np.ndarray, b: np.ndarray, pair_end: np.ndarray, trk: np.ndarray
+) -> int:
     """Stone Soup's ``min_num_tracks_needed_to_track`` for one truth: walk the truth's times;
     at a time covered by an association take the covering association of the pair whose last
     association time is latest, count it and jump past the end of its segment (stop if that
@@ -314,7 +329,9 @@ class SiapResult:
         }
 
 
-def _siap_prepared(grid: Grid, truth: ObjectStates, tracks: ObjectStates, assoc: Associations) -> SiapResult:
+def _siap_prepared(
+    grid: Grid, truth: ObjectStates, tracks: ObjectStates, assoc: Associations
+) -> SiapResult:
     S = grid.n
     J = np.bincount(truth.step, minlength=S)
     N = np.bincount(tracks.step, minlength=S)
@@ -424,5 +441,7 @@ def siap_metrics(
     """SIAP metrics (Votruba et al. 2001, as computed by Stone Soup's ``SIAPMetrics`` with the
     ``TrackToTruth`` associator) of a track batch against a truth batch; 3D ECEF distances."""
     grid, t, k = prepare(truth, tracks)
-    assoc = _associate_prepared(grid, t, k, association_threshold_m, consec_pairs_confirm, consec_misses_end)
+    assoc = _associate_prepared(
+        grid, t, k, association_threshold_m, consec_pairs_confirm, consec_misses_end
+    )
     return _siap_prepared(grid, t, k, assoc)
