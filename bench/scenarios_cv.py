@@ -453,3 +453,64 @@ def make_radar_network_scenario(
                     grid_spacing_m=grid_spacing_m, origin=[origin_lat_deg, origin_lon_deg]),
         targets=dict(lat0_deg=lat0, lon0_deg=lon0, alt_m=alt, ve_mps=ve, vn_mps=vn),
     )
+
+
+def siap_radar_network_scenario(n_targets: int, seed: int, *, duration_s: float = 150.0,
+                                n_radars: int = 20, origin_lat_deg: float = 35.0,
+                                origin_lon_deg: float = 135.0, grid_spacing_m: float = 230_000.0):
+    """The same radar network as :func:`make_radar_network_scenario`, as a ``siap.scenario``
+    :class:`Scenario` (20 primary-only 3D ground radars, no SSR, so no identity evidence) with
+    ``n_targets`` non-cooperative aircraft of a ``traffic`` population crossing the network's
+    area (siap.scenario.traffic: 90-280 m/s, 150-12,000 m, legs of 150-300 km), simulated by
+    :func:`siap.simulation.simulate`. Returns (scenario, simulation result)."""
+    from siap.scenario.models import Scenario
+    from siap.simulation import simulate
+
+    rng = np.random.default_rng(seed)
+    nx, ny = 5, 4
+    gx = (np.arange(nx) - (nx - 1) / 2) * grid_spacing_m
+    gy = (np.arange(ny) - (ny - 1) / 2) * grid_spacing_m
+    gxx, gyy = np.meshgrid(gx, gy)
+    site_e = gxx.ravel()[:n_radars] + rng.uniform(-20e3, 20e3, n_radars)
+    site_n = gyy.ravel()[:n_radars] + rng.uniform(-20e3, 20e3, n_radars)
+    coslat = np.cos(np.radians(origin_lat_deg))
+    sensors = []
+    for i in range(n_radars):
+        max_range_km = float(rng.uniform(200.0, 280.0))
+        sensors.append(dict(
+            id=f"R{i:02d}", type="ground_radar", partner="JPN",
+            lat_deg=float(origin_lat_deg + np.degrees(site_n[i] / _RM)),
+            lon_deg=float(origin_lon_deg + np.degrees(site_e[i] / (_RM * coslat))),
+            alt_m=float(rng.uniform(20.0, 500.0)), dimension="3d",
+            scan_period_s=float(rng.uniform(4.0, 12.0)),
+            start_azimuth_deg=float(rng.uniform(0.0, 360.0)),
+            max_range_km=max_range_km,
+            range_sigma_m=float(rng.uniform(30.0, 80.0)),
+            azimuth_sigma_deg=float(rng.uniform(0.1, 0.2)),
+            elevation_sigma_deg=float(rng.uniform(0.3, 0.6)),
+            detection=dict(pd_at_ref_range=0.9, ref_range_km=0.85 * max_range_km, pfa=1e-6),
+            false_alarms_per_scan=20.0,
+        ))
+    half_e = gx.max() + 0.5 * grid_spacing_m - 100e3
+    half_n = gy.max() + 0.5 * grid_spacing_m - 100e3
+    area = dict(
+        lat_min_deg=float(origin_lat_deg - np.degrees(half_n / _RM)),
+        lat_max_deg=float(origin_lat_deg + np.degrees(half_n / _RM)),
+        lon_min_deg=float(origin_lon_deg - np.degrees(half_e / (_RM * coslat))),
+        lon_max_deg=float(origin_lon_deg + np.degrees(half_e / (_RM * coslat))),
+    )
+    targets = []
+    left, k = int(n_targets), 0
+    while left > 0:
+        m = min(left, 5000)
+        targets.append(dict(type="traffic", airports=["RJTT", "RJBB"], airliners=0,
+                            non_cooperative=m, manoeuvring=0, area=area, seed_offset=k))
+        left -= m
+        k += 1
+    scenario = Scenario.model_validate(dict(
+        name=f"bench-scale-{n_targets}", start_time_utc="2026-01-01T00:00:00Z",
+        duration_s=duration_s, seed=seed, truth_step_s=1.0,
+        origin=dict(lat_deg=origin_lat_deg, lon_deg=origin_lon_deg, alt_m=0.0),
+        partners=[dict(id="JPN")], sensors=sensors, targets=targets,
+    ))
+    return scenario, simulate(scenario)
