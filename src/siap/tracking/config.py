@@ -50,6 +50,7 @@ class TrackerConfig(BaseModel):
     # --- association ---------------------------------------------------------------------------
     gate_probability: float = Field(0.9995, gt=0.5, lt=1.0, description="Chi-square gate probability P_G; the gate is the P_G quantile of chi2 with the measurement dimension.")
     mode_s_bonus: float = Field(10.0, ge=0.0, description="Cost bonus (in units of squared Mahalanobis distance) when track and plot carry the same Mode S address.")
+    mode_s_gate_chi2: float = Field(60.0, gt=0.0, description="Wider gate (squared Mahalanobis distance) for pairs whose Mode S addresses match, so that an aircraft's own report is not lost to a gate miss or a manoeuvre.")
     mode_3a_bonus: float = Field(3.0, ge=0.0, description="Cost bonus when track and plot carry the same Mode 3/A code.")
 
     # --- track management ------------------------------------------------------------------------

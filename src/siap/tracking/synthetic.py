@@ -16,7 +16,7 @@ import numpy as np
 from siap.geo import LocalFrame, ecef_to_geodetic, ecef_to_polar, enu_rotation, geodetic_to_ecef, polar_to_ecef
 from siap.records import MeasurementKind, empty_plots
 
-__all__ = ["cv_targets", "radar_3d_plots", "adsb_plots", "Trajectory"]
+__all__ = ["cv_targets", "tabulated", "wna_truth", "turn_truth", "radar_3d_plots", "adsb_plots", "Trajectory"]
 
 Trajectory = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """f(target index (K,), time s (K,)) -> (position ENU (K, 3), velocity ENU (K, 3))."""
@@ -35,6 +35,63 @@ def cv_targets(n: int, rng: np.random.Generator, *, half_width_m: float = 50_000
         return p0[idx] + v[idx] * (t - t0)[:, None], v[idx].copy()
 
     return f
+
+
+def tabulated(times_s: np.ndarray, pos: np.ndarray, vel: np.ndarray) -> Trajectory:
+    """Trajectory from tabulated states ``pos``/``vel`` of shape (n_targets, n_times, 3) on a
+    common time grid; positions between samples by cubic Hermite interpolation."""
+    times_s = np.asarray(times_s, float)
+
+    def f(idx: np.ndarray, t: np.ndarray):
+        k = np.clip(np.searchsorted(times_s, t, side="right") - 1, 0, len(times_s) - 2)
+        h = times_s[k + 1] - times_s[k]
+        s = ((t - times_s[k]) / h)[:, None]
+        p0, p1 = pos[idx, k], pos[idx, k + 1]
+        v0, v1 = vel[idx, k] * h[:, None], vel[idx, k + 1] * h[:, None]
+        h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+        p = h00 * p0 + h10 * v0 + h01 * p1 + h11 * v1
+        dv = (6 * s**2 - 6 * s) * p0 + (3 * s**2 - 4 * s + 1) * v0 + (-6 * s**2 + 6 * s) * p1 + (3 * s**2 - 2 * s) * v1
+        return p, dv / h[:, None]
+
+    return f
+
+
+def wna_truth(n: int, n_steps: int, dt_s: float, q_m2ps3: float, rng: np.random.Generator, *,
+              spacing_m: float = 40_000.0, alt_m: float = 8000.0, speed_mps: float = 200.0):
+    """Targets following the discretised continuous white-noise-acceleration model exactly
+    (BLK eq. 6.2.2-12, same q on all three axes): returns (times (n_steps,), pos, vel) with
+    pos/vel (n, n_steps, 3). Targets start on a grid ``spacing_m`` apart."""
+    side = int(np.ceil(np.sqrt(n)))
+    gx, gy = np.meshgrid(np.arange(side), np.arange(side))
+    p = np.column_stack([gx.ravel()[:n], gy.ravel()[:n], np.zeros(n)]) * spacing_m
+    p[:, :2] -= p[:, :2].mean(axis=0)
+    p[:, 2] = alt_m
+    hd = rng.uniform(0, 2 * np.pi, n)
+    v = np.column_stack([speed_mps * np.sin(hd), speed_mps * np.cos(hd), np.zeros(n)])
+    T = dt_s
+    Q1 = q_m2ps3 * np.array([[T**3 / 3, T**2 / 2], [T**2 / 2, T]])
+    L = np.linalg.cholesky(Q1)
+    pos = np.empty((n, n_steps, 3))
+    vel = np.empty((n, n_steps, 3))
+    for k in range(n_steps):
+        pos[:, k], vel[:, k] = p, v
+        w = np.einsum("ij,naj->nai", L, rng.normal(size=(n, 3, 2)))  # (n, axis, [pos, vel])
+        p = p + T * v + w[:, :, 0]
+        v = v + w[:, :, 1]
+    return np.arange(n_steps) * dt_s, pos, vel
+
+
+def turn_truth(speed_mps: float, turn_start_s: float, turn_s: float, turn_rate_rps: float,
+               duration_s: float, step_s: float = 0.05, start_enu=(0.0, -30_000.0, 8000.0)):
+    """One target flying north, then a coordinated turn at ``turn_rate_rps`` for ``turn_s``,
+    then straight again; returns (times, pos (1, K, 3), vel (1, K, 3))."""
+    t = np.arange(0.0, duration_s + step_s, step_s)
+    heading = np.clip(t - turn_start_s, 0.0, turn_s) * turn_rate_rps
+    vel = np.stack([speed_mps * np.sin(heading), speed_mps * np.cos(heading), np.zeros_like(t)], axis=1)
+    pos = np.asarray(start_enu, float) + np.concatenate(
+        [np.zeros((1, 3)), np.cumsum(0.5 * (vel[1:] + vel[:-1]) * step_s, axis=0)]
+    )
+    return t, pos[None], vel[None]
 
 
 def radar_3d_plots(traj: Trajectory, n_targets: int, frame: LocalFrame, site_enu, *, t0: float,

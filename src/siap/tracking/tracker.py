@@ -354,7 +354,7 @@ class Tracker:
     def _candidates(self, pp: PreparedPlots, s: int, e: int):
         """Candidate (track, plot-in-frame) pairs from cKDTree radius queries."""
         n = self.n
-        G = np.sqrt(self._chi2[3]) * 1.1
+        G = np.sqrt(max(self._chi2[3], self.cfg.mode_s_gate_chi2)) * 1.1
         tp = pp.time_s[s:e]
         t_ref = 0.5 * (tp.min() + tp.max())
         span = 0.5 * (tp.max() - tp.min())
@@ -444,7 +444,6 @@ class Tracker:
         d2 = pr["d2"].reshape(-1, nm)
         dmin = d2.min(axis=1)
         gate = np.where(pp.dim[gp] == 2, self._chi2[2], self._chi2[3])
-        ok = dmin <= gate
         if nm == 2:
             cost = dmin - 2.0 * np.log((pr["cbar"] * np.exp(-0.5 * (d2 - dmin[:, None]))).sum(axis=1))
         else:
@@ -456,6 +455,8 @@ class Tracker:
         t3, p3 = self._m3a[ti], pp.mode_3a[gp]
         both_3 = (t3 >= 0) & (p3 >= 0)
         same_3 = both_3 & (t3 == p3)
+        gate = np.where(same_s, np.maximum(gate, self.cfg.mode_s_gate_chi2), gate)
+        ok = dmin <= gate
         ok &= ~(both_s & ~same_s)
         ok &= ~(both_3 & ~same_3 & ~same_s)  # a squawk change is allowed on a Mode S match
         cost = cost - self.cfg.mode_s_bonus * same_s - self.cfg.mode_3a_bonus * same_3
