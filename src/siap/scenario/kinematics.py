@@ -204,12 +204,20 @@ def integrate_plans(plans: list[FlightPlan], t0_s: float, n_steps: int, dt_s: fl
         # --- heading: coordinated turn toward the bearing of the (possibly new) waypoint
         tl, tn = W_lat[rows, nxt], W_lon[rows, nxt]
         brg, dist = _bearing_dist(lat, lon, tl, tn)
+        after = np.where(loop, (nxt + 1) % n_wp, np.minimum(nxt + 1, n_wp - 1))
+        leg_brg, _ = _bearing_dist(tl, tn, W_lat[rows, after], W_lon[rows, after])
+        last = ~loop & (nxt >= n_wp - 1)
+        lead = np.where(last, 0.0, r_turn * np.tan(np.minimum(np.abs(_wrap_pi(leg_brg - brg)), np.radians(150)) / 2))
         omega = G0 * tan_bank / np.maximum(v, 1.0)
         dh = np.clip(_wrap_pi(brg - psi), -omega * dt_s, omega * dt_s)
         # --- speed and vertical speed
         v_new = v + np.clip(W_spd[rows, nxt] - v, -accel * dt_s, accel * dt_s)
-        t_go = np.maximum(dist / np.maximum(v_new, 1.0), dt_s)
-        vz_cmd = np.clip((W_alt[rows, nxt] - alt) / t_go, -descent, climb)
+        # reach the waypoint's altitude where the turn onto the next leg begins
+        t_go = np.maximum((dist - lead) / np.maximum(v_new, 1.0), dt_s)
+        d_alt = W_alt[rows, nxt] - alt
+        # level off without overshoot: |vz| <= sqrt(2 a |d_alt|) with a = 1 m/s^2
+        vz_cmd = np.sign(d_alt) * np.minimum(np.abs(d_alt) / t_go, np.sqrt(2.0 * np.abs(d_alt)))
+        vz_cmd = np.clip(vz_cmd, -descent, climb)
         vz_new = vz + np.clip(vz_cmd - vz, -2.0 * dt_s, 2.0 * dt_s)
         psi_new = psi + dh
         ve0, vn0 = v * np.sin(psi), v * np.cos(psi)
