@@ -33,11 +33,20 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from siap.errors import ConfigError
-from siap.sharing.labels import NATIONS, Classification, Label, combine, parse, parse_cached, releasable_to
+from siap.sharing.labels import (
+    NATIONS,
+    Classification,
+    Label,
+    combine,
+    parse,
+    parse_cached,
+    releasable_to,
+)
 
 __all__ = ["Policy", "PartnerPolicy", "SensorPolicy", "load_policy", "builtin_policies", "split_sources"]
 
@@ -273,7 +282,8 @@ class Policy:
         labels = np.asarray(labels)
         if labels.size == 0:
             return np.zeros(labels.shape, dtype=bool)
-        uniq, inverse = np.unique(labels, return_inverse=True)
+        # hash-based factorisation: ~10x faster than np.unique's sort on U64 strings
+        inverse, uniq = pd.factorize(labels.ravel())
         ok = np.empty(len(uniq), dtype=bool)
         for i, text in enumerate(uniq.tolist()):
             key = (text, partner)

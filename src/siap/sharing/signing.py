@@ -54,7 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from siap.errors import ConfigError
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, from_arrow, to_arrow
-from siap.sharing.labels import NATIONS, LABEL_MAX_CHARS, Label, dominates, parse_cached
+from siap.sharing.labels import LABEL_MAX_CHARS, NATIONS, Label, dominates, parse_cached
 from siap.sharing.policy import Policy, split_sources
 
 if TYPE_CHECKING:
