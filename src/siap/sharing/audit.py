@@ -136,6 +136,8 @@ class AuditLog:
     """Append-only audit log writer (thread-safe). Reopening continues the existing chain.
 
     ``identity`` signs every entry and the head file. ``fsync`` forces each append to disk.
+    One writer per file: two processes appending to the same log break the chain (verify
+    reports it). ``time_s`` is the entry's own field, so it cannot be a detail name.
     """
 
     def __init__(self, path: str | Path, identity: NodeIdentity | None = None, fsync: bool = False) -> None:

@@ -336,7 +336,8 @@ def load_policy(path_or_name: str | Path) -> Policy:
     ConfigError (one line: file, field, expectation) if the file is missing or invalid.
     """
     text_path = str(path_or_name)
-    if isinstance(path_or_name, str) and "/" not in text_path and not text_path.endswith((".yaml", ".yml")):
+    is_name = "/" not in text_path and not text_path.endswith((".yaml", ".yml")) and not Path(text_path).is_file()
+    if isinstance(path_or_name, str) and is_name:
         if text_path not in builtin_policies():
             raise ConfigError(
                 f"{text_path}: (policy): expected a policy file path or a built-in policy name "
