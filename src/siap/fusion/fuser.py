@@ -81,7 +81,11 @@ def same_label_or_empty(labels: list[str]) -> str:
 def format_sources(items: Sequence[tuple[str, int]], width: int = _SOURCES_LEN) -> str:
     """``"JPN:12,USA:7"``; if it does not fit in ``width`` characters, as many whole entries as
     fit followed by ``"+"``."""
-    parts = [f"{p}:{t}" for p, t in items]
+    return format_sources_items([f"{p}:{t}" for p, t in items], width)
+
+
+def format_sources_items(parts: Sequence[str], width: int = _SOURCES_LEN) -> str:
+    """:func:`format_sources` for entries already written as ``"JPN:12"``."""
     text = ",".join(parts)
     if len(text) <= width:
         return text
@@ -140,8 +144,13 @@ class TrackFuser:
         self._join = np.zeros(0)  # time it joined that fused track
         # fused tracks: ctn -> (birth_time_s, founder_first_seen_s)
         self._fused: dict[int, tuple[float, float]] = {}
-        # pair hysteresis: (key_a, key_b), key_a < key_b -> (consecutive passes, consecutive fails)
-        self._pairs: dict[tuple[int, int], tuple[int, int]] = {}
+        # pair hysteresis table, sorted by (key_a, key_b) with key_a < key_b: consecutive passes
+        # and consecutive fails of the pairwise test. During an update the same table is held in
+        # store-index space (_pa, _pb, _pp, _pf, _pd2).
+        self._pka = np.zeros(0, np.int64)
+        self._pkb = np.zeros(0, np.int64)
+        self._ppass = np.zeros(0, np.int64)
+        self._pfail = np.zeros(0, np.int64)
         self._last_time = -np.inf
         #: rows dropped or withheld, by reason (cumulative)
         self.dropped: Counter[str] = Counter()
@@ -178,10 +187,10 @@ class TrackFuser:
         self._ingest(rows, keys, time_s)
         x, P = self._predict(time_s)
         a, b, d2, passed, match, conflict = self._candidates(x, P)
-        d2_of = self._update_pairs(a, b, d2, passed, match, conflict)
+        self._update_pairs(a, b, d2, passed, match, conflict)
         self._split(time_s)
         self._found_singletons(time_s)
-        self._merge(time_s, d2_of)
+        self._merge(time_s)
         self._prune_pairs()
         out = self._picture(time_s, x, P)
         self._last_time = time_s
@@ -303,7 +312,7 @@ class TrackFuser:
             )
             live = set(self._ctn.tolist())
             self._fused = {c: v for c, v in self._fused.items() if c in live}
-            # pair entries of removed tracks are removed by _update_pairs
+            # pairs of removed tracks are forgotten by _update_pairs
 
     # ------------------------------------------------------------------ association
 
@@ -361,50 +370,61 @@ class TrackFuser:
         passed = ((d2 <= self._gamma) | match) & ~conflict
         return a, b, d2, passed, match, conflict
 
-    def _update_pairs(self, a, b, d2, passed, match, conflict) -> dict[tuple[int, int], float]:
-        """Advance the consecutive pass/fail counters. Returns d^2 of this update's pairs
-        (0 for a Mode S match)."""
+    def _update_pairs(self, a, b, d2, passed, match, conflict) -> None:
+        """Advance the consecutive pass/fail counters, vectorised over pairs.
+
+        Tested pairs: pass -> (passes + 1, 0), a Mode S match counts as ``associate_after``
+        passes at once; fail -> (0, fails + 1); a Mode S conflict -> at least
+        ``dissociate_after`` fails at once. Known pairs not tested this time (too far apart for
+        the k-d tree) fail. Pairs with a removed local track are forgotten.
+        """
         na = self.config.associate_after
         nf = self.config.dissociate_after
-        ka = self._key[a].tolist()
-        kb = self._key[b].tolist()
-        cost = np.where(match, 0.0, d2).tolist()
-        old = self._pairs
-        new: dict[tuple[int, int], tuple[int, int]] = {}
-        d2_of: dict[tuple[int, int], float] = {}
-        for u, v, p, m, c, dd in zip(
-            ka, kb, passed.tolist(), match.tolist(), conflict.tolist(), cost, strict=True
-        ):
-            op, of = old.get((u, v), (0, 0))
-            if c:
-                st = (0, max(of + 1, nf))
-            elif p:
-                st = (min(op + 1, _PASS_CAP), 0)
-                if m:
-                    st = (max(st[0], na), 0)
-            else:
-                st = (0, of + 1)
-            new[(u, v)] = st
-            d2_of[(u, v)] = dd
-        ctn_of = dict(zip(self._key.tolist(), self._ctn.tolist(), strict=True))
-        for pair, (_, of) in old.items():
-            if pair not in new:
-                cu, cv = ctn_of.get(pair[0]), ctn_of.get(pair[1])
-                if cu is not None and cv is not None:
-                    new[pair] = (0, of + 1)
-        self._pairs = new
-        return d2_of
+        n = len(self._key)
+        # the previous table in current store indices (the key -> index map is monotone, so
+        # codes a * n + b keep the table's (key_a, key_b) order)
+        ia = np.searchsorted(self._key, self._pka)
+        ib = np.searchsorted(self._key, self._pkb)
+        if n:
+            alive = (ia < n) & (ib < n)
+            alive[alive] &= (self._key[ia[alive]] == self._pka[alive]) & (
+                self._key[ib[alive]] == self._pkb[alive]
+            )
+        else:
+            alive = np.zeros(len(ia), bool)
+        old_code = ia[alive] * n + ib[alive]
+        old_p, old_f = self._ppass[alive], self._pfail[alive]
+        code = a * n + b
+        pos = np.searchsorted(old_code, code)
+        found = np.zeros(len(code), bool)
+        inside = pos < len(old_code)
+        found[inside] = old_code[pos[inside]] == code[inside]
+        op = np.zeros(len(code), np.int64)
+        of = np.zeros(len(code), np.int64)
+        op[found] = old_p[pos[found]]
+        of[found] = old_f[pos[found]]
+        new_p = np.where(passed, np.minimum(op + 1, _PASS_CAP), 0)
+        new_p = np.where(match & passed, np.maximum(new_p, na), new_p)
+        new_f = np.where(passed, 0, of + 1)
+        new_f = np.where(conflict, np.maximum(of + 1, nf), new_f)
+        untested = ~np.isin(old_code, code)
+        all_code = np.concatenate([code, old_code[untested]])
+        order = np.argsort(all_code, kind="stable")
+        self._pcode_n = n
+        self._pa = (all_code // max(n, 1))[order]
+        self._pb = (all_code % max(n, 1))[order]
+        self._pp = np.concatenate([new_p, np.zeros(int(untested.sum()), np.int64)])[order]
+        self._pf = np.concatenate([new_f, old_f[untested] + 1])[order]
+        self._pd2 = np.concatenate([np.where(match, 0.0, d2), np.full(int(untested.sum()), np.nan)])[order]
 
     def _prune_pairs(self) -> None:
-        """Keep only pairs with a running pass streak or inside one fused track."""
-        ctn_of = dict(zip(self._key.tolist(), self._ctn.tolist(), strict=True))
-        self._pairs = {
-            pair: st
-            for pair, st in self._pairs.items()
-            if pair[0] in ctn_of
-            and pair[1] in ctn_of
-            and (st[0] > 0 or ctn_of[pair[0]] == ctn_of[pair[1]])
-        }
+        """Keep pairs with a running pass streak or inside one fused track; back to key space."""
+        c = self._ctn
+        keep = (self._pp > 0) | (c[self._pa] == c[self._pb])
+        self._pka = self._key[self._pa[keep]]
+        self._pkb = self._key[self._pb[keep]]
+        self._ppass = self._pp[keep]
+        self._pfail = self._pf[keep]
 
     def _seniority(self, i: int) -> tuple[float, float, int]:
         """Order of contributors inside a fused track: earliest joined, then first seen, then key."""
@@ -425,20 +445,29 @@ class TrackFuser:
                 return ctn
         raise RuntimeError(f"no free CTN generation for local track key {key}")  # needs 256 live
 
-    def _groups(self) -> dict[int, list[int]]:
-        """ctn -> store indices of its contributors, in key order."""
-        out: dict[int, list[int]] = {}
-        for i, c in enumerate(self._ctn.tolist()):
-            if c >= 0:
-                out.setdefault(c, []).append(i)
+    def _groups(self, ctns) -> dict[int, list[int]]:
+        """ctn -> store indices of its contributors (in key order), for the given CTNs."""
+        ctns = np.asarray(sorted(ctns), dtype=np.int64)
+        idx = np.nonzero(np.isin(self._ctn, ctns))[0]
+        out: dict[int, list[int]] = {int(c): [] for c in ctns}
+        for i, c in zip(idx.tolist(), self._ctn[idx].tolist(), strict=True):
+            out[c].append(i)
         return out
 
     def _split(self, time_s: float) -> None:
         nf = self.config.dissociate_after
-        keys = self._key.tolist()
-        for ctn, idx in sorted(self._groups().items()):
-            if len(idx) < 2:
-                continue
+        c = self._ctn
+        within = c[self._pa] == c[self._pb]
+        broken = within & (self._pf >= nf)
+        if not broken.any():
+            return
+        suspects = np.unique(c[self._pa[broken]])
+        sel = within & np.isin(c[self._pa], suspects)
+        n = self._pcode_n
+        fails_of = dict(
+            zip((self._pa[sel] * n + self._pb[sel]).tolist(), self._pf[sel].tolist(), strict=True)
+        )
+        for ctn, idx in self._groups(suspects.tolist()).items():
             # components of the "still linked" relation (fewer than nf consecutive fails)
             comp = {i: i for i in idx}
 
@@ -450,8 +479,7 @@ class TrackFuser:
             for s in range(len(idx)):
                 for t in range(s + 1, len(idx)):
                     u, v = idx[s], idx[t]
-                    _, fails = self._pairs.get((keys[u], keys[v]), (0, 0))
-                    if fails < nf:
+                    if fails_of.get(u * n + v, 0) < nf:
                         ru, rv = find(u), find(v)
                         if ru != rv:
                             comp[max(ru, rv)] = min(ru, rv)
@@ -481,8 +509,10 @@ class TrackFuser:
             self._ctn[i] = self._allocate(i, time_s)
             self._join[i] = time_s
 
-    def _compatible(self, f: list[int], g: list[int], d2_of) -> float | None:
-        """Merge cost of fused tracks with contributor lists f and g, or None if not allowed."""
+    def _compatible(self, f: list[int], g: list[int], passing: dict[int, float]) -> float | None:
+        """Merge cost (mean d^2 of the cross pairs) of fused tracks with contributor lists f and
+        g, or None if not allowed. ``passing``: pair code -> d^2 of the pairs whose pass streak
+        has reached ``associate_after``."""
         keys = self._key
         pf = {int(keys[i]) >> PARTNER_SHIFT for i in f}
         pg = {int(keys[i]) >> PARTNER_SHIFT for i in g}
@@ -492,75 +522,81 @@ class TrackFuser:
         addr = {int(ms[i]) for i in f + g if ms[i] >= 0}
         if len(addr) > 1:
             return None
-        na = self.config.associate_after
+        n = self._pcode_n
         total = 0.0
         for i in f:
             for j in g:
-                pair = (int(keys[i]), int(keys[j])) if keys[i] < keys[j] else (int(keys[j]), int(keys[i]))
-                p, _ = self._pairs.get(pair, (0, 0))
-                if p < na:
+                d2 = passing.get(min(i, j) * n + max(i, j))
+                if d2 is None:
                     return None
-                total += d2_of[pair]
+                total += d2
         return total / (len(f) * len(g))
 
-    def _merge(self, time_s: float, d2_of) -> None:
+    def _merge(self, time_s: float) -> None:
         na = self.config.associate_after
+        n = self._pcode_n
         while True:
-            groups = self._groups()
-            ctn_of = dict(zip(self._key.tolist(), self._ctn.tolist(), strict=True))
-            linked: set[tuple[int, int]] = set()
-            for (u, v), (p, _) in self._pairs.items():
-                if p >= na:
-                    cu, cv = ctn_of.get(u), ctn_of.get(v)
-                    if cu is not None and cv is not None and cu != cv:
-                        linked.add((min(cu, cv), max(cu, cv)))
+            c = self._ctn
+            ok = self._pp >= na
+            cross = ok & (c[self._pa] != c[self._pb])
+            if not cross.any():
+                return
+            passing = dict(
+                zip((self._pa[ok] * n + self._pb[ok]).tolist(), self._pd2[ok].tolist(), strict=True)
+            )
+            cu = c[self._pa[cross]]
+            cv = c[self._pb[cross]]
+            linked = np.unique(np.stack([np.minimum(cu, cv), np.maximum(cu, cv)], axis=1), axis=0)
+            groups = self._groups(np.unique(linked).tolist())
             costs: dict[tuple[int, int], float] = {}
-            for cu, cv in sorted(linked):
-                c = self._compatible(groups[cu], groups[cv], d2_of)
-                if c is not None:
-                    costs[(cu, cv)] = c
+            for u, v in linked.tolist():
+                cost = self._compatible(groups[u], groups[v], passing)
+                if cost is not None:
+                    costs[(u, v)] = cost
             if not costs:
                 return
             # clusters of fused tracks joined by allowed merges
             parent: dict[int, int] = {}
 
-            def find(c: int) -> int:
-                parent.setdefault(c, c)
-                while parent[c] != c:
-                    c = parent[c]
-                return c
+            def find(x: int) -> int:
+                parent.setdefault(x, x)
+                while parent[x] != x:
+                    x = parent[x]
+                return x
 
-            for cu, cv in costs:
-                ru, rv = find(cu), find(cv)
+            for u, v in costs:
+                ru, rv = find(u), find(v)
                 if ru != rv:
                     parent[max(ru, rv)] = min(ru, rv)
             clusters: dict[int, list[int]] = {}
-            for c in sorted(parent):
-                clusters.setdefault(find(c), []).append(c)
+            for x in sorted(parent):
+                clusters.setdefault(find(x), []).append(x)
             merges: list[tuple[int, int]] = []  # (absorber, absorbed)
             for nodes in clusters.values():
                 nodes = sorted(nodes, key=self._fused_seniority)
                 if len(nodes) == 2:
                     merges.append((nodes[0], nodes[1]))
                     continue
+                # more than two contend: a 2-D assignment of juniors to seniors minimising the
+                # summed cost (maximum number of merges first, as disallowed cells cost _BIG)
                 m = len(nodes)
                 C = np.full((m, m), _BIG)
                 for r in range(m):
-                    for s in range(r + 1, m):
-                        pair = (min(nodes[r], nodes[s]), max(nodes[r], nodes[s]))
+                    for q in range(r + 1, m):
+                        pair = (min(nodes[r], nodes[q]), max(nodes[r], nodes[q]))
                         if pair in costs:
-                            C[r, s] = costs[pair]
+                            C[r, q] = costs[pair]
                 rows, cols = linear_sum_assignment(C)
                 merges.extend(
-                    (nodes[r], nodes[s]) for r, s in zip(rows, cols, strict=True) if C[r, s] < _BIG
+                    (nodes[r], nodes[q]) for r, q in zip(rows, cols, strict=True) if C[r, q] < _BIG
                 )
             merges.sort(key=lambda rs: (self._fused_seniority(rs[0]), self._fused_seniority(rs[1])))
             done = 0
             absorbed: set[int] = set()
             for senior, junior in merges:
                 if senior in absorbed or junior in absorbed:
-                    continue
-                if self._compatible(groups[senior], groups[junior], d2_of) is None:
+                    continue  # chains are completed in the next round, re-checked
+                if self._compatible(groups[senior], groups[junior], passing) is None:
                     continue
                 for i in groups[junior]:
                     self._ctn[i] = senior
@@ -617,26 +653,38 @@ class TrackFuser:
         out["mode_s_address"] = ms
         out["partner"] = ""
 
-        partners = st["partner"].tolist()
-        tids = st["track_id"].tolist()
+        items = [f"{p}:{t}" for p, t in zip(st["partner"].tolist(), st["track_id"].tolist(), strict=True)]
         labels = st["label"].tolist()
         m3a = st["mode_3a"].tolist()
         calls = [c.strip() for c in st["callsign"].tolist()]
         keep = np.ones(K, dtype=bool)
         label_out, sources_out, m3a_out, call_out = [], [], [], []
+        memo: dict[tuple[str, ...], str | None] = {}
         for k, (s0, cnt) in enumerate(zip(start.tolist(), counts.tolist(), strict=True)):
-            sl = slice(s0, s0 + cnt)
-            sources_out.append(format_sources(list(zip(partners[sl], tids[sl], strict=True))))
-            m3a_out.append(_majority(m3a[sl], records.NO_MODE_3A))
-            call_out.append(_majority(calls[sl], ""))
-            try:
-                lab = str(self._combine(list(labels[sl])))
-            except Exception as exc:  # a label that cannot be combined must not be released
-                log.warning("fusion: CTN %d withheld, labels %s not combinable: %s", int(ctns[k]), labels[sl], exc)
+            e = s0 + cnt
+            if cnt == 1:
+                sources_out.append(items[s0])
+                m3a_out.append(m3a[s0])
+                call_out.append(calls[s0])
+            else:
+                text = ",".join(items[s0:e])
+                sources_out.append(text if len(text) <= _SOURCES_LEN else format_sources_items(items[s0:e]))
+                m3a_out.append(_majority(m3a[s0:e], records.NO_MODE_3A))
+                call_out.append(_majority(calls[s0:e], ""))
+            labs = tuple(labels[s0:e])
+            if labs not in memo:
+                try:
+                    lab: str | None = str(self._combine(list(labs)))
+                except Exception as exc:  # a label that cannot be combined must not be released
+                    log.warning("fusion: labels %s not combinable: %s", labs, exc)
+                    lab = None
+                memo[labs] = lab
+            lab = memo[labs]
+            if lab is None:
                 self.dropped["label_combine_failed"] += 1
                 keep[k] = False
                 lab = ""
-            if len(lab) > _LABEL_LEN:
+            elif len(lab) > _LABEL_LEN:
                 self.dropped["label_too_long"] += 1
                 keep[k] = False
                 lab = ""
