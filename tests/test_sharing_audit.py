@@ -277,3 +277,24 @@ def test_append_refuses_bad_input(tmp_path):
     assert log.append("release", time_s=1.0, ids={3, 1, 2})["details"] == {"ids": [1, 2, 3]}
     log.close()
     assert verify_audit_log(tmp_path / "x.log").entries == 1
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        lambda e: json.dumps(e).encode(),  # same content, spaces after separators
+        lambda e: json.dumps(dict(reversed(list(e.items()))), separators=(",", ":")).encode(),  # key order
+        lambda e: canonical_json(e).replace(b'"time_s":103.0', b'"time_s":1.03E2'),  # same float, other spelling
+    ],
+)
+def test_same_content_written_differently_is_detected(tmp_path, keys, rewrite):
+    ident, store = keys
+    p = build(tmp_path / "a.log", ident, 5)
+    lines = lines_of(p)
+    changed = rewrite(json.loads(lines[3]))
+    assert changed != lines[3] and json.loads(changed) == json.loads(lines[3])
+    lines[3] = changed
+    put(p, lines)
+    for ts in (store, None):
+        res = verify_audit_log(p, ts)
+        assert not res.ok and res.first_bad_seq == 3 and "canonical" in res.reason
