@@ -288,3 +288,33 @@ def test_sources_are_truncated_with_a_plus():
     s = format_sources(items)
     assert len(s) <= 64 and s.endswith("+") and s.startswith("JPN:1000000,JPN:1000001")
     assert format_sources([("JPN", 12), ("USA", 7)]) == "JPN:12,USA:7"
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_formation_where_every_pair_gates_is_resolved_by_assignment(seed):
+    """Pairs of objects 150 m apart, three partners with 30 m errors and a wide gate: wrong
+    pairs pass the gate too, so clusters of six local tracks contend and only the assignment
+    costs (d^2) keep the objects apart."""
+    rng = np.random.default_rng(100 + seed)
+    lead, vel = objects_on_grid(10, spacing_m=20_000, seed=seed)
+    side = np.cross(lead, vel)
+    side /= np.linalg.norm(side, axis=1)[:, None]
+    pos0 = np.concatenate([lead, lead + 150.0 * side])
+    vel = np.concatenate([vel, vel])
+    f = TrackFuser(FusionConfig(associate_after=2, gate_chi2=200.0))
+    for k in range(4):
+        t = T0 + 2 * k
+        batch = np.concatenate(
+            [make_local_tracks(pos0 + vel * (t - T0), vel, p, ids, t, iso_cov(20, 30.0),
+                               own_err=draw(rng, iso_cov(20, 30.0)))
+             for p, ids in (("JPN", np.arange(20)), ("USA", 100 + np.arange(20)),
+                            ("KOR", 200 + np.arange(20)[::-1]))]  # KOR numbers the other way
+        )
+        f.update(batch, t)
+    groups = list(f.members().values())
+    assert len(groups) == 20
+    obj = {("JPN", i): i for i in range(20)} | {("USA", 100 + i): i for i in range(20)}
+    obj |= {("KOR", 219 - i): i for i in range(20)}
+    for mem in groups:
+        assert len(mem) == 3
+        assert len({obj[m] for m in mem}) == 1, mem
