@@ -31,7 +31,14 @@ def test_known_values():
     assert partner_code("A")[0] == 1 << 10
     assert partner_code("JPN")[0] == (10 << 10) | (16 << 5) | 14
     assert local_key("JPN", 12)[0] == (((10 << 10) | (16 << 5) | 14) << 48) | 12
-    assert list(valid_partner(["JPN", "", "jpn", "J1N", "US", "U S"])) == [True, False, False, False, True, False]
+    assert list(valid_partner(["JPN", "", "jpn", "J1N", "US", "U S"])) == [
+        True,
+        False,
+        False,
+        False,
+        True,
+        False,
+    ]
 
 
 def test_generation_out_of_range():

@@ -22,23 +22,37 @@ def _stream(seed=11, with_kor_other=False, with_kor_same_late=False):
     pos0, vel = objects_on_grid(N_OBJ + 8, spacing_m=8_000, seed=seed)
     # objects 0 and 1 cross near step 5
     vel[1] = -vel[0]
-    pos0[1] = pos0[0] + 2 * 5 * 2 * vel[0] + 150.0 * np.cross(pos0[0], vel[0]) / np.linalg.norm(
-        np.cross(pos0[0], vel[0]))
+    pos0[1] = (
+        pos0[0]
+        + 2 * 5 * 2 * vel[0]
+        + 150.0 * np.cross(pos0[0], vel[0]) / np.linalg.norm(np.cross(pos0[0], vel[0]))
+    )
     kor_rng = np.random.default_rng(seed + 1)  # KOR noise must not change JPN/USA noise
     out = []
     for k in range(10):
         t = T0 + 2 * k
         parts = []
-        for partner, off, objs in (("JPN", 100, np.arange(N_OBJ)),
-                                   ("USA", 200, np.arange(0, N_OBJ, 1 if k % 3 else 2))):
+        for partner, off, objs in (
+            ("JPN", 100, np.arange(N_OBJ)),
+            ("USA", 200, np.arange(0, N_OBJ, 1 if k % 3 else 2)),
+        ):
             if partner == "USA" and 4 <= k <= 6:
                 objs = objs[objs != 3]  # a dropout
             lag = rng.uniform(0, 1.5, len(objs))
             own = np.broadcast_to(np.diag([60.0**2] * 3 + [4.0**2] * 3), (len(objs), 6, 6)).copy()
             tt = t - lag
-            parts.append(make_local_tracks(pos0[objs] + vel[objs] * (tt - T0)[:, None], vel[objs],
-                                           partner, objs + off, tt, own, own_err=draw(rng, own),
-                                           label="SIAP//REL TO JPN, USA"))
+            parts.append(
+                make_local_tracks(
+                    pos0[objs] + vel[objs] * (tt - T0)[:, None],
+                    vel[objs],
+                    partner,
+                    objs + off,
+                    tt,
+                    own,
+                    own_err=draw(rng, own),
+                    label="SIAP//REL TO JPN, USA",
+                )
+            )
         dup = parts[0][:3].copy()  # same key and time, different content
         dup["pos_ecef_m"] += 5.0
         dup["callsign"] = "DUP"
@@ -48,13 +62,31 @@ def _stream(seed=11, with_kor_other=False, with_kor_same_late=False):
         if with_kor_other:
             objs = np.arange(N_OBJ, N_OBJ + 8)
             own = np.broadcast_to(np.diag([80.0**2] * 3 + [5.0**2] * 3), (8, 6, 6)).copy()
-            parts.append(make_local_tracks(pos0[objs] + vel[objs] * (t - T0), vel[objs], "KOR",
-                                           objs + 300, t, own, own_err=draw(kor_rng, own)))
+            parts.append(
+                make_local_tracks(
+                    pos0[objs] + vel[objs] * (t - T0),
+                    vel[objs],
+                    "KOR",
+                    objs + 300,
+                    t,
+                    own,
+                    own_err=draw(kor_rng, own),
+                )
+            )
         if with_kor_same_late and k >= 4:
             objs = np.arange(4)
             own = np.broadcast_to(np.diag([80.0**2] * 3 + [5.0**2] * 3), (4, 6, 6)).copy()
-            parts.append(make_local_tracks(pos0[objs] + vel[objs] * (t - T0), vel[objs], "KOR",
-                                           objs + 400, t, own, own_err=draw(kor_rng, own)))
+            parts.append(
+                make_local_tracks(
+                    pos0[objs] + vel[objs] * (t - T0),
+                    vel[objs],
+                    "KOR",
+                    objs + 400,
+                    t,
+                    own,
+                    own_err=draw(kor_rng, own),
+                )
+            )
         out.append((np.concatenate(parts), t))
     return out
 
@@ -100,7 +132,10 @@ def test_reference_run_is_sane():
     assert count == {i: 1 for i in range(N_OBJ)}
     # duplicates (same key and time) are resolved by a fixed rule, not by row order: the row that
     # sorts last on (time, position, ...) wins, here the shifted "DUP" copies of JPN:100..102
-    by_obj = {int(s.split(",")[0].split(":")[1]) % 100: c for s, c in zip(last["sources"], last["callsign"], strict=True)}
+    by_obj = {
+        int(s.split(",")[0].split(":")[1]) % 100: c
+        for s, c in zip(last["sources"], last["callsign"], strict=True)
+    }
     assert [by_obj[i] for i in range(4)] == ["DUP", "DUP", "DUP", ""]
 
 

@@ -9,7 +9,14 @@ from scipy.stats import chi2
 from stonesoup.mixturereducer.gaussianmixture import CovarianceIntersection
 from stonesoup.types.state import GaussianState
 
-from siap.fusion import FusionConfig, TrackFuser, fast_ci_weights, fuse_stack, pair_statistic, predict_cv
+from siap.fusion import (
+    FusionConfig,
+    TrackFuser,
+    fast_ci_weights,
+    fuse_stack,
+    pair_statistic,
+    predict_cv,
+)
 from siap.fusion.synthetic import anisotropic_cov, draw, make_local_tracks, objects_on_grid
 
 
@@ -54,7 +61,9 @@ def test_ci_matches_stonesoup_with_the_same_weights(m):
     np.testing.assert_allclose(w, (1 / tr) / np.sum(1 / tr))  # Niehsen 2002 fast CI
     comps = [GaussianState(x[k][:, None], P[k]) for k in range(m)]
     ref = CovarianceIntersection.merge_components(*comps, weights=list(w))
-    np.testing.assert_allclose(xf[0], np.asarray(ref.state_vector, float).ravel(), rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(
+        xf[0], np.asarray(ref.state_vector, float).ravel(), rtol=1e-9, atol=1e-6
+    )
     np.testing.assert_allclose(Pf[0], np.asarray(ref.covar, float), rtol=1e-8, atol=1e-8)
 
 
@@ -107,9 +116,18 @@ def _nees_run(method: str, seed: int = 7, n: int = 400):
     for p, off in (("JPN", 0), ("USA", 10_000), ("AUS", 20_000)):
         own = anisotropic_cov(rng, n, (30, 200), (2, 10))
         batches.append(
-            make_local_tracks(pos, vel, p, np.arange(n) + off, t, own, own_err=draw(rng, own),
-                              common_cov=common_cov, common_err=common_err,
-                              mode_s=np.arange(n) + 0x800000)
+            make_local_tracks(
+                pos,
+                vel,
+                p,
+                np.arange(n) + off,
+                t,
+                own,
+                own_err=draw(rng, own),
+                common_cov=common_cov,
+                common_err=common_err,
+                mode_s=np.arange(n) + 0x800000,
+            )
         )
     fuser = TrackFuser(FusionConfig(method=method, associate_after=1))
     out = fuser.update(np.concatenate(batches), t)

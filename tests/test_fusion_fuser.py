@@ -47,15 +47,19 @@ def test_tracks_of_one_object_associate_after_hysteresis_and_founder_is_determin
     for k in range(3):
         t = T0 + 4 * k
         batch = np.concatenate(
-            [reports(rng, t, p, np.arange(n), np.arange(n) + off, pos0, vel)
-             for p, off in (("USA", 100), ("JPN", 200), ("KOR", 300))]
+            [
+                reports(rng, t, p, np.arange(n), np.arange(n) + off, pos0, vel)
+                for p, off in (("USA", 100), ("JPN", 200), ("KOR", 300))
+            ]
         )
         outs.append(f.update(batch, t))
     assert len(outs[0]) == 3 * n  # every local track is in the picture from the start
     assert len(outs[1]) == n and len(outs[2]) == n
     # all first seen at T0: the founder is the smallest (partner, track_id): JPN
     assert np.array_equal(outs[2]["track_id"], [key("JPN", 200 + i) for i in range(n)])
-    assert list(outs[2]["sources"]) == [f"JPN:{200 + i},KOR:{300 + i},USA:{100 + i}" for i in range(n)]
+    assert list(outs[2]["sources"]) == [
+        f"JPN:{200 + i},KOR:{300 + i},USA:{100 + i}" for i in range(n)
+    ]
     assert (outs[2]["partner"] == "").all()
     assert (outs[2]["n_updates"] == 30).all()
     # fused position close to truth, geodetic fields consistent
@@ -155,8 +159,11 @@ def _crossing_run(cfg, mode_s):
 
 
 def _mixed(history):
-    return any(sorted(mem) in (sorted([("JPN", 1), ("USA", 2)]), sorted([("JPN", 2), ("USA", 1)]))
-               for h in history for mem in h.values())
+    return any(
+        sorted(mem) in (sorted([("JPN", 1), ("USA", 2)]), sorted([("JPN", 2), ("USA", 1)]))
+        for h in history
+        for mem in h.values()
+    )
 
 
 def test_crossing_objects_are_not_swapped_with_hysteresis():
@@ -198,9 +205,11 @@ def test_diverging_contributor_leaves_after_dissociate_after_and_majority_keeps_
     for k in range(10):
         t = T0 + 2 * k
         jpn_obj = [0] if k < 4 else [1]  # JPN's track (the founder) wanders to the other object
-        parts = [reports(rng, t, "JPN", jpn_obj, [1], pos0, vel),
-                 reports(rng, t, "USA", [0], [2], pos0, vel),
-                 reports(rng, t, "KOR", [0], [3], pos0, vel)]
+        parts = [
+            reports(rng, t, "JPN", jpn_obj, [1], pos0, vel),
+            reports(rng, t, "USA", [0], [2], pos0, vel),
+            reports(rng, t, "KOR", [0], [3], pos0, vel),
+        ]
         f.update(np.concatenate(parts), t)
         members.append(f.members())
     k0 = key("JPN", 1)
@@ -221,8 +230,12 @@ def test_bad_rows_are_dropped_and_counted():
     f = TrackFuser()
     out = f.update(b, T0)
     assert out["sources"].tolist() == ["JPN:5"]
-    assert f.dropped == {"non_finite_state": 1, "bad_partner": 1, "track_id_out_of_range": 1,
-                         "cov_not_symmetric_positive_definite": 2}
+    assert f.dropped == {
+        "non_finite_state": 1,
+        "bad_partner": 1,
+        "track_id_out_of_range": 1,
+        "cov_not_symmetric_positive_definite": 2,
+    }
     gone = b[5:6].copy()
     gone["status"] = records.TrackStatus.DELETED
     gone["time_s"] = T0 + 1
@@ -249,9 +262,24 @@ def test_labels_identity_and_status_are_combined_by_fixed_rules():
     rng = np.random.default_rng(10)
     pos0, vel = objects_on_grid(1)
     parts = [
-        reports(rng, T0, "USA", [0], [1], pos0, vel, label="L-USA", callsign=["ABC123"], mode_3a=[0o1200]),
-        reports(rng, T0, "JPN", [0], [1], pos0, vel, label="L-JPN", callsign=["XYZ9"], mode_3a=[0o1200]),
-        reports(rng, T0, "KOR", [0], [1], pos0, vel, label="L-KOR", callsign=[""], mode_3a=[0o4321]),
+        reports(
+            rng,
+            T0,
+            "USA",
+            [0],
+            [1],
+            pos0,
+            vel,
+            label="L-USA",
+            callsign=["ABC123"],
+            mode_3a=[0o1200],
+        ),
+        reports(
+            rng, T0, "JPN", [0], [1], pos0, vel, label="L-JPN", callsign=["XYZ9"], mode_3a=[0o1200]
+        ),
+        reports(
+            rng, T0, "KOR", [0], [1], pos0, vel, label="L-KOR", callsign=[""], mode_3a=[0o4321]
+        ),
     ]
     parts[0]["status"] = records.TrackStatus.COASTING
     parts[1]["status"] = records.TrackStatus.TENTATIVE
@@ -263,7 +291,9 @@ def test_labels_identity_and_status_are_combined_by_fixed_rules():
         got.append(list(labels))
         return "+".join(labels)
 
-    out = TrackFuser(FusionConfig(associate_after=1), combine_labels=combine).update(np.concatenate(parts), T0)
+    out = TrackFuser(FusionConfig(associate_after=1), combine_labels=combine).update(
+        np.concatenate(parts), T0
+    )
     assert got[-1] == ["L-JPN", "L-KOR", "L-USA"]  # contributor order (partner, track_id)
     r = out[0]
     assert r["label"] == "L-JPN+L-KOR+L-USA"
@@ -305,10 +335,22 @@ def test_formation_where_every_pair_gates_is_resolved_by_assignment(seed):
     for k in range(4):
         t = T0 + 2 * k
         batch = np.concatenate(
-            [make_local_tracks(pos0 + vel * (t - T0), vel, p, ids, t, iso_cov(20, 30.0),
-                               own_err=draw(rng, iso_cov(20, 30.0)))
-             for p, ids in (("JPN", np.arange(20)), ("USA", 100 + np.arange(20)),
-                            ("KOR", 200 + np.arange(20)[::-1]))]  # KOR numbers the other way
+            [
+                make_local_tracks(
+                    pos0 + vel * (t - T0),
+                    vel,
+                    p,
+                    ids,
+                    t,
+                    iso_cov(20, 30.0),
+                    own_err=draw(rng, iso_cov(20, 30.0)),
+                )
+                for p, ids in (
+                    ("JPN", np.arange(20)),
+                    ("USA", 100 + np.arange(20)),
+                    ("KOR", 200 + np.arange(20)[::-1]),
+                )
+            ]  # KOR numbers the other way
         )
         f.update(batch, t)
     groups = list(f.members().values())

@@ -113,6 +113,19 @@ def _majority(values: list, empty) -> object:
     return empty  # unreachable
 
 
+def _find(parent: dict[int, int], x: int) -> int:
+    """Union-find root (the smallest member, see :func:`_union`)."""
+    while parent[x] != x:
+        x = parent[x]
+    return x
+
+
+def _union(parent: dict[int, int], u: int, v: int) -> None:
+    ru, rv = _find(parent, u), _find(parent, v)
+    if ru != rv:
+        parent[max(ru, rv)] = min(ru, rv)
+
+
 class TrackFuser:
     """Track-to-track association and covariance-intersection fusion of partners' local tracks.
 
@@ -171,7 +184,9 @@ class TrackFuser:
         """
         time_s = float(time_s)
         if not np.isfinite(time_s):
-            raise InputError(f"TrackFuser.update: time_s: expected a finite Unix time, got {time_s}")
+            raise InputError(
+                f"TrackFuser.update: time_s: expected a finite Unix time, got {time_s}"
+            )
         if time_s < self._last_time:
             raise InputError(
                 f"TrackFuser.update: time_s: expected >= previous update time {self._last_time}, got {time_s}"
@@ -196,7 +211,12 @@ class TrackFuser:
         self._last_time = time_s
         n_dropped = sum(self.dropped.values()) - before
         if n_dropped:
-            log.warning("fusion t=%.3f: dropped/withheld %d rows; totals %s", time_s, n_dropped, dict(self.dropped))
+            log.warning(
+                "fusion t=%.3f: dropped/withheld %d rows; totals %s",
+                time_s,
+                n_dropped,
+                dict(self.dropped),
+            )
         self.last_stats = {
             "local_tracks": len(self._key),
             "candidate_pairs": len(a),
@@ -231,7 +251,10 @@ class TrackFuser:
         tid = arr["track_id"]
         drop((tid < 0) | (tid > MAX_LOCAL_ID), "track_id_out_of_range")
         drop(~np.isfinite(arr["time_s"]), "bad_time")
-        drop(~np.isin(arr["status"], list(_STATUS_RANK) + [int(records.TrackStatus.DELETED)]), "bad_status")
+        drop(
+            ~np.isin(arr["status"], list(_STATUS_RANK) + [int(records.TrackStatus.DELETED)]),
+            "bad_status",
+        )
         finite = (
             np.isfinite(arr["pos_ecef_m"]).all(axis=1)
             & np.isfinite(arr["vel_ecef_mps"]).all(axis=1)
@@ -242,7 +265,9 @@ class TrackFuser:
         if len(idx):
             C = arr["cov_ecef"][idx]
             scale = np.abs(C).max(axis=(1, 2))
-            asym = np.abs(C - np.swapaxes(C, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.maximum(scale, 1e-300)
+            asym = np.abs(C - np.swapaxes(C, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.maximum(
+                scale, 1e-300
+            )
             eig_min = np.linalg.eigvalsh(0.5 * (C + np.swapaxes(C, 1, 2)))[:, 0]
             not_pd = np.zeros(n, dtype=bool)
             not_pd[idx] = asym | ~(eig_min > 0.0)
@@ -282,7 +307,9 @@ class TrackFuser:
         if len(keys):
             idx = np.searchsorted(self._key, keys)
             idc = np.minimum(idx, max(n_old - 1, 0))
-            exists = (idx < n_old) & (self._key[idc] == keys) if n_old else np.zeros(len(keys), bool)
+            exists = (
+                (idx < n_old) & (self._key[idc] == keys) if n_old else np.zeros(len(keys), bool)
+            )
             newer = np.zeros(len(keys), dtype=bool)
             newer[exists] = rows["time_s"][exists] >= self._store["time_s"][idx[exists]]
             stale = exists & ~newer
@@ -415,7 +442,9 @@ class TrackFuser:
         self._pb = (all_code % max(n, 1))[order]
         self._pp = np.concatenate([new_p, np.zeros(int(untested.sum()), np.int64)])[order]
         self._pf = np.concatenate([new_f, old_f[untested] + 1])[order]
-        self._pd2 = np.concatenate([np.where(match, 0.0, d2), np.full(int(untested.sum()), np.nan)])[order]
+        self._pd2 = np.concatenate(
+            [np.where(match, 0.0, d2), np.full(int(untested.sum()), np.nan)]
+        )[order]
 
     def _prune_pairs(self) -> None:
         """Keep pairs with a running pass streak or inside one fused track; back to key space."""
@@ -467,25 +496,17 @@ class TrackFuser:
         fails_of = dict(
             zip((self._pa[sel] * n + self._pb[sel]).tolist(), self._pf[sel].tolist(), strict=True)
         )
-        for ctn, idx in self._groups(suspects.tolist()).items():
+        for idx in self._groups(suspects.tolist()).values():
             # components of the "still linked" relation (fewer than nf consecutive fails)
             comp = {i: i for i in idx}
-
-            def find(i: int) -> int:
-                while comp[i] != i:
-                    i = comp[i]
-                return i
-
             for s in range(len(idx)):
                 for t in range(s + 1, len(idx)):
                     u, v = idx[s], idx[t]
                     if fails_of.get(u * n + v, 0) < nf:
-                        ru, rv = find(u), find(v)
-                        if ru != rv:
-                            comp[max(ru, rv)] = min(ru, rv)
+                        _union(comp, u, v)
             parts: dict[int, list[int]] = {}
             for i in idx:
-                parts.setdefault(find(i), []).append(i)
+                parts.setdefault(_find(comp, i), []).append(i)
             if len(parts) == 1:
                 continue
             groups = list(parts.values())
@@ -557,20 +578,13 @@ class TrackFuser:
                 return
             # clusters of fused tracks joined by allowed merges
             parent: dict[int, int] = {}
-
-            def find(x: int) -> int:
-                parent.setdefault(x, x)
-                while parent[x] != x:
-                    x = parent[x]
-                return x
-
             for u, v in costs:
-                ru, rv = find(u), find(v)
-                if ru != rv:
-                    parent[max(ru, rv)] = min(ru, rv)
+                parent.setdefault(u, u)
+                parent.setdefault(v, v)
+                _union(parent, u, v)
             clusters: dict[int, list[int]] = {}
             for x in sorted(parent):
-                clusters.setdefault(find(x), []).append(x)
+                clusters.setdefault(_find(parent, x), []).append(x)
             merges: list[tuple[int, int]] = []  # (absorber, absorbed)
             for nodes in clusters.values():
                 nodes = sorted(nodes, key=self._fused_seniority)
@@ -653,7 +667,9 @@ class TrackFuser:
         out["mode_s_address"] = ms
         out["partner"] = ""
 
-        items = [f"{p}:{t}" for p, t in zip(st["partner"].tolist(), st["track_id"].tolist(), strict=True)]
+        items = [
+            f"{p}:{t}" for p, t in zip(st["partner"].tolist(), st["track_id"].tolist(), strict=True)
+        ]
         labels = st["label"].tolist()
         m3a = st["mode_3a"].tolist()
         calls = [c.strip() for c in st["callsign"].tolist()]
@@ -668,7 +684,9 @@ class TrackFuser:
                 call_out.append(calls[s0])
             else:
                 text = ",".join(items[s0:e])
-                sources_out.append(text if len(text) <= _SOURCES_LEN else format_sources_items(items[s0:e]))
+                sources_out.append(
+                    text if len(text) <= _SOURCES_LEN else format_sources_items(items[s0:e])
+                )
                 m3a_out.append(_majority(m3a[s0:e], records.NO_MODE_3A))
                 call_out.append(_majority(calls[s0:e], ""))
             labs = tuple(labels[s0:e])

@@ -27,7 +27,10 @@ def random_rotation(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def anisotropic_cov(
-    rng: np.random.Generator, n: int, sigma_pos_m: tuple[float, float], sigma_vel_mps: tuple[float, float]
+    rng: np.random.Generator,
+    n: int,
+    sigma_pos_m: tuple[float, float],
+    sigma_vel_mps: tuple[float, float],
 ) -> np.ndarray:
     """``n`` 6x6 covariances: randomly oriented ellipsoids with axes drawn uniformly within the
     given (min, max) standard deviations for position and velocity; no pos-vel correlation."""
