@@ -9,7 +9,7 @@ import yaml
 
 from siap.errors import ConfigError
 from siap.scenario import builtin_names, load_scenario
-from siap.scenario.models import AirborneRadar, FT_TO_M, KT_TO_MPS, GroundRadar
+from siap.scenario.models import FT_TO_M, KT_TO_MPS, AirborneRadar, GroundRadar
 
 GOOD = {
     "name": "t",

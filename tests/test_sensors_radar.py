@@ -70,12 +70,12 @@ def orbit(radius_km, bearing, alt_ft=30000, coop=False, **kw):
     return d
 
 
-def route(points, coop=False, **kw):
+def route(points, coop=False, speed_kt=450, **kw):
     """points: (bearing_deg, range_km, alt_m) from the radar site."""
     wps = []
     for b, r, a in points:
         lon, lat, _ = geo_fwd(b, r * 1e3)
-        wps.append({"lat_deg": lat, "lon_deg": lon, "altitude_m": a, "speed_kt": kw.pop("speed_kt", 450) if False else 450})
+        wps.append({"lat_deg": lat, "lon_deg": lon, "altitude_m": a, "speed_kt": speed_kt})
     d = {"type": "route", "waypoints": wps, "cooperative": coop}
     d.update(kw)
     return d
@@ -351,7 +351,6 @@ def test_airborne_radar_platform_and_horizon():
     v = np.linalg.norm(np.diff(sp, axis=0), axis=1) / np.diff(tt)
     ok = np.diff(tt) > 2.0
     assert np.all(v[ok] <= 300 * 1852 / 3600 * 1.01) and np.median(v[ok]) > 300 * 1852 / 3600 * 0.95
-    _, _, dcen = geo_fwd(0, 0)[0:3] if False else (None, None, None)
     from pyproj import Geod
 
     _, _, d = Geod(ellps="WGS84").inv(np.full(len(ii), 135.0), np.full(len(ii), 34.0), p["sensor_lon_deg"][ii], p["sensor_lat_deg"][ii])

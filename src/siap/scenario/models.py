@@ -10,7 +10,7 @@ rejected) and expose the SI values through properties (``speed_mps_si``, ``altit
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -415,8 +415,8 @@ class Scenario(_Model):
     @classmethod
     def _utc(cls, v: datetime) -> datetime:
         if v.tzinfo is None:
-            return v.replace(tzinfo=timezone.utc)
-        return v.astimezone(timezone.utc)
+            return v.replace(tzinfo=UTC)
+        return v.astimezone(UTC)
 
     @property
     def start_time_s(self) -> float:

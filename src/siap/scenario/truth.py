@@ -12,7 +12,14 @@ from pathlib import Path
 
 import numpy as np
 
-from siap.scenario.kinematics import GEOD, FlightPlan, TruthGrid, integrate_plans, orbit_waypoints, racetrack_waypoints
+from siap.scenario.kinematics import (
+    GEOD,
+    FlightPlan,
+    TruthGrid,
+    integrate_plans,
+    orbit_waypoints,
+    racetrack_waypoints,
+)
 from siap.scenario.models import (
     OrbitTarget,
     RacetrackTarget,
