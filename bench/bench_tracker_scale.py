@@ -15,8 +15,9 @@ Measurement: the plots are fed to ``siap.tracking.Tracker.process`` in time batc
 ``--batch-s`` (1 s) of plots, each followed by ``advance`` to the batch end (the input is
 time-sorted, so nothing waits for the reorder window) and a ``snapshot`` at the batch end
 (a 1 Hz picture update, as a live system would produce). Reported per scale: plots/s
-sustained (plots / tracker wall time), per-batch latency p50/p99/max, peak resident memory
-(``ru_maxrss``) after data generation and after tracking, and how the time grows from 1k to
+sustained (plots / tracker wall time), per-batch latency p50/p99/max, memory (process peak
+``ru_maxrss`` after data generation and after tracking; resident memory just before tracking
+and the peak during tracking, the kernel's peak mark being reset in between), and how the time grows from 1k to
 10k targets (time-per-plot ratio and the exponent of total time against target count).
 
 One core: OMP/OpenBLAS/MKL threads are set to 1 in the environment before NumPy is imported,
@@ -35,6 +36,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUME
 
 import argparse  # noqa: E402
 import datetime as _dt  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import resource  # noqa: E402
 import subprocess  # noqa: E402
@@ -53,6 +55,29 @@ DEFAULT_OUT = HERE / "results" / "tracker_scale.json"
 
 def _maxrss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
+
+
+def _proc_status_mib() -> dict:
+    """VmRSS (current) and VmHWM (peak since start or since the last reset), MiB; {} if absent."""
+    out = {}
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(("VmRSS:", "VmHWM:")):
+                    out[line.split(":")[0]] = int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return out
+
+
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark (Linux: write 5 to /proc/self/clear_refs)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
 
 
 def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
@@ -91,22 +116,32 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
     coverage = {int(v): round(float(c / n_targets), 4) for v, c in zip(vals, counts)}
 
     cfg = TrackerConfig(origin_lat_deg=origin[0], origin_lon_deg=origin[1], origin_alt_m=0.0)
+    if generator == "siap":
+        del sim  # keep only the plots
+    else:
+        del scn
+    gc.collect()
+    rss_before_tracking = _proc_status_mib().get("VmRSS")
+    peak_reset = _reset_peak_rss()
     trk = Tracker(cfg)
     n_batches = int(np.ceil(duration_s / batch_s))
     edges = np.searchsorted(plots["time_s"], t0 + batch_s * np.arange(n_batches + 1), side="left")
     edges[-1] = len(plots)
     lat = np.empty(n_batches)
+    cpu = np.empty(n_batches)
     sizes = np.diff(edges)
     n_tracks_last = 0
     for b in range(n_batches):
         batch = plots[edges[b]:edges[b + 1]]
         t = time.perf_counter()
+        c = time.process_time()
         trk.process(batch)
         # The plots are time-sorted: process up to the batch end now (no reorder wait).
         trk.advance(t0 + batch_s * (b + 1))
         if snapshot:
             snap = trk.snapshot(t0 + batch_s * (b + 1))
         lat[b] = time.perf_counter() - t
+        cpu[b] = time.process_time() - c
         if snapshot and b == n_batches - 1:
             n_tracks_last = int(np.isin(snap["status"], (int(TrackStatus.CONFIRMED),
                                                          int(TrackStatus.COASTING))).sum())
@@ -139,6 +174,10 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
         tracker_wall_s=wall,
         flush_s=flush_s,
         plots_per_s=float(len(plots) / wall),
+        tracker_cpu_s=float(cpu.sum()),
+        plots_per_cpu_s=float(len(plots) / cpu.sum()),
+        batch_cpu_ms_p50=float(1e3 * np.percentile(cpu, 50)),
+        batch_cpu_ms_p99=float(1e3 * np.percentile(cpu, 99)),
         plots_per_s_steady=steady,
         steady_from_batch=warm,
         realtime_factor=float(duration_s / wall),
@@ -148,6 +187,10 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
         batch_plots_mean=float(sizes.mean()),
         maxrss_mib_after_generation=rss_after_gen,
         maxrss_mib_after_tracking=_maxrss_mib(),
+        rss_mib_before_tracking=rss_before_tracking,
+        peak_rss_mib_during_tracking=_proc_status_mib().get("VmHWM") if peak_reset else None,
+        tracker_peak_rss_increase_mib=(_proc_status_mib().get("VmHWM", np.nan) - rss_before_tracking
+                                       if peak_reset and rss_before_tracking else None),
         targets_seen_3_times=seen3,
         tracks_confirmed_or_coasting_at_end=n_tracks_last,
         tracker_stats=stats,
@@ -185,6 +228,7 @@ def _growth(runs: list[dict]) -> dict | None:
         from_targets=a["n_targets"], to_targets=b["n_targets"],
         plots_ratio=b["n_plots"] / a["n_plots"],
         wall_time_ratio=ratio_t,
+        cpu_time_ratio=b["tracker_cpu_s"] / a["tracker_cpu_s"],
         time_per_plot_ratio=(b["tracker_wall_s"] / b["n_plots"]) / (a["tracker_wall_s"] / a["n_plots"]),
         exponent_time_vs_targets=float(np.log(ratio_t) / np.log(ratio_n)),
         p99_latency_ratio=b["batch_latency_ms_p99"] / a["batch_latency_ms_p99"],
@@ -199,18 +243,21 @@ def _print_table(runs: list[dict], growth: dict | None) -> None:
         print(runs, growth)
         return
     t = Table(title="siap tracker at scale (one core, 20 radars)")
-    for col in ("targets", "plots", "sim s", "wall s", "plots/s", "steady plots/s", "x realtime",
-                "p50 ms", "p99 ms", "max ms", "RSS MiB", "tracks", "seen>=3"):
+    for col in ("targets", "plots", "sim s", "wall s", "cpu s", "plots/s", "plots/cpu-s",
+                "steady plots/s", "x realtime",
+                "p50 ms", "p99 ms", "max ms", "peak RSS MiB", "tracker +MiB", "tracks", "seen>=3"):
         t.add_column(col, justify="right")
     for r in runs:
         t.add_row(str(r["n_targets"]), str(r["n_plots"]), f"{r['duration_s']:.0f}",
-                  f"{r['tracker_wall_s']:.1f}", f"{r['plots_per_s']:.0f}",
+                  f"{r['tracker_wall_s']:.1f}", f"{r['tracker_cpu_s']:.1f}", f"{r['plots_per_s']:.0f}",
+                  f"{r['plots_per_cpu_s']:.0f}",
                   f"{r['plots_per_s_steady']:.0f}" if r["plots_per_s_steady"] else "-",
                   f"{r['realtime_factor']:.1f}", f"{r['batch_latency_ms_p50']:.1f}",
                   f"{r['batch_latency_ms_p99']:.1f}", f"{r['batch_latency_ms_max']:.1f}",
-                  f"{r['maxrss_mib_after_tracking']:.0f}",
+                  f"{r['peak_rss_mib_during_tracking'] or r['maxrss_mib_after_tracking']:.0f}",
+                  f"{r['tracker_peak_rss_increase_mib']:.0f}" if r["tracker_peak_rss_increase_mib"] is not None else "-",
                   str(r["tracks_confirmed_or_coasting_at_end"]), str(r["targets_seen_3_times"]))
-    console = Console(width=max(Console().width, 130))
+    console = Console(width=max(Console().width, 170))
     console.print(t)
     if growth:
         console.print(f"growth {growth['from_targets']} -> {growth['to_targets']} targets: "
@@ -266,8 +313,10 @@ def main(argv: list[str] | None = None) -> dict:
         generator=("siap.simulation.simulate of scenarios_cv.siap_radar_network_scenario"
                    if args.generator == "siap" else "bench/scenarios_cv.py:make_radar_network_scenario"),
         measurement=("Tracker.process per batch of --batch-s of time-sorted plots, then "
-                     "advance(batch end) and snapshot(batch end); latency = both; plots/s = plots / sum of latencies; "
-                     "steady = from the batch after 30 s (start-up excluded); RSS = ru_maxrss"),
+                     "advance(batch end) and snapshot(batch end); latency = all three; plots/s = plots / sum of "
+                     "latencies; steady = from the batch after 30 s (start-up excluded); memory: "
+                     "ru_maxrss, and VmRSS before / VmHWM during tracking (peak reset via "
+                     "/proc/self/clear_refs)"),
         runs=runs,
         growth=growth,
     )
