@@ -31,7 +31,7 @@ def test_predict_cv_matches_explicit_transition():
         F = np.eye(6)
         F[:3, 3:] = dt[k] * np.eye(3)
         G = np.vstack([dt[k] ** 2 / 2 * np.eye(3), dt[k] * np.eye(3)])
-        Q = sigma**2 * G @ G.T  # BLK eq. 6.3.2-4 per axis
+        Q = sigma**2 * G @ G.T  # DWNA, BLK sec. 6.3.2, per axis
         np.testing.assert_allclose(xp[k], F @ x[k], rtol=0, atol=1e-9)
         np.testing.assert_allclose(Pp[k], F @ P[k] @ F.T + Q, rtol=1e-12, atol=1e-9)
 

@@ -26,7 +26,7 @@ def predict_cv(x: np.ndarray, P: np.ndarray, dt: np.ndarray, sigma_a: float):
 
     ``x' = F x``, ``P' = F P F^T + Q`` with ``F = [[I, dt I], [0, I]]`` and the discrete white
     noise acceleration covariance ``Q = sigma_a^2 G G^T``, ``G = [dt^2/2 I; dt I]``
-    ([BLK] eq. 6.3.2-4), applied per axis of the ECEF frame. The ECEF frame rotates with the
+    ([BLK] sec. 6.3.2), applied per axis of the ECEF frame. The ECEF frame rotates with the
     Earth; over the few seconds between a local track's time of validity and the fusion time the
     Coriolis/centrifugal terms (< 0.02 m/s^2 for an airliner) are far below ``sigma_a``.
     Works for negative ``dt`` (retrodiction) too. Returns new arrays.
