@@ -34,6 +34,7 @@ def test_kdtree_gating_finds_exactly_the_brute_force_gated_pairs():
     assert trk.n > n and len(frame) > 50
     pp = PreparedPlots.from_array(trk.geo.prepare(frame, trk._sensor_indices(frame["sensor_id"])))
     m = len(frame)
+    trk._build_index(T0 + 5.25)
     ti, pj = trk._candidates(pp, 0, m)
     ok, _ = trk._gate(ti, pj, pp, trk._pairs(ti, pj, pp))
     fast = set(zip(ti[ok].tolist(), pj[ok].tolist(), strict=True))

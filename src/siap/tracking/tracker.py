@@ -91,6 +91,10 @@ class Tracker:
         self.geo = Geometry(c)
         self._chi2 = {2: float(chi2.ppf(c.gate_probability, 2)), 3: float(chi2.ppf(c.gate_probability, 3))}
         self._nm = 2 if c.imm_enabled else 1
+        self._g_base = float(np.sqrt(self._chi2[3])) * 1.05
+        self._g_modes = float(np.sqrt(max(self._chi2[3], c.mode_s_gate_chi2))) * 1.05
+        self._ix: dict | None = None
+        self._ix_bin: float | None = None
         self._qh = np.array([c.cv_process_noise_m2ps3, c.manoeuvre_process_noise_m2ps3])
         self._qv = np.array([c.vertical_process_noise_m2ps3, c.vertical_manoeuvre_process_noise_m2ps3])
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
@@ -325,6 +329,9 @@ class Tracker:
         starts = np.concatenate([[0], cut]).tolist()
         ends = np.concatenate([cut, [len(batch)]]).tolist()
         for s, e in zip(starts, ends, strict=True):
+            if self._ix is None or self._ix_bin != bins[s]:
+                self._build_index((float(bins[s]) + 0.5) * fs)
+                self._ix_bin = bins[s]
             self._frame(pp, s, e)
             if e == len(batch) or bins[e] != bins[s]:
                 self._maintain(min(float(bins[s] + 1) * fs, limit_s))
@@ -351,62 +358,96 @@ class Tracker:
             self._initiate(newp, pp)
         self._stats["plots_used"] += m
 
-    def _candidates(self, pp: PreparedPlots, s: int, e: int):
-        """Candidate (track, plot-in-frame) pairs from cKDTree radius queries."""
-        n = self.n
-        G = np.sqrt(max(self._chi2[3], self.cfg.mode_s_gate_chi2)) * 1.1
-        tp = pp.time_s[s:e]
-        t_ref = 0.5 * (tp.min() + tp.max())
-        span = 0.5 * (tp.max() - tp.min())
-        dt = t_ref - self._t[:n]
-        xc = self._xc[:n]
-        Pc = self._Pc[:n]
+    def _track_radii(self, idx: np.ndarray, t_ref: float, half_s: float, stale: bool):
+        """Predicted horizontal positions of tracks ``idx`` at ``t_ref`` and the track part of
+        the search radius for plots within ``half_s`` of ``t_ref``.
+
+        The radius is ``G (k sigma) + (|v| + G sigma_v) half_s`` with ``sigma`` the horizontal
+        position standard deviation (sqrt of the trace) at the worse end of the interval;
+        ``k = 2`` when the index may go stale within the frame period (an update moves a track by
+        at most its gate, G sigma, and shrinks its sigma)."""
+        G = self._g_base
+        q = self._qh[self._nm - 1]
+        dt = t_ref - self._t[idx]
+        xc = self._xc[idx]
+        Pc = self._Pc[idx]
         pxy = xc[:, :2] + dt[:, None] * xc[:, 3:5]
         a = Pc[:, 0, 0] + Pc[:, 1, 1]
         b = Pc[:, 0, 3] + Pc[:, 1, 4]
         cv = Pc[:, 3, 3] + Pc[:, 4, 4]
-        ad = np.abs(dt)
-        var = a + 2 * b * dt + cv * dt * dt + (2.0 / 3.0) * self._qh[self._nm - 1] * ad**3
+        ad = np.abs(dt) + half_s
+        var = a + 2 * np.abs(b) * ad + cv * ad * ad + (2.0 / 3.0) * q * ad**3
         sig = np.sqrt(np.maximum(var, 0.0))
-        speed = np.hypot(xc[:, 3], xc[:, 4]) + G * np.sqrt(np.maximum(cv + 2 * self._qh[self._nm - 1] * ad, 0.0))
-        rt = G * sig + speed * span  # track part of the search radius
+        sig_v = np.sqrt(np.maximum(cv + 2 * q * ad, 0.0))
+        speed = np.hypot(xc[:, 3], xc[:, 4]) + G * sig_v
+        rt = (2.0 if stale else 1.0) * G * sig + speed * half_s
+        return pxy, rt
+
+    def _build_index(self, t_ref: float) -> None:
+        """k-d tree over all live tracks' predicted horizontal positions, built once per frame
+        period and queried by every sensor's frame in it. Tracks with far larger radii than the
+        rest (new, tentative) are kept out of the tree and searched from a tree of the plots."""
+        n = self.n
+        idx = np.arange(n)
+        pxy, rt = self._track_radii(idx, t_ref, 0.5 * self.cfg.frame_s, stale=True)
+        if n > 20:
+            cap = 3.0 * float(np.median(rt))
+        else:
+            cap = float(rt.max()) if n else 0.0
+        tight = rt <= cap
+        it = np.flatnonzero(tight)
+        self._ix = {
+            "n0": n,
+            "pxy": pxy,
+            "rt": rt,
+            "cap": cap,
+            "tight": it,
+            "loose": np.flatnonzero(~tight),
+            "tree": cKDTree(pxy[it]) if len(it) else None,
+        }
+
+    def _candidates(self, pp: PreparedPlots, s: int, e: int):
+        """Candidate (track, plot-in-frame) pairs from cKDTree radius queries: horizontal
+        distance <= (track radius + plot radius), scaled up for plots carrying a Mode S address
+        (whose gate is wider)."""
+        ix = self._ix
         qxy = pp.pos[s:e, :2]
         pc = pp.pos_cov[s:e]
-        rp = G * np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])  # plot part
-        rpmax = float(rp.max())
-        lo = qxy.min(axis=0) - rpmax
-        hi = qxy.max(axis=0) + rpmax
-        inbox = np.all((pxy >= lo - rt[:, None]) & (pxy <= hi + rt[:, None]), axis=1)
-        sel = np.flatnonzero(inbox)
-        if len(sel) == 0:
-            return sel, sel
-        rts = rt[sel]
-        if len(sel) > 20:
-            kth = int(0.9 * (len(sel) - 1))
-            cap = float(np.partition(rts, kth)[kth])
-        else:
-            cap = float(rts.max())
-        tight = rts <= cap
+        rp = self._g_base * np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])  # plot part
+        f = np.where(pp.mode_s[s:e] >= 0, self._g_modes / self._g_base, 1.0)
         ti_parts, pj_parts = [], []
-        it = sel[tight]
-        if len(it):
-            tree = cKDTree(pxy[it])
-            lists = tree.query_ball_point(qxy, rp + cap)
-            ow, items = _flatten(lists)
-            ti_parts.append(it[items])
-            pj_parts.append(ow)
-        il = sel[~tight]
-        if len(il):
-            ptree = cKDTree(qxy)
-            lists = ptree.query_ball_point(pxy[il], rt[il] + rpmax)
-            ow, items = _flatten(lists)
-            ti_parts.append(il[ow])
-            pj_parts.append(items)
-        ti = np.concatenate(ti_parts)
-        pj = np.concatenate(pj_parts)
-        d = np.hypot(pxy[ti, 0] - qxy[pj, 0], pxy[ti, 1] - qxy[pj, 1])
-        keep = d <= rt[ti] + rp[pj]
-        return ti[keep], pj[keep]
+        if ix["tree"] is not None:
+            ow, items = _flatten(ix["tree"].query_ball_point(qxy, (rp + ix["cap"]) * f))
+            ti = ix["tight"][items]
+            d = np.hypot(ix["pxy"][ti, 0] - qxy[ow, 0], ix["pxy"][ti, 1] - qxy[ow, 1])
+            keep = d <= (ix["rt"][ti] + rp[ow]) * f[ow]
+            ti_parts.append(ti[keep])
+            pj_parts.append(ow[keep])
+        # Loose tracks and tracks started since the index was built: fresh radii, box filter,
+        # then a tree over the frame's plots.
+        loose = np.concatenate([ix["loose"], np.arange(ix["n0"], self.n)])
+        if len(loose):
+            tp = pp.time_s[s:e]
+            t_ref = 0.5 * (tp.min() + tp.max())
+            pxy, rt = self._track_radii(loose, t_ref, 0.5 * (tp.max() - tp.min()), stale=False)
+            rmax = float((rp * f).max())
+            fmax = float(f.max())
+            lo = qxy.min(axis=0) - rmax
+            hi = qxy.max(axis=0) + rmax
+            r = rt * fmax
+            inbox = np.all((pxy >= lo - r[:, None]) & (pxy <= hi + r[:, None]), axis=1)
+            if inbox.any():
+                li = np.flatnonzero(inbox)
+                ptree = cKDTree(qxy)
+                ow, items = _flatten(ptree.query_ball_point(pxy[li], r[li] + rmax))
+                d = np.hypot(pxy[li[ow], 0] - qxy[items, 0], pxy[li[ow], 1] - qxy[items, 1])
+                keep = d <= (rt[li[ow]] + rp[items]) * f[items]
+                ti_parts.append(loose[li[ow[keep]]])
+                pj_parts.append(items[keep])
+        if not ti_parts:
+            z = np.zeros(0, np.int64)
+            return z, z
+        return np.concatenate(ti_parts), np.concatenate(pj_parts)
 
     def _pairs(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots) -> dict:
         """IMM mixing and mode-matched prediction of each candidate track to its plot's time,
@@ -473,7 +514,22 @@ class Tracker:
         deg_p = np.bincount(pj, minlength=m)
         single = (deg_t[ti] == 1) & (deg_p[pj] == 1)
         chosen = [np.flatnonzero(single)]
-        rest = np.flatnonzero(~single)
+        # Stars: one track whose plots have no other track (or one plot whose tracks have no
+        # other plot) form a whole component; its best pair is the cheapest one.
+        multi_p = deg_p[pj] > 1
+        multi_t = deg_t[ti] > 1
+        t_bad = np.bincount(ti, weights=multi_p, minlength=len(deg_t)) > 0
+        p_bad = np.bincount(pj, weights=multi_t, minlength=m) > 0
+        tstar = ~single & ~multi_p & ~t_bad[ti]
+        pstar = ~single & ~multi_t & ~p_bad[pj]
+        for star, key in ((tstar, ti), (pstar, pj)):
+            ids = np.flatnonzero(star)
+            if len(ids):
+                o = ids[np.lexsort((cost[ids], key[ids]))]
+                first = np.ones(len(o), bool)
+                first[1:] = key[o][1:] != key[o][:-1]
+                chosen.append(o[first])
+        rest = np.flatnonzero(~single & ~tstar & ~pstar)
         if len(rest):
             rt, rp, rc = ti[rest], pj[rest], cost[rest]
             ut, ct = np.unique(rt, return_inverse=True)
@@ -604,6 +660,7 @@ class Tracker:
         if dead.any():
             keep = np.flatnonzero(~dead)
             self._stats["tracks_deleted"] += int(dead.sum())
+            self._ix = None  # slots move: the spatial index must be rebuilt
             for f in self._FIELDS:
                 arr = getattr(self, f)
                 arr[: len(keep)] = arr[keep]
