@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+from scipy.spatial.distance import cdist
 
 from siap.errors import ConfigError
 
@@ -98,8 +99,7 @@ def _as_points(a, name: str) -> np.ndarray:
 def _capped_cost(x: np.ndarray, y: np.ndarray, c: float, p: float) -> tuple[np.ndarray, float]:
     """(d^(c)(x_i, y_j)^p as an (m, n) matrix, c^p). A distance counts as capped unless it is
     strictly below c, as in Stone Soup's ``compute_cost_matrix``."""
-    diff = x[:, None, :] - y[None, :, :]
-    d = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    d = cdist(x, y)
     capped = np.where(d < c, d, c)
     return (capped if p == 1 else np.power(capped, p)), (c if p == 1 else c**p)
 
