@@ -9,12 +9,14 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from siap import geo
 from siap.records import PLOT_DTYPE, MeasurementKind
 from siap.scenario.models import Scenario
-from siap.sensors.base import apparent_elevation_rad, swerling1_pd
+from siap.sensors.base import apparent_elevation_rad, coverage_radius_m, swerling1_pd
 from siap.simulation import simulate
 
 LAT0, LON0 = 35.0, 135.0
@@ -364,3 +366,63 @@ def test_airborne_radar_platform_and_horizon():
     low = p["truth_id"] == 3
     assert np.all(r[low] <= geo.radar_horizon_range_m(30000 * FT, 1000 * FT) + 1.0)
     assert res.sensors[0].platform_track is not None and res.sensors[0].kind == MeasurementKind.RADAR_3D
+
+
+# ------------------------------------------------------------------------------------------
+# invariants
+
+
+@settings(max_examples=60, deadline=None)
+@given(pd_ref=st.floats(0.05, 0.99), log_pfa=st.floats(-9, -2), ref_km=st.floats(10, 400))
+def test_pd_curve_invariants(pd_ref, log_pfa, ref_km):
+    pfa = 10.0**log_pfa
+    r = np.array([ref_km / 10, ref_km / 2, ref_km, ref_km * 1.5, ref_km * 3]) * 1e3
+    pd = swerling1_pd(r, ref_km * 1e3, pd_ref, pfa)
+    assert pd[2] == pytest.approx(pd_ref, rel=1e-9)
+    assert np.all(np.diff(pd) < 0) and pd[0] > 0.99 * max(pd_ref, 0.5) and pd[-1] >= pfa
+
+
+@settings(max_examples=60, deadline=None)
+@given(hs=st.floats(0, 3000), ht=st.floats(0, 15000), el_deg=st.floats(-1.0, 5.0))
+def test_coverage_radius_at_min_elevation(hs, ht, el_deg):
+    """Where the minimum elevation binds, the apparent (k-earth) elevation there equals it;
+    otherwise the horizon or the instrumented range binds."""
+    kR = geo.EFFECTIVE_EARTH_FACTOR * geo.EARTH_MEAN_RADIUS_M
+    d = float(coverage_radius_m(hs, ht, 1e9, el_deg))
+    hor = float(geo.radar_horizon_range_m(hs, ht))
+    assert d <= hor + 1e-6
+    if 0 < d < hor - 1.0:
+        tan_app = (ht - hs) / d - d / (2 * kR)
+        assert math.atan(tan_app) == pytest.approx(math.radians(el_deg), abs=1e-9)
+    assert float(coverage_radius_m(hs, ht, 50e3, el_deg)) <= 50e3
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    bearing=st.floats(0, 359),
+    r0=st.floats(40, 150),
+    heading=st.floats(0, 359),
+    speed=st.floats(150, 600),
+    period=st.floats(3, 12),
+    az0=st.floats(0, 359),
+    ccw=st.booleans(),
+)
+def test_one_plot_per_scan_at_the_beam(bearing, r0, heading, speed, period, az0, ccw):
+    lon0, lat0, _ = geo_fwd(bearing, r0 * 1e3)
+    lon1, lat1, _ = geo_fwd(heading, 2000e3, lat0, lon0)
+    tgt = {"type": "route", "cooperative": False, "waypoints": [
+        {"lat_deg": lat0, "lon_deg": lon0, "altitude_m": 10000, "speed_kt": speed},
+        {"lat_deg": lat1, "lon_deg": lon1, "altitude_m": 10000, "speed_kt": speed}]}
+    sen = radar(scan_period_s=period, start_azimuth_deg=az0, rotation="counterclockwise" if ccw else "clockwise",
+                max_range_km=900, detection={"pd_at_ref_range": 0.999999, "ref_range_km": 900})
+    s = make([sen], [tgt], duration=120)
+    res = simulate(s)
+    p = res.plots
+    sign = -1.0 if ccw else 1.0
+    beam = np.radians(az0) + sign * 2 * np.pi * (p["time_s"] - s.start_time_s) / period
+    np.testing.assert_allclose(np.angle(np.exp(1j * (p["azimuth_rad"] - beam))), 0, atol=1e-6)
+    _, daz, _, _ = residuals(res, p)
+    assert np.max(np.abs(daz)) < 2e-5
+    # one look per scan: consecutive plots about one period apart, none missed
+    assert np.all(np.abs(np.diff(p["time_s"]) - period) < 0.2 * period)
+    assert abs(len(p) - 120 / period) <= 1.5
