@@ -360,3 +360,25 @@ def test_formation_where_every_pair_gates_is_resolved_by_assignment(seed):
     for mem in groups:
         assert len(mem) == 3
         assert len({obj[m] for m in mem}) == 1, mem
+
+
+def test_a_fused_track_never_holds_two_mode_s_addresses():
+    """JPN (address A), USA (none) and KOR (none) are fused; KOR's track then reports address B.
+    KOR is linked to the fused track through USA, but must leave at once."""
+    rng = np.random.default_rng(12)
+    pos0, vel = objects_on_grid(1)
+    f = TrackFuser(FusionConfig(associate_after=1, dissociate_after=5))
+    for k in range(4):
+        t = T0 + 2 * k
+        kor = reports(rng, t, "KOR", [0], [3], pos0, vel, mode_s=[0xBBBBBB] if k >= 2 else None)
+        parts = [
+            reports(rng, t, "JPN", [0], [1], pos0, vel, mode_s=[0xAAAAAA]),
+            reports(rng, t, "USA", [0], [2], pos0, vel),
+            kor,
+        ]
+        out = f.update(np.concatenate(parts), t)
+        if k < 2:
+            assert out["sources"].tolist() == ["JPN:1,KOR:3,USA:2"]
+    assert sorted(out["sources"].tolist()) == ["JPN:1,USA:2", "KOR:3"]
+    assert sorted(out["mode_s_address"].tolist()) == [0xAAAAAA, 0xBBBBBB]
+    assert f.members()[key("JPN", 1)] == [("JPN", 1), ("USA", 2)]

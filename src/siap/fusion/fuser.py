@@ -507,9 +507,11 @@ class TrackFuser:
             parts: dict[int, list[int]] = {}
             for i in idx:
                 parts.setdefault(_find(comp, i), []).append(i)
-            if len(parts) == 1:
+            groups = []
+            for g in parts.values():
+                groups.extend(self._split_by_mode_s(g))
+            if len(groups) == 1:
                 continue
-            groups = list(parts.values())
             senior = {id(g): min(self._seniority(i) for i in g) for g in groups}
             groups.sort(key=lambda g: (-len(g), senior[id(g)]))
             for g in groups[1:]:
@@ -520,6 +522,22 @@ class TrackFuser:
                     self._join[i] = time_s
         live = set(self._ctn.tolist())
         self._fused = {c: v for c, v in self._fused.items() if c in live}
+
+    def _split_by_mode_s(self, group: list[int]) -> list[list[int]]:
+        """A linked group may still hold two Mode S addresses (A-x-B linked through a member x
+        without one). Keep the address of its most senior addressed member; members with another
+        address leave, one group per address (in address order)."""
+        ms = self._store["mode_s_address"]
+        addressed = [i for i in group if ms[i] >= 0]
+        if len({int(ms[i]) for i in addressed}) <= 1:
+            return [group]
+        keep = int(ms[min(addressed, key=self._seniority)])
+        stay = [i for i in group if ms[i] < 0 or ms[i] == keep]
+        others: dict[int, list[int]] = {}
+        for i in group:
+            if ms[i] >= 0 and ms[i] != keep:
+                others.setdefault(int(ms[i]), []).append(i)
+        return [stay] + [others[a] for a in sorted(others)]
 
     def _found_singletons(self, time_s: float) -> None:
         orphans = np.nonzero(self._ctn < 0)[0]
