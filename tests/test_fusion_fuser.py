@@ -382,3 +382,18 @@ def test_a_fused_track_never_holds_two_mode_s_addresses():
     assert sorted(out["sources"].tolist()) == ["JPN:1,USA:2", "KOR:3"]
     assert sorted(out["mode_s_address"].tolist()) == [0xAAAAAA, 0xBBBBBB]
     assert f.members()[key("JPN", 1)] == [("JPN", 1), ("USA", 2)]
+
+
+def test_wiring_with_siap_sharing_combine():
+    """The coalition wiring: siap.sharing's combine (returns a Label) as the label combiner."""
+    from siap.sharing.labels import combine
+
+    rng = np.random.default_rng(13)
+    pos0, vel = objects_on_grid(1)
+    parts = [
+        reports(rng, T0, "JPN", [0], [1], pos0, vel, label="SIAP//CONFIDENTIAL//REL TO JPN, USA"),
+        reports(rng, T0, "USA", [0], [2], pos0, vel, label="SIAP//SECRET//REL TO AUS, JPN, USA"),
+    ]
+    f = TrackFuser(FusionConfig(associate_after=1), combine_labels=lambda ls: str(combine(ls)))
+    out = f.update(np.concatenate(parts), T0)
+    assert out["label"].tolist() == ["SIAP//SECRET//REL TO JPN, USA"]
