@@ -70,41 +70,97 @@ def _read_batch(path: Path, kind: str) -> tuple[np.ndarray, dict[str, str]]:
 def demo(
     scenario: Annotated[str, typer.Option(help="built-in scenario name or YAML file")] = "pacific",
     out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("out/demo"),
+    mode: Annotated[str, typer.Option(help="coalition (partner nodes, signed sharing) or single (one tracker)")] = "coalition",
+    policy: Annotated[str | None, typer.Option(help="releasability policy: built-in name or YAML file")] = None,
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
     duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
     eval_step_s: Annotated[float, typer.Option(help="evaluate the picture every this many seconds")] = 5.0,
 ) -> None:
-    """Run the main job on a scenario: simulate, track, evaluate, write report.html and metrics.json."""
+    """Run the main job: simulate, track (coalition mode by default), evaluate, write the report."""
+    _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s)
+
+
+@app.command()
+def coalition(
+    scenario: Annotated[str, typer.Argument(help="built-in scenario name or YAML file")],
+    policy: Annotated[str, typer.Option(help="releasability policy: built-in name or YAML file")],
+    out_dir: Annotated[Path, typer.Option("--out", help="output folder")] = Path("out/coalition"),
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+    duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
+    eval_step_s: Annotated[float, typer.Option(help="evaluate the pictures every this many seconds")] = 5.0,
+) -> None:
+    """Run a scenario as a coalition under a policy: per-partner pictures, commonality, audit."""
+    _run_main_job(scenario, out_dir, "coalition", policy, seed, duration_s, eval_step_s)
+
+
+def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s) -> None:
     from siap.pipeline import run_demo
     from siap.scenario import load_scenario
 
+    if mode not in ("coalition", "single"):
+        raise typer.BadParameter("expected coalition or single", param_hint="--mode")
+    if eval_step_s <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--eval-step-s")
     sc = load_scenario(scenario, seed=seed)
     if duration_s is not None:
+        if duration_s <= 0:
+            raise typer.BadParameter("must be > 0", param_hint="--duration-s")
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
+    pol = None
+    if mode == "coalition" and policy is not None:
+        from siap.sharing.policy import load_policy
+
+        pol = load_policy(policy)
     with _progress() as progress:
-        result = run_demo(sc, out_dir, eval_step_s=eval_step_s, progress=_Bars(progress))
+        result = run_demo(sc, out_dir, mode=mode, policy=pol, eval_step_s=eval_step_s, progress=_Bars(progress))
     _print_summary(result.summary())
     out.print(f"report:  {out_dir / 'report.html'}")
     out.print(f"metrics: {out_dir / 'metrics.json'}")
 
 
+def _trio(rows, key: str, scale: float = 1.0, fmt: str = ".3f") -> str:
+    """'own -> coalition (centralised)' for one metric."""
+    txt = [format(d[key] / scale, fmt) if isinstance(d.get(key), float) else "-" for d in rows]
+    return f"{txt[0]} -> {txt[1]} ({txt[2]})"
+
+
 def _print_summary(summary: dict) -> None:
-    table = Table(title=f"siap: {summary['scenario']}", show_header=True)
-    table.add_column("quantity")
-    table.add_column("value", justify="right")
-    for key in ("partners", "sensors", "truth_objects", "plots", "false_alarm_plots", "track_ids"):
-        table.add_row(key, str(summary[key]))
-    rate = summary.get("tracker_plots_per_s")
-    if rate:
-        table.add_row("tracker plots/s", f"{rate:,.0f}")
-    for key, value in summary["metrics"].items():
-        if isinstance(value, float):
-            table.add_row(key, f"{value:.4g}")
-        elif isinstance(value, int):
-            table.add_row(key, str(value))
+    head = Table(title=f"siap {summary['mode']} run: {summary['scenario']}")
+    head.add_column("quantity")
+    head.add_column("value", justify="right")
+    for key in ("partners", "sensors", "truth_objects", "plots", "false_alarm_plots"):
+        head.add_row(key, str(summary[key]))
     for key, value in summary["timings_s"].items():
-        table.add_row(f"time {key} (s)", f"{value:.2f}")
+        head.add_row(f"time {key} (s)", f"{value:.2f}")
+    out.print(head)
+    if summary["mode"] == "single":
+        table = Table(title="picture quality against truth")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        for key, value in summary["metrics"]["network"].items():
+            table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+        out.print(table)
+        return
+    table = Table(title="per partner: own sensors alone -> coalition picture (centralised)")
+    for col in ("partner", "completeness", "GOSPA mean (km)", "ambiguity", "position acc. (m)", "audit"):
+        table.add_column(col, justify="right")
+    for partner, row in summary["partner_table"].items():
+        own, coal, cen = row.get("own", {}), row.get("coalition", {}), row.get("centralised", {})
+
+        audit = summary["audit"].get(partner, {})
+        table.add_row(
+            partner,
+            _trio((own, coal, cen), "siap_completeness"),
+            _trio((own, coal, cen), "gospa_mean_m", 1000.0, ".1f"),
+            _trio((own, coal, cen), "siap_ambiguity"),
+            _trio((own, coal, cen), "siap_position_accuracy_m", 1.0, ".0f"),
+            ("ok" if audit.get("ok") else "FAILED") if audit else "-",
+        )
     out.print(table)
+    for pair, value in summary["commonality"].items():
+        out.print(f"commonality {pair}: {value['commonality']:.3f} over {value['common']} common (object, time) pairs")
+    rejected = {p: r for p, r in summary["rejected"].items() if r}
+    out.print(f"messages: {summary['messages']}; rejected: {rejected or 'none'}")
 
 
 @app.command()
@@ -218,6 +274,36 @@ def evaluate_cmd(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(summary, indent=2))
+
+
+audit_app = typer.Typer(help="Audit logs: verify their hash chain and signatures.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Annotated[Path, typer.Argument(help="audit log (JSON Lines) to verify")],
+    trust: Annotated[
+        Path | None, typer.Option(help="trust store (YAML or folder) to check entry signatures; default: LOG's folder trust.yaml if present")
+    ] = None,
+) -> None:
+    """Check an audit log: every entry's hash chain, order, signature and the signed head."""
+    from siap.sharing.audit import verify_audit_log
+    from siap.sharing.signing import TrustStore
+
+    if not log.exists():
+        raise InputError(f"{log}: no such file")
+    trust_path = trust if trust is not None else log.parent / "trust.yaml"
+    store = TrustStore.load(trust_path) if trust_path.exists() else None
+    if trust is not None and not trust.exists():
+        raise InputError(f"{trust}: no such trust store")
+    result = verify_audit_log(log, store)
+    signed = "with signatures" if store is not None else "without signatures (no trust store)"
+    if result.ok:
+        out.print(f"{log}: ok, {result.entries} entries verified {signed}")
+        return
+    console.print(f"siap: audit: {log}: FAILED at seq {result.first_bad_seq}: {result.reason}", markup=False, highlight=False)
+    raise typer.Exit(1)
 
 
 @app.command()

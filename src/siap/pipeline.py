@@ -18,42 +18,75 @@ from siap import records
 
 ProgressFn = Callable[[str, float], None]
 
-__all__ = ["DemoResult", "run_demo", "evaluation_times", "tracker_config_for"]
+__all__ = ["DemoResult", "run_demo", "evaluation_times", "tracker_config_for", "default_policy_name", "PARTNER_METRICS"]
+
+
+# Metrics shown per partner in the coalition tables (keys of Evaluation.summary()).
+PARTNER_METRICS = (
+    "siap_completeness",
+    "gospa_mean_m",
+    "siap_ambiguity",
+    "siap_spuriousness",
+    "siap_position_accuracy_m",
+    "siap_velocity_accuracy_mps",
+    "siap_longest_track_segment",
+    "siap_rate_of_track_number_changes_per_s",
+)
 
 
 @dataclass
 class DemoResult:
-    """Everything one run of the main job produced, with the wall time of each stage (s)."""
+    """Everything one run of the main job produced, with the wall time of each stage (s).
+
+    ``mode`` is "coalition" (partner nodes, signed sharing, per-partner pictures) or "single"
+    (one tracker over every plot). ``pictures`` maps a picture name to its tracks
+    (coalition mode: ``"JPN"`` etc. are the partners' coalition pictures; single mode:
+    ``"network"``); ``evaluations`` maps the same names to their evaluations.
+    """
 
     scenario_name: str
+    mode: str
     simulation: object  # siap.simulation.SimulationResult
-    tracks: np.ndarray  # records.TRACK_DTYPE snapshots at the evaluation times
-    evaluation: object  # siap.evaluation.Evaluation
-    tracker_stats: dict[str, int]
+    pictures: dict[str, np.ndarray]
+    evaluations: dict[str, object]  # name -> siap.evaluation.Evaluation
+    tracker_stats: dict[str, dict[str, int]]
     timings_s: dict[str, float] = field(default_factory=dict)
+    coalition: object | None = None  # siap.coalition.CoalitionResult
+    partner_table: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
+    commonality: dict[str, dict[str, float | int]] = field(default_factory=dict)
+    audit: dict[str, dict[str, object]] = field(default_factory=dict)
     out_dir: Path | None = None
 
     def summary(self) -> dict:
         """A JSON-serialisable summary: counts, timings and the run-level metrics."""
         sim = self.simulation
         plots = sim.plots
-        n_plots = int(len(plots))
-        track_s = self.timings_s.get("track", float("nan"))
-        return {
+        summary = {
             "scenario": self.scenario_name,
+            "mode": self.mode,
             "seed": int(sim.scenario.seed),
             "duration_s": float(sim.scenario.duration_s),
             "partners": [p.id for p in sim.scenario.partners],
             "sensors": len(sim.sensors),
             "truth_objects": int(len(np.unique(sim.truth["truth_id"]))),
-            "plots": n_plots,
+            "plots": int(len(plots)),
             "false_alarm_plots": int(np.count_nonzero(plots["truth_id"] == records.NO_TRUTH)),
-            "track_ids": int(len(np.unique(self.tracks["track_id"]))) if len(self.tracks) else 0,
-            "tracker_plots_per_s": n_plots / track_s if track_s > 0 else None,
-            "tracker_stats": {k: int(v) for k, v in self.tracker_stats.items()},
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
-            "metrics": self.evaluation.summary(),
+            "tracker_stats": self.tracker_stats,
+            "metrics": {name: ev.summary() for name, ev in self.evaluations.items()},
         }
+        if self.mode == "coalition":
+            c = self.coalition
+            summary["partner_table"] = self.partner_table
+            summary["commonality"] = self.commonality
+            summary["messages"] = c.messages
+            summary["rejected"] = c.rejected
+            summary["audit"] = self.audit
+            summary["source_groups"] = [
+                {"partner": g.partner, "sensors": list(g.sensor_ids), "label": g.label, "audience": sorted(g.audience)}
+                for g in c.groups
+            ]
+        return summary
 
 
 def evaluation_times(truth: np.ndarray, step_s: float) -> np.ndarray:
@@ -76,52 +109,136 @@ def tracker_config_for(scenario):
     )
 
 
+def default_policy_name(scenario_name: str) -> str | None:
+    """The built-in policy of a built-in scenario, if there is one."""
+    from siap.sharing.policy import builtin_policies
+
+    return scenario_name if scenario_name in builtin_policies() else None
+
+
 def run_demo(
     scenario,
     out_dir: str | Path | None = None,
     *,
+    mode: str = "coalition",
+    policy=None,
     eval_step_s: float = 5.0,
     progress: ProgressFn | None = None,
 ) -> DemoResult:
-    """Simulate ``scenario``, track it, evaluate against truth and (if ``out_dir``) write
-    ``report.html`` and ``metrics.json`` there."""
-    from siap.evaluation import evaluate
+    """Simulate ``scenario``, build the picture(s), evaluate against truth and (if ``out_dir``)
+    write ``report.html``, ``metrics.json`` and, in coalition mode, the audit logs there.
+
+    ``policy``: a :class:`siap.sharing.policy.Policy`, a built-in name or a YAML path; by
+    default the built-in policy named like the scenario.
+    """
     from siap.simulation import simulate
-    from siap.tracking import track
 
-    def report(stage: str, fraction: float) -> None:
-        if progress is not None:
-            progress(stage, fraction)
-
+    if mode not in ("coalition", "single"):
+        raise ValueError(f"mode: expected 'coalition' or 'single', got {mode!r}")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     sim = simulate(scenario, progress=progress)
     timings["simulate"] = time.perf_counter() - t0
-
     times = evaluation_times(sim.truth, eval_step_s)
-    cfg = tracker_config_for(scenario)
-    t0 = time.perf_counter()
-    tracks, stats = _track_with_stats(sim.plots, cfg, times, lambda f: report("track", f))
-    timings["track"] = time.perf_counter() - t0
-
     truth_eval = sim.truth[np.isin(sim.truth["time_s"], times)]
-    t0 = time.perf_counter()
-    report("evaluate", 0.0)
-    evaluation = evaluate(truth_eval, tracks)
-    report("evaluate", 1.0)
-    timings["evaluate"] = time.perf_counter() - t0
-
-    result = DemoResult(
-        scenario_name=scenario.name,
-        simulation=sim,
-        tracks=tracks,
-        evaluation=evaluation,
-        tracker_stats=stats,
-        timings_s=timings,
-    )
+    if mode == "single":
+        result = _run_single(scenario, sim, times, truth_eval, timings, progress)
+    else:
+        result = _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress)
     if out_dir is not None:
         write_outputs(result, Path(out_dir), progress=progress)
     return result
+
+
+def _run_single(scenario, sim, times, truth_eval, timings, progress) -> DemoResult:
+    from siap.evaluation import evaluate
+
+    cfg = tracker_config_for(scenario)
+    t0 = time.perf_counter()
+    def track_progress(fraction: float) -> None:
+        if progress is not None:
+            progress("track", fraction)
+
+    tracks, stats = _track_with_stats(sim.plots, cfg, times, track_progress)
+    timings["track"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    evaluation = evaluate(truth_eval, tracks)
+    timings["evaluate"] = time.perf_counter() - t0
+    return DemoResult(
+        scenario_name=scenario.name,
+        mode="single",
+        simulation=sim,
+        pictures={"network": tracks},
+        evaluations={"network": evaluation},
+        tracker_stats={"network": stats},
+        timings_s=timings,
+    )
+
+
+def _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress) -> DemoResult:
+    from siap.coalition import run_coalition
+    from siap.errors import ConfigError
+    from siap.evaluation import evaluate
+    from siap.evaluation.commonality import commonality
+    from siap.sharing import audit as audit_mod
+    from siap.sharing.policy import Policy, load_policy
+    from siap.sharing.signing import TrustStore
+
+    if policy is None:
+        policy = default_policy_name(scenario.name)
+        if policy is None:
+            raise ConfigError(
+                f"scenario {scenario.name}: no built-in policy of that name; pass --policy FILE or --mode single"
+            )
+    if not isinstance(policy, Policy):
+        policy = load_policy(policy)
+    audit_dir = Path(out_dir) / "audit" if out_dir is not None else None
+    t0 = time.perf_counter()
+    coal = run_coalition(
+        sim.plots,
+        policy,
+        times,
+        origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
+        sensor_ids=[s.id for s in sim.sensors],
+        tracker_config=tracker_config_for(scenario),
+        audit_dir=audit_dir,
+        progress=progress,
+    )
+    timings["coalition"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    evaluations: dict[str, object] = {}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for p in coal.partners:
+        row = {}
+        for kind, pics in (("own", coal.own), ("coalition", coal.coalition), ("centralised", coal.centralised)):
+            if p not in pics:
+                continue
+            ev = evaluate(truth_eval, pics[p])
+            evaluations[f"{p} {kind}"] = ev
+            s = ev.summary()
+            row[kind] = {k: s[k] for k in PARTNER_METRICS if k in s}
+        table[p] = row
+    common = commonality(truth_eval, coal.coalition)
+    timings["evaluate"] = time.perf_counter() - t0
+    audit: dict[str, dict[str, object]] = {}
+    if audit_dir is not None:
+        trust = TrustStore.load(audit_dir / "trust.yaml")
+        for p, path in coal.audit_paths.items():
+            v = audit_mod.verify_audit_log(path, trust)
+            audit[p] = {"log": str(path), "ok": v.ok, "entries": v.entries, "reason": v.reason}
+    return DemoResult(
+        scenario_name=scenario.name,
+        mode="coalition",
+        simulation=sim,
+        pictures=dict(coal.coalition),
+        evaluations=evaluations,
+        tracker_stats=coal.tracker_stats,
+        timings_s=timings,
+        coalition=coal,
+        partner_table=table,
+        commonality=common,
+        audit=audit,
+    )
 
 
 def _track_with_stats(plots, cfg, times, progress):

@@ -118,48 +118,44 @@ def figure_partner_maps(sim) -> str:
     return _png(fig)
 
 
-def figure_tracks_vs_truth(sim, tracks: np.ndarray) -> str:
-    fig, ax = plt.subplots(figsize=(9, 8))
-    _truth_lines(ax, sim.truth)
-    if len(tracks):
-        ids = tracks["track_id"]
-        colours = plt.cm.tab20((ids % 20) / 19.0)
-        ax.scatter(tracks["lon_deg"], tracks["lat_deg"], s=2, c=colours, lw=0, zorder=2)
-    ax.set_title("Tracks (coloured by track id) over truth (grey)")
-    _set_map_aspect(ax, sim.scenario.origin.lat_deg)
+def figure_pictures_vs_truth(sim, pictures: dict[str, np.ndarray]) -> str:
+    """One map per picture: its tracks (coloured by track number) over truth (grey)."""
+    names = list(pictures)
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        tracks = pictures[name]
+        _truth_lines(ax, sim.truth)
+        if len(tracks):
+            colours = plt.cm.tab20((tracks["track_id"] % 20) / 19.0)
+            ax.scatter(tracks["lon_deg"], tracks["lat_deg"], s=2, c=colours, lw=0, zorder=2)
+        ax.set_title(f"{name}: tracks (colour = track number) over truth (grey)")
+        _set_map_aspect(ax, sim.scenario.origin.lat_deg)
+    return _png(fig)
+
+
+def figure_metrics_over_time(evaluations: dict[str, object], start_s: float) -> str | None:
+    """GOSPA and SIAP completeness over time for every evaluated picture."""
+    series = {n: ev.per_time for n, ev in evaluations.items() if getattr(ev, "per_time", None) is not None}
+    series = {n: df for n, df in series.items() if len(df)}
+    if not series:
+        return None
+    panels = [("gospa_m", "GOSPA (m)"), ("completeness", "SIAP completeness"), ("n_tracks", "tracks held")]
+    panels = [(c, y) for c, y in panels if any(c in df.columns for df in series.values())]
+    fig, axes = plt.subplots(len(panels), 1, figsize=(11, 3.2 * len(panels)), sharex=True, squeeze=False)
+    for (col, ylabel), ax in zip(panels, axes[:, 0], strict=True):
+        for name, df in series.items():
+            if col in df.columns:
+                style = "--" if name.endswith("own") else (":" if name.endswith("centralised") else "-")
+                ax.plot(_time_axis(df, start_s), df[col].to_numpy(dtype=float), style, label=name, lw=1.2)
+        ax.set_ylabel(ylabel)
+        ax.grid(True, lw=0.3)
+        ax.legend(fontsize=7, loc="best", ncol=3)
+    axes[-1, 0].set_xlabel("minutes since start")
     return _png(fig)
 
 
 def _time_axis(per_time, start_s: float) -> np.ndarray:
     return (np.asarray(per_time.index, dtype=float) - start_s) / 60.0
-
-
-def figure_metrics_over_time(evaluation, start_s: float) -> str | None:
-    per_time = getattr(evaluation, "per_time", None)
-    if per_time is None or len(per_time) == 0:
-        return None
-    cols = list(per_time.columns)
-    gospa_cols = [c for c in cols if c.startswith("gospa")]
-    siap_cols = [c for c in cols if c in ("completeness", "ambiguity", "spuriousness")]
-    count_cols = [c for c in cols if c in ("n_truths", "n_tracks")]
-    n_axes = sum(bool(x) for x in (gospa_cols, siap_cols, count_cols))
-    if n_axes == 0:
-        return None
-    fig, axes = plt.subplots(n_axes, 1, figsize=(10, 3.2 * n_axes), sharex=True, squeeze=False)
-    x = _time_axis(per_time, start_s)
-    i = 0
-    for group, ylabel in ((gospa_cols, "GOSPA (m)"), (siap_cols, "SIAP (fraction)"), (count_cols, "count")):
-        if not group:
-            continue
-        ax = axes[i, 0]
-        for c in group:
-            ax.plot(x, per_time[c].to_numpy(dtype=float), label=c, lw=1.2)
-        ax.set_ylabel(ylabel)
-        ax.legend(fontsize=8, loc="upper right")
-        ax.grid(True, lw=0.3)
-        i += 1
-    axes[-1, 0].set_xlabel("minutes since start")
-    return _png(fig)
 
 
 def _table(rows: list[tuple[str, object]]) -> str:
@@ -198,33 +194,84 @@ img{max-width:100%;border:1px solid #ddd;margin:0.5em 0}
 """
 
 
+def _partner_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
+    """Rows: partner x metric; columns: own sensors alone, coalition picture, centralised."""
+    kinds = ("own", "coalition", "centralised")
+    head = "<tr><th>partner</th><th>metric</th>" + "".join(f"<th>{k}</th>" for k in kinds) + "</tr>"
+    rows = []
+    for partner, by_kind in table.items():
+        metrics = list(next(iter(by_kind.values())).keys()) if by_kind else []
+        for m in metrics:
+            cells = "".join(f"<td>{_fmt(by_kind.get(k, {}).get(m, ''))}</td>" for k in kinds)
+            rows.append(f"<tr><th>{html.escape(partner)}</th><td>{html.escape(m)}</td>{cells}</tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
+def _commonality_table(common: dict[str, dict[str, float | int]]) -> str:
+    head = "<tr><th>partners</th><th>commonality</th><th>common (object, time) pairs</th></tr>"
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['commonality'])}</td><td>{v['common']}</td></tr>"
+        for k, v in common.items()
+    )
+    return f"<table>{head}{rows}</table>"
+
+
+def _coalition_sections(result, summary: dict) -> list[str]:
+    groups = "".join(
+        f"<tr><td>{html.escape(g['partner'])}</td><td>{html.escape(', '.join(g['sensors']))}</td>"
+        f"<td><code>{html.escape(g['label'])}</code></td><td>{html.escape(', '.join(g['audience']))}</td></tr>"
+        for g in summary["source_groups"]
+    )
+    audit_rows = [(p, f"{'ok' if a['ok'] else 'FAILED'}: {a['entries']} entries; {a['reason']}") for p, a in summary["audit"].items()]
+    rejected = [(p, ", ".join(f"{k}={v}" for k, v in r.items()) or "none") for p, r in summary["rejected"].items()]
+    return [
+        "<h2>The value of the network, per partner</h2>",
+        "<p><b>own</b>: the picture a partner builds from its own sensors alone; <b>coalition</b>: its "
+        "fused picture from its own and the partners' shared local tracks it is entitled to "
+        "(federated mode); <b>centralised</b>: one tracker over every raw plot it may receive.</p>",
+        _partner_table(summary["partner_table"]),
+        "<h2>Commonality (same coalition track number for the same object)</h2>",
+        _commonality_table(summary["commonality"]),
+        "<h2>Source groups (one local tracker each)</h2>",
+        "<table><tr><th>partner</th><th>sensors</th><th>label of its tracks</th><th>releasable to</th></tr>"
+        + groups + "</table>",
+        "<h2>Messages, rejections and audit</h2>",
+        _table(list(summary["messages"].items()) + [(f"rejected at {p}", v) for p, v in rejected]),
+        _table(audit_rows) if audit_rows else "",
+    ]
+
+
 def write_report(result, path: str | Path) -> Path:
     """Write the HTML report of a :class:`siap.pipeline.DemoResult` to ``path``."""
     sim = result.simulation
     summary = result.summary()
-    metrics = summary["metrics"]
     start_s = float(sim.truth["time_s"].min()) if len(sim.truth) else 0.0
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'>",
         f"<title>siap report: {html.escape(result.scenario_name)}</title><style>{_CSS}</style></head><body>",
-        f"<h1>siap run report: scenario <code>{html.escape(result.scenario_name)}</code></h1>",
+        f"<h1>siap run report: scenario <code>{html.escape(result.scenario_name)}</code> ({html.escape(result.mode)} mode)</h1>",
         "<h2>Run</h2>",
         _table([(k, v) for k, v in summary.items() if not isinstance(v, dict | list)]),
-        "<h2>Picture quality against truth</h2>",
-        _table(sorted(metrics.items())),
+    ]
+    if result.mode == "coalition":
+        parts += _coalition_sections(result, summary)
+    else:
+        parts += ["<h2>Picture quality against truth</h2>", _table(sorted(summary["metrics"]["network"].items()))]
+    parts += [
         "<h2>Sensors</h2>",
         _sensor_table(sim),
         "<h2>Truth, plots and coverage per partner</h2>",
         f"<img alt='partner maps' src='data:image/png;base64,{figure_partner_maps(sim)}'>",
-        "<h2>Tracks against truth</h2>",
-        f"<img alt='tracks' src='data:image/png;base64,{figure_tracks_vs_truth(sim, result.tracks)}'>",
+        "<h2>Pictures against truth</h2>",
+        f"<img alt='pictures' src='data:image/png;base64,{figure_pictures_vs_truth(sim, result.pictures)}'>",
     ]
-    over_time = figure_metrics_over_time(result.evaluation, start_s)
+    over_time = figure_metrics_over_time(result.evaluations, start_s)
     if over_time:
         parts += ["<h2>Metrics over time</h2>", f"<img alt='metrics over time' src='data:image/png;base64,{over_time}'>"]
+    stats_rows = [(f"{name}: {k}", v) for name, st in summary["tracker_stats"].items() for k, v in sorted(st.items()) if v]
     parts += [
-        "<h2>Tracker counters</h2>",
-        _table(sorted(summary["tracker_stats"].items())),
+        "<h2>Tracker counters (non-zero)</h2>",
+        _table(stats_rows),
         "<h2>Stage timings (s)</h2>",
         _table(sorted(summary["timings_s"].items())),
         "</body></html>",

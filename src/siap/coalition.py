@@ -1,0 +1,351 @@
+"""Coalition runs: partner nodes that track their own sensors, share signed local tracks under a
+releasability policy, and fuse what they receive into their own picture.
+
+How a run works (federated mode, the coalition default; see docs/coalition.md):
+
+1. Each partner's sensors are split into *source groups* by audience: the set of partners the
+   sensor's label releases to. Each group has its own tracker, so a track's label follows only
+   from the group's sensors and never changes with what other sensors saw. This is what makes
+   releasability non-interfering: what partner P receives is computed from data releasable to
+   P alone.
+2. Every evaluation step, each group's tracker processes its plots and its snapshot becomes the
+   partner's local tracks (``track_id = group << 32 | local id``, ``label`` = the group label).
+3. Each node releases to every other partner the rows releasable to it (audited), seals them in
+   Ed25519-signed envelopes and publishes them on that partner's subject of the bus.
+4. Each node verifies what it receives (signature, replay, label, ownership; rejects are counted
+   and audited) and fuses its own local tracks with the accepted ones in its *own* fuser
+   (:class:`siap.fusion.TrackFuser`); that is the partner's coalition picture. A second fuser over
+   its own local tracks only gives the picture it would have alone.
+
+Centralised mode (for comparison): each partner runs one tracker over all the raw plots it may
+receive (releasable and ``share_plots: true``, plus its own).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from siap import records
+from siap.errors import ConfigError
+from siap.fusion import FusionConfig, TrackFuser
+from siap.sharing import audit as audit_mod
+from siap.sharing.labels import combine
+from siap.sharing.policy import Policy
+from siap.sharing.release import release, release_mask
+from siap.sharing.signing import NodeIdentity, RejectedMessage, Signer, TrustStore, Verifier
+from siap.tracking import Tracker, TrackerConfig
+from siap.transport import InProcessBus
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "SourceGroup",
+    "PartnerNode",
+    "CoalitionResult",
+    "source_groups",
+    "run_coalition",
+    "label_plots",
+    "GROUP_SHIFT",
+]
+
+GROUP_SHIFT = 32  # local track id = group index << GROUP_SHIFT | tracker track id
+ProgressFn = Callable[[str, float], None]
+
+
+def _combine_text(labels: list[str]) -> str:
+    return str(combine(labels))
+
+
+@dataclass
+class SourceGroup:
+    """Sensors of one partner whose data share an audience, tracked together."""
+
+    partner: str
+    index: int
+    sensor_ids: tuple[str, ...]
+    label: str  # canonical label text carried by every track of this group
+    audience: frozenset[str]
+
+
+def source_groups(policy: Policy, sensor_ids: list[str]) -> list[SourceGroup]:
+    """Split the scenario's sensors into source groups (per owner, by audience).
+
+    The group label is the join of the owner's track label and its sensors' labels. Raises
+    ConfigError if a scenario sensor is not declared in the policy.
+    """
+    by_key: dict[tuple[str, frozenset[str]], list[str]] = {}
+    for sid in sorted(sensor_ids):
+        owner = policy.owner_or_none(sid)
+        if owner is None:
+            raise ConfigError(
+                f"policy {policy.name}: sensors: scenario sensor {sid!r} is not declared under any partner"
+            )
+        label = policy.sensor_label(sid)
+        audience = frozenset(p for p in policy.partners if policy.releasable(label, p))
+        by_key.setdefault((owner, audience), []).append(sid)
+    groups: list[SourceGroup] = []
+    per_partner: Counter[str] = Counter()
+    for (owner, _audience), sids in sorted(by_key.items(), key=lambda kv: (kv[0][0], sorted(kv[0][1]), kv[1])):
+        label = combine([policy.track_label(owner), *(policy.sensor_label(s) for s in sids)])
+        text = str(label)
+        real_audience = frozenset(p for p in policy.partners if policy.releasable(text, p))
+        groups.append(SourceGroup(owner, per_partner[owner], tuple(sids), text, real_audience))
+        per_partner[owner] += 1
+    return groups
+
+
+def label_plots(plots: np.ndarray, policy: Policy) -> np.ndarray:
+    """A copy of ``plots`` with each row labelled by its sensor's default label."""
+    out = plots.copy()
+    codes, uniq = pd.factorize(out["sensor_id"])
+    labels = np.array([str(policy.sensor_label(s)) for s in uniq.tolist()], dtype=out.dtype["label"])
+    out["label"] = labels[codes] if len(uniq) else out["label"]
+    return out
+
+
+class PartnerNode:
+    """One partner's node: its source-group trackers, signer, verifier and fusers."""
+
+    def __init__(
+        self,
+        partner: str,
+        groups: list[SourceGroup],
+        policy: Policy,
+        tracker_config: TrackerConfig,
+        fusion_config: FusionConfig,
+        identity: NodeIdentity,
+        trust_store: TrustStore,
+        audit_path: Path | None,
+    ) -> None:
+        self.partner = partner
+        self.groups = groups
+        self.policy = policy
+        self.trackers = [Tracker(tracker_config) for _ in groups]
+        self.identity = identity
+        self.signer = Signer(identity, first_seq=1)
+        self.audit = audit_mod.AuditLog(audit_path, identity=identity) if audit_path else None
+        self.verifier = Verifier(trust_store, policy, audit=self.audit)
+        self.coalition_fuser = TrackFuser(fusion_config, combine_labels=_combine_text)
+        self.own_fuser = TrackFuser(fusion_config, combine_labels=_combine_text)
+
+    def local_tracks(self, plots_by_group: list[np.ndarray], time_s: float) -> np.ndarray:
+        """Process each group's new plots and return the node's local tracks at ``time_s``."""
+        parts = []
+        for group, tracker, plots in zip(self.groups, self.trackers, plots_by_group, strict=True):
+            if len(plots):
+                tracker.process(plots)
+            snap = tracker.snapshot(time_s)
+            if len(snap):
+                snap = snap.copy()
+                snap["track_id"] = (np.int64(group.index) << GROUP_SHIFT) | snap["track_id"]
+                snap["partner"] = self.partner
+                snap["label"] = group.label
+                parts.append(snap)
+        return np.concatenate(parts) if parts else records.empty_tracks(0)
+
+    def publish(self, local: np.ndarray, time_s: float, bus: InProcessBus, recipients: list[str]) -> None:
+        """Release to each recipient what it may see (audited), sign it and publish it."""
+        for recipient in recipients:
+            rows = release(local, recipient, self.policy, audit=self.audit, time_s=time_s)
+            for envelope in self.signer.sign_batch(rows, "tracks", time_s=time_s):
+                bus.publish(subject_for(recipient), envelope.to_bytes())
+
+    def receive(self, bus: InProcessBus, time_s: float) -> np.ndarray:
+        """Verify every message waiting for this node; the accepted track rows."""
+        accepted = []
+        for message in bus.drain(subject_for(self.partner)):
+            try:
+                accepted.append(self.verifier.verify(message, now_s=time_s))
+            except RejectedMessage:
+                continue  # counted, logged and audited by the verifier; the stream goes on
+        return np.concatenate(accepted) if accepted else records.empty_tracks(0)
+
+    def close(self) -> None:
+        if self.audit is not None:
+            self.audit.close()
+
+
+def subject_for(partner: str) -> str:
+    return f"siap.tracks.{partner}"
+
+
+@dataclass
+class CoalitionResult:
+    """The pictures of one coalition run, per partner, at the evaluation times."""
+
+    times: np.ndarray
+    partners: list[str]
+    groups: list[SourceGroup]
+    coalition: dict[str, np.ndarray]  # partner -> its fused coalition picture (TRACK_DTYPE)
+    own: dict[str, np.ndarray]  # partner -> picture from its own sensors alone
+    centralised: dict[str, np.ndarray] = field(default_factory=dict)
+    rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # partner -> reason -> count
+    messages: dict[str, int] = field(default_factory=dict)
+    tracker_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    audit_paths: dict[str, Path] = field(default_factory=dict)
+    timings_s: dict[str, float] = field(default_factory=dict)
+
+
+def run_coalition(
+    plots: np.ndarray,
+    policy: Policy,
+    times: np.ndarray,
+    *,
+    origin: tuple[float, float, float],
+    sensor_ids: list[str] | None = None,
+    centralised: bool = True,
+    tracker_config: TrackerConfig | None = None,
+    fusion_config: FusionConfig | None = None,
+    audit_dir: str | Path | None = None,
+    tamper: Callable[[str, bytes], bytes | None] | None = None,
+    progress: ProgressFn | None = None,
+) -> CoalitionResult:
+    """Run the coalition over ``plots`` and return every partner's picture at ``times``.
+
+    ``origin`` (lat_deg, lon_deg, alt_m) is the trackers' frame. ``sensor_ids`` defaults to the
+    sensors present in the plots. ``tamper(subject, message) -> message or None`` lets tests act
+    as an attacker on the bus (alter, drop or replace messages).
+    """
+    t_start = time.perf_counter()
+    cfg = tracker_config or TrackerConfig(
+        origin_lat_deg=origin[0], origin_lon_deg=origin[1], origin_alt_m=origin[2]
+    )
+    fcfg = fusion_config or FusionConfig()
+    sids = sorted(set(sensor_ids) if sensor_ids is not None else set(np.unique(plots["sensor_id"]).tolist()))
+    groups = source_groups(policy, sids)
+    partners = list(policy.partners)
+    plots = label_plots(plots[np.argsort(plots["time_s"], kind="stable")], policy)
+    group_of_plot = _group_index(plots, groups)
+
+    identities = {p: NodeIdentity.generate(f"{p}-node", p) for p in partners}
+    trust = TrustStore()
+    for identity in identities.values():
+        trust.add(identity)
+    audit_paths: dict[str, Path] = {}
+    if audit_dir is not None:
+        Path(audit_dir).mkdir(parents=True, exist_ok=True)
+        audit_paths = {p: Path(audit_dir) / f"audit-{p}.jsonl" for p in partners}
+        for path in audit_paths.values():  # a run starts new chains, signed by this run's keys
+            path.unlink(missing_ok=True)
+            Path(str(path) + ".head").unlink(missing_ok=True)
+        trust.save(Path(audit_dir) / "trust.yaml")
+    nodes = {
+        p: PartnerNode(
+            p,
+            [g for g in groups if g.partner == p],
+            policy,
+            cfg,
+            fcfg,
+            identities[p],
+            trust,
+            audit_paths.get(p),
+        )
+        for p in partners
+    }
+    bus = InProcessBus()
+    for p in partners:
+        bus.subscribe(subject_for(p))
+
+    cuts = np.searchsorted(plots["time_s"], times, side="right")
+    coalition = {p: [] for p in partners}
+    own = {p: [] for p in partners}
+    start = 0
+    for step, (t, stop) in enumerate(zip(times, cuts, strict=True)):
+        t = float(t)
+        window = slice(start, stop)
+        start = stop
+        locals_ = {}
+        for p, node in nodes.items():
+            slices = [plots[window][group_of_plot[window] == g_global] for g_global in _global_indices(groups, node.groups)]
+            locals_[p] = node.local_tracks(slices, t)
+        for p, node in nodes.items():
+            node.publish(locals_[p], t, bus, [r for r in partners if r != p])
+        if tamper is not None:
+            _apply_tamper(bus, partners, tamper)
+        for p, node in nodes.items():
+            received = node.receive(bus, t)
+            mine = locals_[p]
+            both = np.concatenate([mine, received]) if len(received) else mine
+            coalition[p].append(node.coalition_fuser.update(both, t))
+            own[p].append(node.own_fuser.update(mine, t))
+        if progress is not None and step % 10 == 0:
+            progress("coalition", step / max(len(times), 1))
+    for node in nodes.values():
+        node.close()
+    if progress is not None:
+        progress("coalition", 1.0)
+    timings = {"federated": time.perf_counter() - t_start}
+
+    result = CoalitionResult(
+        times=np.asarray(times),
+        partners=partners,
+        groups=groups,
+        coalition={p: _cat(v) for p, v in coalition.items()},
+        own={p: _cat(v) for p, v in own.items()},
+        rejected={p: {k: int(v) for k, v in n.verifier.counts.items() if k != "accepted"} for p, n in nodes.items()},
+        messages={"published": int(sum(bus.published.values())), "delivered": int(sum(bus.delivered.values())),
+                  "accepted": int(sum(n.verifier.counts.get("accepted", 0) for n in nodes.values()))},
+        tracker_stats={f"{g.partner}#{g.index}": dict(tr.stats) for n in nodes.values() for g, tr in zip(n.groups, n.trackers, strict=True)},
+        audit_paths=audit_paths,
+        timings_s=timings,
+    )
+    if centralised:
+        t0 = time.perf_counter()
+        for i, p in enumerate(partners):
+            mine = plots[release_mask(plots, p, policy)]
+            result.centralised[p] = _centralised_picture(mine, cfg, times, p)
+            if progress is not None:
+                progress("centralised", (i + 1) / len(partners))
+        result.timings_s["centralised"] = time.perf_counter() - t0
+    return result
+
+
+def _apply_tamper(bus: InProcessBus, partners: list[str], tamper) -> None:
+    for r in partners:
+        subject = subject_for(r)
+        messages = bus.drain(subject)
+        bus.delivered[subject] -= len(messages)
+        for m in messages:
+            changed = tamper(subject, m)
+            if changed is not None:
+                bus._queues[subject].append(changed)
+
+
+def _centralised_picture(plots: np.ndarray, cfg: TrackerConfig, times: np.ndarray, partner: str) -> np.ndarray:
+    tracker = Tracker(cfg)
+    cuts = np.searchsorted(plots["time_s"], times, side="right")
+    out = []
+    start = 0
+    for t, stop in zip(times, cuts, strict=True):
+        if stop > start:
+            tracker.process(plots[start:stop])
+            start = stop
+        snap = tracker.snapshot(float(t))
+        snap["partner"] = partner
+        out.append(snap)
+    return _cat(out)
+
+
+def _group_index(plots: np.ndarray, groups: list[SourceGroup]) -> np.ndarray:
+    """Index (into ``groups``) of the group of each plot's sensor; -1 for unknown sensors."""
+    lookup = {sid: i for i, g in enumerate(groups) for sid in g.sensor_ids}
+    codes, uniq = pd.factorize(plots["sensor_id"])
+    table = np.array([lookup.get(s, -1) for s in uniq.tolist()], dtype=np.int64)
+    return table[codes] if len(uniq) else np.zeros(0, np.int64)
+
+
+def _global_indices(groups: list[SourceGroup], mine: list[SourceGroup]) -> list[int]:
+    return [next(i for i, g in enumerate(groups) if g is m) for m in mine]
+
+
+def _cat(parts: list[np.ndarray]) -> np.ndarray:
+    parts = [p for p in parts if len(p)]
+    return np.concatenate(parts) if parts else records.empty_tracks(0)

@@ -1,0 +1,9 @@
+"""Moving signed messages between coalition nodes.
+
+:class:`InProcessBus` is the embedded default (no server needed): subjects, ordered delivery,
+and counters that let tests check that no message is lost or duplicated.
+"""
+
+from .inprocess import InProcessBus
+
+__all__ = ["InProcessBus"]
