@@ -38,29 +38,31 @@ __all__ = [
 
 def predict(x: np.ndarray, P: np.ndarray, dt: np.ndarray, q_h: np.ndarray, q_v: np.ndarray):
     """Predict states ``x`` (K, 6) and covariances ``P`` (K, 6, 6) over ``dt`` (K,) with the CV
-    model; ``q_h`` / ``q_v`` (K,) are horizontal / vertical acceleration PSDs (m^2/s^3).
+    model: ``x' = F x``, ``P' = F P F' + Q``; ``q_h`` / ``q_v`` (K,) are the horizontal /
+    vertical acceleration PSDs (m^2/s^3).
 
-    Written blockwise (no 6x6 products): P_pp' = P_pp + T (P_pv + P_vp) + T^2 P_vv, ...
-    """
+    Written blockwise (no 6x6 products): ``P_pp' = P_pp + T (P_pv + P_vp) + T^2 P_vv``,
+    ``P_pv' = P_pv + T P_vv``, ``P_vv' = P_vv``, plus Q."""
     t = dt[:, None]
     xp = x.copy()
     xp[:, :3] += t * x[:, 3:]
     T = dt[:, None, None]
-    Pp = P.copy()
-    Ppp = P[:, :3, :3]
-    Ppv = P[:, :3, 3:]
-    Pvp = P[:, 3:, :3]
+    Pp = np.empty_like(P)
     Pvv = P[:, 3:, 3:]
-    Pp[:, :3, :3] = Ppp + T * (Ppv + Pvp) + (T * T) * Pvv
-    Pp[:, :3, 3:] = Ppv + T * Pvv
-    Pp[:, 3:, :3] = Pvp + T * Pvv
+    Ppv = P[:, :3, 3:] + T * Pvv
+    Pp[:, :3, :3] = P[:, :3, :3] + T * (P[:, 3:, :3] + Ppv)
+    Pp[:, :3, 3:] = Ppv
+    Pp[:, 3:, :3] = np.swapaxes(Ppv, 1, 2)
+    Pp[:, 3:, 3:] = Pvv
     a = np.abs(dt)
-    q = np.stack([q_h, q_h, q_v], axis=1)  # (K, 3)
-    idx = np.arange(3)
-    Pp[:, idx, idx] += (a**3 / 3.0)[:, None] * q
-    Pp[:, idx, idx + 3] += (np.sign(dt) * a**2 / 2.0)[:, None] * q
-    Pp[:, idx + 3, idx] += (np.sign(dt) * a**2 / 2.0)[:, None] * q
-    Pp[:, idx + 3, idx + 3] += a[:, None] * q
+    c3 = a**3 / 3.0
+    c2 = np.sign(dt) * a**2 / 2.0
+    for ax, q in enumerate((q_h, q_h, q_v)):
+        Pp[:, ax, ax] += c3 * q
+        c = c2 * q
+        Pp[:, ax, ax + 3] += c
+        Pp[:, ax + 3, ax] += c
+        Pp[:, ax + 3, ax + 3] += a * q
     return xp, Pp
 
 
