@@ -397,7 +397,7 @@ def test_coverage_radius_at_min_elevation(hs, ht, el_deg):
     assert float(coverage_radius_m(hs, ht, 50e3, el_deg)) <= 50e3
 
 
-@settings(max_examples=12, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(
     bearing=st.floats(0, 359),
     r0=st.floats(40, 150),

@@ -8,8 +8,11 @@ Model (all vectorised over targets and scans):
 * A target is illuminated when the beam passes it: for each scan the crossing time is solved
   for the moving target (and moving platform) by the fixed-point iteration
   ``t <- t + T wrap(az(t) - b(t)) / (2 pi)`` which converges because the target's azimuth rate
-  is far below the antenna's. Plots are time-stamped at that time (plus the declared clock
-  bias), not at scan end.
+  is far below the antenna's. Near the start azimuth a scan may hold zero or two crossings,
+  so guesses are seeded on both sides and merged. A target whose azimuth rate approaches the
+  antenna's (passing within a few km of the site) may not converge and is then not plotted,
+  much like the cone of silence above a real radar. Plots are time-stamped at the crossing
+  (plus the declared clock bias), not at scan end.
 * Coverage: ``min_range <= r <= max_range``, ``r <=`` 4/3-earth radar horizon
   (:func:`siap.geo.radar_horizon_range_m`) and the apparent elevation (geometric elevation
   plus 4/3-earth refraction, :func:`~siap.sensors.base.apparent_elevation_rad`) within
@@ -158,7 +161,13 @@ def beam_crossings(site: RadarSite, truth: TruthGrid, cand: np.ndarray, t0: floa
     m = np.repeat(lo, counts) + offs
     t_mid = np.clip(t0 + period * (m + 0.5), first[idx], last[idx])
     _, az, *_ = _polar(site, truth, idx, t_mid)
-    t = t0 + period * (m + np.mod(sign * (az - az0), TWO_PI) / TWO_PI)
+    frac = np.mod(sign * (az - az0), TWO_PI) / TWO_PI
+    t = t0 + period * (m + frac)
+    # near the scan's start azimuth a scan can hold zero or two crossings of a moving target:
+    # seed a second guess one period away; duplicates are merged below
+    lo_edge, hi_edge = frac < 0.1, frac > 0.9
+    idx = np.concatenate([idx, idx[lo_edge], idx[hi_edge]])
+    t = np.concatenate([t, t[lo_edge] + period, t[hi_edge] - period])
     for _ in range(iterations):
         tc = np.clip(t, first[idx], last[idx])
         _, az, *_ = _polar(site, truth, idx, tc)
