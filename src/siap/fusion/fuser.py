@@ -164,6 +164,9 @@ class TrackFuser:
         self._pkb = np.zeros(0, np.int64)
         self._ppass = np.zeros(0, np.int64)
         self._pfail = np.zeros(0, np.int64)
+        self._pcode_n = 0
+        self._pa = self._pb = self._pp = self._pf = np.zeros(0, np.int64)
+        self._pd2 = np.zeros(0)
         self._last_time = -np.inf
         #: rows dropped or withheld, by reason (cumulative)
         self.dropped: Counter[str] = Counter()
