@@ -221,14 +221,12 @@ class Tracker:
             return empty_tracks(0)
         nm = self._nm
         mu = self._mu[sel]
+        # Both modes share F, so predicting each mode and combining equals predicting the
+        # combined estimate with the mode-probability-weighted Q: F P F' + sum_j mu_j Q_j.
+        x, P = kf.predict(self._xc[sel], self._Pc[sel], dt, mu[:, :nm] @ self._qh[:nm], mu[:, :nm] @ self._qv[:nm])
         if nm == 2:
             pi = kf.transition(dt, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s)
-            mu = np.einsum("kij,ki->kj", pi, mu)
-        xs = self._xm[sel, :nm].reshape(k * nm, 6)
-        Ps = self._Pm[sel, :nm].reshape(k * nm, 6, 6)
-        dts = np.repeat(dt, nm)
-        xp, Pp = kf.predict(xs, Ps, dts, np.tile(self._qh[:nm], k), np.tile(self._qv[:nm], k))
-        x, P = kf.combine(xp.reshape(k, nm, 6), Pp.reshape(k, nm, 6, 6), mu[:, :nm])
+            mu = (mu[:, None, :] @ pi)[:, 0, :]
         sig2 = P[:, 0, 0] + P[:, 1, 1]
         ok = sig2 <= c.max_position_std_m**2
         if not ok.all():
@@ -236,8 +234,10 @@ class Tracker:
             k = len(sel)
             if k == 0:
                 return empty_tracks(0)
-        order = np.argsort(self._id[sel], kind="stable")
-        sel, dt, x, P, mu = sel[order], dt[order], x[order], P[order], mu[order]
+        ids = self._id[sel]
+        if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
+            order = np.argsort(ids, kind="stable")
+            sel, dt, x, P, mu = sel[order], dt[order], x[order], P[order], mu[order]
         out = empty_tracks(k)
         E = self.geo.E
         out["time_s"] = time_s
