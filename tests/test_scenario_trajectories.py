@@ -131,3 +131,38 @@ def test_bad_rows_counted_and_bad_files_rejected(tmp_path):
     (tmp_path / "x.csv").write_text("time,icao24\n1,abc123\n")
     with pytest.raises(InputError, match="column"):
         load_trajectories(tmp_path / "x.csv")
+
+
+def test_trajectory_file_target_relative_to_scenario(tmp_path):
+    """An OpenSky CSV declared in a scenario (path relative to the file) becomes truth."""
+    import shutil
+
+    import yaml
+
+    from siap.scenario import build_truth, load_scenario
+
+    shutil.copy(CSV, tmp_path / "states.csv")
+    doc = {
+        "name": "csv",
+        "start_time_utc": "2021-10-07T13:00:00Z",
+        "duration_s": 300,
+        "origin": {"lat_deg": 48.86, "lon_deg": 2.35},
+        "partners": [{"id": "AUS"}],
+        "sensors": [{"id": "A", "type": "adsb_receiver", "partner": "AUS", "lat_deg": 48.86, "lon_deg": 2.35}],
+        "targets": [{"type": "trajectory_file", "path": "states.csv", "format": "opensky_csv", "adsb_fraction": 1.0, "nacp": 10}],
+    }
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(doc))
+    s = load_scenario(tmp_path / "s.yaml")
+    g = build_truth(s)
+    ts = load_trajectories(CSV)
+    assert g.n_targets == len(ts) == 4
+    assert sorted(g.mode_s_address.tolist()) == sorted(int(f.icao24, 16) for f in ts.flights)
+    assert g.adsb_equipped.all() and (g.nacp == 10).all()
+    # the grid reproduces the recorded points at their own times (linear between samples)
+    f = ts.flights[1]
+    i = int(np.flatnonzero(g.mode_s_address == f.mode_s_address)[0])
+    k = np.flatnonzero(g.alive[i])
+    t = g.times_s[k]
+    np.testing.assert_allclose(g.lat_deg[i, k], np.interp(t, f.time_s, f.lat_deg), atol=1e-9)
+    np.testing.assert_allclose(g.alt_m[i, k], np.interp(t, f.time_s, f.alt_m), atol=1e-6)
+    assert t[0] >= f.time_s[0] and t[-1] <= min(f.time_s[-1], s.end_time_s)
