@@ -166,3 +166,15 @@ def test_trajectory_file_target_relative_to_scenario(tmp_path):
     np.testing.assert_allclose(g.lat_deg[i, k], np.interp(t, f.time_s, f.lat_deg), atol=1e-9)
     np.testing.assert_allclose(g.alt_m[i, k], np.interp(t, f.time_s, f.alt_m), atol=1e-6)
     assert t[0] >= f.time_s[0] and t[-1] <= min(f.time_s[-1], s.end_time_s)
+
+
+def test_parquet_reads_like_json(tmp_path, paris):
+    df = pd.read_json(PKG)
+    df.to_parquet(tmp_path / "p.parquet")
+    pq = load_trajectories(tmp_path / "p.parquet")
+    assert len(pq) == len(paris) and pq.dropped == paris.dropped
+    for a, b in zip(pq.flights, paris.flights, strict=True):
+        assert a.icao24 == b.icao24 and a.callsign == b.callsign
+        np.testing.assert_allclose(a.time_s, b.time_s)
+        np.testing.assert_allclose(a.lat_deg, b.lat_deg)
+        np.testing.assert_allclose(a.vel_enu_mps, b.vel_enu_mps)
