@@ -43,6 +43,20 @@ def gaussian_radius_m(lat_deg: float) -> float:
     return float(WGS84_A * np.sqrt(1.0 - WGS84_E2) / (1.0 - WGS84_E2 * s2))
 
 
+_SCALAR_FIELDS = (
+    "time_s", "sensor_lat_deg", "sensor_lon_deg", "sensor_alt_m", "range_m", "azimuth_rad",
+    "elevation_rad", "lat_deg", "lon_deg", "alt_m",
+)
+_NEED = np.zeros((4, 19), bool)
+_NEED[:, 0] = True  # time for every kind
+_NEED[RADAR_3D, 1:7] = True
+_NEED[RADAR_2D, 1:6] = True
+_NEED[ADSB, 7:10] = True
+_NEED[RADAR_3D, 10:] = True
+_NEED[ADSB, 10:] = True
+_NEED[RADAR_2D, 10 + np.array([0, 1, 3, 4])] = True  # the (range, azimuth) block
+
+
 def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
     """Boolean mask of usable plots and the count of rejected plots per reason.
 
@@ -70,30 +84,15 @@ def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
 
     flag("unknown_kind", ~(radar | isa))
     cov = plots["cov"]
-    # Required fields per kind (columns x rows of the 'needed' matrix).
-    t = plots["time_s"]
-    fields = [
-        (t, np.ones(n, bool)),
-        (plots["sensor_lat_deg"], radar),
-        (plots["sensor_lon_deg"], radar),
-        (plots["sensor_alt_m"], radar),
-        (plots["range_m"], radar),
-        (plots["azimuth_rad"], radar),
-        (plots["elevation_rad"], is3),
-        (plots["lat_deg"], isa),
-        (plots["lon_deg"], isa),
-        (plots["alt_m"], isa),
-    ]
-    full_cov = is3 | isa
-    for i in range(3):
-        for j in range(3):
-            need = full_cov | (is2 & (i < 2) & (j < 2))
-            fields.append((cov[:, i, j], need))
-    any_nan = np.zeros(n, bool)
-    any_inf = np.zeros(n, bool)
-    for vals, need in fields:
-        any_nan |= need & np.isnan(vals)
-        any_inf |= need & np.isinf(vals)
+    # Required fields per kind: rows of _NEED (RADAR_3D, RADAR_2D, ADSB, unknown) over
+    # (time, sensor lat/lon/alt, range, azimuth, elevation, lat, lon, alt, cov[0..8]).
+    kidx = np.where(radar | isa, kind, 3).astype(np.intp)
+    need = _NEED[kidx]
+    vals = np.column_stack(
+        [plots[f] for f in _SCALAR_FIELDS] + [np.asarray(cov, float).reshape(n, 9)]
+    )
+    any_nan = (np.isnan(vals) & need).any(axis=1)
+    any_inf = (np.isinf(vals) & need).any(axis=1)
     flag("nan", any_nan)
     flag("inf", any_inf)
     with np.errstate(invalid="ignore"):
@@ -112,7 +111,7 @@ def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
         m1 = c[:, 0, 0]
         m2 = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] * c[:, 1, 0]
         m3 = np.linalg.det(c)
-        three = full_cov | has_modec
+        three = is3 | isa | has_modec
         asym = np.abs(c - np.swapaxes(c, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.abs(c).max(axis=(1, 2))
         cov_bad = (m1 <= 0) | (m2 <= 0) | (three & (m3 <= 0)) | asym
         flag("bad_covariance", cov_bad & ~bad)

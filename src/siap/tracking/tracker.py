@@ -238,7 +238,7 @@ class Tracker:
         if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
             order = np.argsort(ids, kind="stable")
             sel, dt, x, P, mu = sel[order], dt[order], x[order], P[order], mu[order]
-        out = empty_tracks(k)
+        out = np.zeros(k, TRACK_DTYPE)  # every field is written below
         E = self.geo.E
         out["time_s"] = time_s
         out["track_id"] = self._id[sel]
@@ -265,7 +265,11 @@ class Tracker:
 
     # ------------------------------------------------------------------ internals
     def _sources_strings(self, masks: np.ndarray) -> np.ndarray:
-        uniq, inv = np.unique(masks, axis=0, return_inverse=True)
+        if masks.shape[1] == 1:
+            u1, inv = np.unique(masks[:, 0], return_inverse=True)
+            uniq = u1[:, None]
+        else:
+            uniq, inv = np.unique(masks, axis=0, return_inverse=True)
         strs = []
         for row in uniq:
             names = [
