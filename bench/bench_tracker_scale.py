@@ -84,6 +84,7 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
               snapshot: bool = True, generator: str = "siap") -> dict:
     """Generate the scenario, run the tracker over it in batches, return the measurements."""
     import scenarios_cv as sc
+
     from siap.records import TrackStatus
     from siap.tracking import Tracker, TrackerConfig
 
@@ -113,7 +114,7 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
     per_target = np.unique(pairs[:, 0], return_counts=True)[1] if len(pairs) else np.zeros(0, int)
     n_radars_per_target = np.concatenate([per_target, np.zeros(max(n_targets - len(per_target), 0), int)])
     vals, counts = np.unique(n_radars_per_target, return_counts=True)
-    coverage = {int(v): round(float(c / n_targets), 4) for v, c in zip(vals, counts)}
+    coverage = {int(v): round(float(c / n_targets), 4) for v, c in zip(vals, counts, strict=True)}
 
     cfg = TrackerConfig(origin_lat_deg=origin[0], origin_lon_deg=origin[1], origin_alt_m=0.0)
     if generator == "siap":
@@ -305,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict:
     growth = _growth(runs)
     result = dict(
         benchmark="tracker_scale",
-        timestamp_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        timestamp_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         command=" ".join(["python", "bench/bench_tracker_scale.py",
                           *(argv if argv is not None else sys.argv[1:])]),
         machine=dict(machine_info(), threads="OMP/OPENBLAS/MKL_NUM_THREADS=1",

@@ -48,8 +48,8 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
-
 import scenarios_cv as sc  # noqa: E402
+
 from siap import geo  # noqa: E402
 from siap.records import TrackStatus  # noqa: E402
 
@@ -216,7 +216,7 @@ def build_stonesoup(kind: str, scn: sc.CVScenario, tuning: dict):
 def _stonesoup_inputs(scn: sc.CVScenario, meas) -> list:
     from stonesoup.types.detection import Detection
 
-    t0 = _dt.datetime.fromtimestamp(scn.times_s[0], tz=_dt.timezone.utc).replace(tzinfo=None)
+    t0 = _dt.datetime.fromtimestamp(scn.times_s[0], tz=_dt.UTC).replace(tzinfo=None)
     out = []
     for k, sl in enumerate(scn.scan_slices()):
         ts = t0 + _dt.timedelta(seconds=float(scn.times_s[k] - scn.times_s[0]))
@@ -530,7 +530,7 @@ def main(argv: list[str] | None = None) -> dict:
     ratios = _compare(runs)
     result = dict(
         benchmark="tracker_vs_stonesoup",
-        timestamp_utc=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        timestamp_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         command=" ".join(["python", "bench/bench_tracker_stonesoup.py", *(argv if argv is not None else sys.argv[1:])]),
         machine=machine_info(),
         scenario=dict(area_m=100_000.0, n_scans=args.scans, dt_s=1.0, speed_mps=[100, 250],

@@ -441,7 +441,7 @@ def make_radar_network_scenario(
     plots = plots[np.argsort(plots["time_s"], kind="stable")]
     plots["plot_id"] = np.arange(len(plots))
     vals, counts = np.unique(cover, return_counts=True)
-    hist = {int(v): float(c / n) for v, c in zip(vals, counts)}
+    hist = {int(v): float(c / n) for v, c in zip(vals, counts, strict=True)}
     return RadarNetworkScenario(
         plots=plots,
         sites=sites,

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 
 import scenarios_cv as sc  # noqa: E402
+
 from siap import geo  # noqa: E402
 from siap.records import MeasurementKind  # noqa: E402
 
