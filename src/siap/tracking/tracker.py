@@ -493,6 +493,8 @@ class Tracker:
             cost = dmin - 2.0 * np.log((pr["cbar"] * np.exp(-0.5 * (d2 - dmin[:, None]))).sum(axis=1))
         else:
             cost = dmin
+        if pp.mode_s[gp].max() < 0 and pp.mode_3a[gp].max() < 0:  # no identity in this frame
+            return dmin <= gate, cost
         # Identity evidence: a mismatch forbids the pair, a match earns a bonus.
         tms, pms = self._modes[ti], pp.mode_s[gp]
         both_s = (tms >= 0) & (pms >= 0)
@@ -518,6 +520,8 @@ class Tracker:
         deg_p = np.bincount(pj, minlength=m)
         single = (deg_t[ti] == 1) & (deg_p[pj] == 1)
         chosen = [np.flatnonzero(single)]
+        if single.all():
+            return chosen[0]
         # Stars: one track whose plots have no other track (or one plot whose tracks have no
         # other plot) form a whole component; its best pair is the cheapest one.
         multi_p = deg_p[pj] > 1
@@ -594,10 +598,12 @@ class Tracker:
     def _set_identity(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots) -> None:
         ms = pp.mode_s[gp]
         has = ms >= 0
-        self._modes[ti[has]] = ms[has]
+        if has.any():
+            self._modes[ti[has]] = ms[has]
         m3 = pp.mode_3a[gp]
         has = m3 >= 0
-        self._m3a[ti[has]] = m3[has]
+        if has.any():
+            self._m3a[ti[has]] = m3[has]
         cs = pp.callsign[gp]
         has = cs != ""
         if has.any():
