@@ -128,7 +128,7 @@ def _print_summary(summary: dict) -> None:
     head = Table(title=f"siap {summary['mode']} run: {summary['scenario']}")
     head.add_column("quantity")
     head.add_column("value", justify="right")
-    for key in ("partners", "sensors", "truth_objects", "plots", "false_alarm_plots"):
+    for key in ("partners", "sensors", "truth_objects", "observable_truth_objects", "plots", "false_alarm_plots"):
         head.add_row(key, str(summary[key]))
     for key, value in summary["timings_s"].items():
         head.add_row(f"time {key} (s)", f"{value:.2f}")

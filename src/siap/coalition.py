@@ -64,6 +64,22 @@ def _combine_text(labels: list[str]) -> str:
     return str(combine(labels))
 
 
+def _audience_rank(policy: Policy) -> Callable[[str], int]:
+    """Founder rank for the fusers: minus the number of partners a label is releasable to, so
+    numbers founded on widely releasable tracks survive merges (higher commonality)."""
+    cache: dict[str, int] = {}
+
+    def rank(label: str) -> int:
+        if label not in cache:
+            try:
+                cache[label] = -sum(policy.releasable(label, p) for p in policy.partners)
+            except ValueError:
+                cache[label] = 0
+        return cache[label]
+
+    return rank
+
+
 @dataclass
 class SourceGroup:
     """Sensors of one partner whose data share an audience, tracked together."""
@@ -132,9 +148,10 @@ class PartnerNode:
         self.identity = identity
         self.signer = Signer(identity, first_seq=1)
         self.audit = audit_mod.AuditLog(audit_path, identity=identity) if audit_path else None
-        self.verifier = Verifier(trust_store, policy, audit=self.audit)
-        self.coalition_fuser = TrackFuser(fusion_config, combine_labels=_combine_text)
-        self.own_fuser = TrackFuser(fusion_config, combine_labels=_combine_text)
+        self.verifier = Verifier(trust_store, policy, audit=self.audit, recipient=partner)
+        rank = _audience_rank(policy)
+        self.coalition_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
+        self.own_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
 
     def local_tracks(self, plots_by_group: list[np.ndarray], time_s: float) -> np.ndarray:
         """Process each group's new plots and return the node's local tracks at ``time_s``."""
@@ -205,20 +222,20 @@ def run_coalition(
     tracker_config: TrackerConfig | None = None,
     fusion_config: FusionConfig | None = None,
     audit_dir: str | Path | None = None,
-    tamper: Callable[[str, bytes], bytes | None] | None = None,
+    tamper: Callable[[str, bytes], bytes | list[tuple[str, bytes]] | None] | None = None,
     progress: ProgressFn | None = None,
 ) -> CoalitionResult:
     """Run the coalition over ``plots`` and return every partner's picture at ``times``.
 
     ``origin`` (lat_deg, lon_deg, alt_m) is the trackers' frame. ``sensor_ids`` defaults to the
-    sensors present in the plots. ``tamper(subject, message) -> message or None`` lets tests act
-    as an attacker on the bus (alter, drop or replace messages).
+    sensors present in the plots. ``tamper`` lets tests act as an attacker on the bus (alter,
+    drop, replay or redirect messages; see :func:`_apply_tamper`).
     """
     t_start = time.perf_counter()
     cfg = tracker_config or TrackerConfig(
         origin_lat_deg=origin[0], origin_lon_deg=origin[1], origin_alt_m=origin[2]
     )
-    fcfg = fusion_config or FusionConfig()
+    fcfg = fusion_config or FusionConfig(source_id_bits=GROUP_SHIFT)
     sids = sorted(set(sensor_ids) if sensor_ids is not None else set(np.unique(plots["sensor_id"]).tolist()))
     groups = source_groups(policy, sids)
     partners = list(policy.partners)
@@ -309,14 +326,21 @@ def run_coalition(
 
 
 def _apply_tamper(bus: InProcessBus, partners: list[str], tamper) -> None:
+    """Let an attacker rewrite what is in flight: ``tamper(subject, message)`` returns the
+    bytes to deliver on that subject, None to drop it, or a list of (subject, bytes) to deliver
+    instead (redirection, duplication)."""
+    in_flight = []
     for r in partners:
         subject = subject_for(r)
         messages = bus.drain(subject)
         bus.delivered[subject] -= len(messages)
-        for m in messages:
-            changed = tamper(subject, m)
-            if changed is not None:
-                bus._queues[subject].append(changed)
+        in_flight += [(subject, m) for m in messages]
+    for subject, m in in_flight:
+        changed = tamper(subject, m)
+        if changed is None:
+            continue
+        for target, data in [(subject, changed)] if isinstance(changed, bytes) else changed:
+            bus.requeue(target, data)
 
 
 def _centralised_picture(plots: np.ndarray, cfg: TrackerConfig, times: np.ndarray, partner: str) -> np.ndarray:

@@ -18,7 +18,7 @@ from siap import records
 
 ProgressFn = Callable[[str, float], None]
 
-__all__ = ["DemoResult", "run_demo", "evaluation_times", "tracker_config_for", "default_policy_name", "PARTNER_METRICS"]
+__all__ = ["DemoResult", "run_demo", "evaluation_times", "observable_truth", "tracker_config_for", "default_policy_name", "PARTNER_METRICS"]
 
 
 # Metrics shown per partner in the coalition tables (keys of Evaluation.summary()).
@@ -55,6 +55,7 @@ class DemoResult:
     partner_table: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     commonality: dict[str, dict[str, float | int]] = field(default_factory=dict)
     audit: dict[str, dict[str, object]] = field(default_factory=dict)
+    observable_objects: int = 0
     out_dir: Path | None = None
 
     def summary(self) -> dict:
@@ -69,6 +70,7 @@ class DemoResult:
             "partners": [p.id for p in sim.scenario.partners],
             "sensors": len(sim.sensors),
             "truth_objects": int(len(np.unique(sim.truth["truth_id"]))),
+            "observable_truth_objects": self.observable_objects,
             "plots": int(len(plots)),
             "false_alarm_plots": int(np.count_nonzero(plots["truth_id"] == records.NO_TRUTH)),
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
@@ -96,6 +98,28 @@ def evaluation_times(truth: np.ndarray, step_s: float) -> np.ndarray:
         return times
     keep = np.isclose(np.mod(times - times[0] + 1e-6, step_s), 0.0, atol=1e-3)
     return times[keep]
+
+
+OBSERVABLE_WINDOW_S = 30.0
+
+
+def observable_truth(truth: np.ndarray, plots: np.ndarray, window_s: float = OBSERVABLE_WINDOW_S) -> np.ndarray:
+    """The truth states a sensor network could hold: objects detected by at least one sensor
+    (any partner's) within the last ``window_s`` seconds. Pictures are judged against these,
+    so that aircraft outside every sensor's coverage do not count as missed (docs/metrics.md).
+    """
+    det = plots[plots["truth_id"] != records.NO_TRUTH]
+    if len(truth) == 0 or len(det) == 0:
+        return truth[:0]
+    t0 = min(float(truth["time_s"].min()), float(det["time_s"].min()))
+    span = max(float(truth["time_s"].max()), float(det["time_s"].max())) - t0 + window_s + 1.0
+    det_key = det["truth_id"].astype(np.float64) * span + (det["time_s"] - t0)
+    det_key.sort()
+    truth_key = truth["truth_id"].astype(np.float64) * span + (truth["time_s"] - t0)
+    last = np.searchsorted(det_key, truth_key, side="right") - 1
+    ok = last >= 0
+    ok[ok] = (truth_key[ok] - det_key[last[ok]]) <= window_s
+    return truth[ok]
 
 
 def tracker_config_for(scenario):
@@ -140,11 +164,12 @@ def run_demo(
     sim = simulate(scenario, progress=progress)
     timings["simulate"] = time.perf_counter() - t0
     times = evaluation_times(sim.truth, eval_step_s)
-    truth_eval = sim.truth[np.isin(sim.truth["time_s"], times)]
+    truth_eval = observable_truth(sim.truth[np.isin(sim.truth["time_s"], times)], sim.plots)
     if mode == "single":
         result = _run_single(scenario, sim, times, truth_eval, timings, progress)
     else:
         result = _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress)
+    result.observable_objects = int(len(np.unique(truth_eval["truth_id"])))
     if out_dir is not None:
         write_outputs(result, Path(out_dir), progress=progress)
     return result

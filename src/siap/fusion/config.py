@@ -52,6 +52,15 @@ class FusionConfig(BaseModel):
         description="Standard deviation of the white acceleration (m/s^2) of the discrete white "
         "noise acceleration model used to predict local tracks to the fusion time.",
     )
+    source_id_bits: int | None = Field(
+        None,
+        ge=1,
+        le=40,
+        description="If set, a partner's local tracks come from several sources (trackers) told "
+        "apart by track_id >> source_id_bits; tracks of one partner and one source are never "
+        "associated with each other, tracks of different sources of one partner may be. "
+        "None: each partner is one source.",
+    )
     method: Literal["ci", "naive"] = Field(
         "ci",
         description="'ci': covariance intersection with fast weights (default, consistent under "

@@ -126,6 +126,10 @@ def _union(parent: dict[int, int], u: int, v: int) -> None:
         parent[max(ru, rv)] = min(ru, rv)
 
 
+def _rank_all_equal(label: str) -> int:
+    return 0
+
+
 class TrackFuser:
     """Track-to-track association and covariance-intersection fusion of partners' local tracks.
 
@@ -139,15 +143,25 @@ class TrackFuser:
         ``lambda ls: str(combine(ls))``). Default: the common label if all are equal, else "".
         A fused track whose label cannot be combined (the callable raises) or does not fit the
         64-character field is withheld from the output and counted in :attr:`dropped`.
+    founder_rank:
+        ``label -> int``, the rank of a fused track's founder by its label: when two fused
+        tracks merge, the one whose founder ranks lowest keeps its CTN (then the older one).
+        The coalition wiring ranks by minus the number of partners the label is releasable
+        to, so that numbers founded on widely releasable tracks win and partners who see
+        different subsets agree on more numbers (commonality). Default: all equal.
     """
 
     def __init__(
         self,
         config: FusionConfig | None = None,
         combine_labels: Callable[[list[str]], str] | None = None,
+        founder_rank: Callable[[str], int] | None = None,
     ) -> None:
         self.config = config if config is not None else FusionConfig()
         self._combine = combine_labels if combine_labels is not None else same_label_or_empty
+        self._rank = founder_rank if founder_rank is not None else _rank_all_equal
+        bits = self.config.source_id_bits
+        self._source_shift = PARTNER_SHIFT if bits is None else bits
         self._gamma = self.config.gate_threshold
         # local track store, sorted by key; one row per live local track
         self._store = records.empty_tracks(0)
@@ -388,8 +402,8 @@ class TrackFuser:
                 jj = np.concatenate([jj, *extra_j])
         a = np.minimum(ii, jj)
         b = np.maximum(ii, jj)
-        partner = self._key >> PARTNER_SHIFT
-        keep = (a != b) & (partner[a] != partner[b])
+        source = self._key >> self._source_shift
+        keep = (a != b) & (source[a] != source[b])
         code = np.unique(a[keep] * n + b[keep])
         a, b = code // n, code % n
         d2 = pair_statistic(x, P, a, b, self.config.gate_on_velocity)
@@ -462,10 +476,11 @@ class TrackFuser:
         """Order of contributors inside a fused track: earliest joined, then first seen, then key."""
         return (float(self._join[i]), float(self._first_seen[i]), int(self._key[i]))
 
-    def _fused_seniority(self, ctn: int) -> tuple[float, float, int]:
-        """Order of fused tracks: earliest born, then founder first seen, then CTN."""
-        birth, fs = self._fused[ctn]
-        return (birth, fs, ctn)
+    def _fused_seniority(self, ctn: int) -> tuple[int, float, float, int]:
+        """Order of fused tracks: founder rank (see ``founder_rank``), earliest born, then
+        founder first seen, then CTN."""
+        rank, birth, fs = self._fused[ctn]
+        return (rank, birth, fs, ctn)
 
     def _allocate(self, founder_index: int, time_s: float) -> int:
         """A new CTN for a fused track founded by store row ``founder_index``."""
@@ -473,7 +488,8 @@ class TrackFuser:
         for g in range(MAX_GENERATION + 1):
             ctn = key | (g << LOCAL_ID_BITS)
             if ctn not in self._fused:
-                self._fused[ctn] = (time_s, float(self._first_seen[founder_index]))
+                rank = int(self._rank(str(self._store["label"][founder_index])))
+                self._fused[ctn] = (rank, time_s, float(self._first_seen[founder_index]))
                 return ctn
         raise RuntimeError(f"no free CTN generation for local track key {key}")  # needs 256 live
 
@@ -556,8 +572,8 @@ class TrackFuser:
         g, or None if not allowed. ``passing``: pair code -> d^2 of the pairs whose pass streak
         has reached ``associate_after``."""
         keys = self._key
-        pf = {int(keys[i]) >> PARTNER_SHIFT for i in f}
-        pg = {int(keys[i]) >> PARTNER_SHIFT for i in g}
+        pf = {int(keys[i]) >> self._source_shift for i in f}
+        pg = {int(keys[i]) >> self._source_shift for i in g}
         if pf & pg:
             return None
         ms = self._store["mode_s_address"]

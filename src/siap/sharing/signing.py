@@ -456,6 +456,7 @@ class RejectReason(StrEnum):
     REPLAYED = "replayed"  # sequence not greater than the last accepted from that origin
     NOT_OWNER = "not_owner"  # signer's partner does not own the rows' sensors / partner field
     NOT_SHAREABLE = "not_shareable"  # raw plots of a sensor whose policy forbids sharing plots
+    NOT_RELEASABLE = "not_releasable"  # the receiving partner may not see the envelope's label
     MISLABELLED = "mislabelled"  # row label != envelope label, or below the policy default
 
 
@@ -476,6 +477,11 @@ class Verifier:
     counts it under its reason in :attr:`counts` (``counts["accepted"]`` for the good ones),
     logs it, and appends a ``reject`` entry to ``audit`` if one is given; the verifier's state
     (last accepted sequence per origin) only moves on acceptance.
+
+    ``recipient``: the partner this verifier receives for. When given, a message whose label is
+    not releasable to that partner is refused (``not_releasable``) even if genuinely signed: a
+    message misrouted, or redirected by an attacker, to a partner not entitled to it is never
+    accepted there.
     """
 
     def __init__(
@@ -485,7 +491,11 @@ class Verifier:
         max_age_s: float = 30.0,
         max_clock_skew_s: float = 2.0,
         audit: AuditLog | None = None,
+        recipient: str | None = None,
     ) -> None:
+        if recipient is not None:
+            policy.partner(recipient)  # KeyError for a partner the policy does not know
+        self.recipient = recipient
         self.trust_store = trust_store
         self.policy = policy
         self.max_age_s = float(max_age_s)
@@ -543,6 +553,14 @@ class Verifier:
                 R.EXPIRED,
                 f"created {age:.3f} s before now; window is [-{self.max_clock_skew_s:g}, {self.max_age_s:g}] s",
                 env.origin_node,
+            )
+        try:
+            entitled = self.recipient is None or self.policy.releasable(env.label, self.recipient)
+        except ValueError as e:
+            raise RejectedMessage(R.MALFORMED, f"label: {e}", env.origin_node) from None
+        if not entitled:
+            raise RejectedMessage(
+                R.NOT_RELEASABLE, f"label {env.label} is not releasable to {self.recipient}", env.origin_node
             )
         last = self.last_seq.get(env.origin_node)
         if last is not None and env.seq <= last:

@@ -28,6 +28,13 @@ class InProcessBus:
         if queue is not None:
             queue.append(bytes(message))
 
+    def requeue(self, subject: str, message: bytes) -> None:
+        """Put a message in flight on ``subject`` without counting a publication (used by tests
+        that play an attacker on the link)."""
+        queue = self._queues.get(subject)
+        if queue is not None:
+            queue.append(bytes(message))
+
     def drain(self, subject: str) -> list[bytes]:
         """Every message queued on ``subject`` since the last drain, oldest first."""
         queue = self._queues.get(subject)
