@@ -29,6 +29,7 @@ class TrackerConfig(BaseModel):
 
     # --- time ------------------------------------------------------------------------------
     frame_s: float = Field(0.5, gt=0.0, le=60.0, description="Length of a processing frame (s): the plots of one sensor inside one frame are associated together (a track takes at most one plot per frame).")
+    merge_sensors: bool = Field(True, description="Associate the plots of all sensors in one frame together, in rounds (one plot per track per round, at most one plot per sensor per track and frame), instead of sensor by sensor. Same logic, far fewer batched calls with many sensors.")
     reorder_window_s: float = Field(2.0, ge=0.0, le=3600.0, description="Plots may arrive out of time order by up to this much (s); older plots are counted as late_dropped.")
 
     # --- motion models (IMM) -----------------------------------------------------------------

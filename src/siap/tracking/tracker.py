@@ -95,6 +95,7 @@ class Tracker:
         self._g_modes = float(np.sqrt(max(self._chi2[3], c.mode_s_gate_chi2))) * 1.05
         self._ix: dict | None = None
         self._ix_bin: float | None = None
+        self._marker_bin: float | None = None
         self._qh = np.array([c.cv_process_noise_m2ps3, c.manoeuvre_process_noise_m2ps3])
         self._qv = np.array([c.vertical_process_noise_m2ps3, c.vertical_manoeuvre_process_noise_m2ps3])
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
@@ -123,8 +124,9 @@ class Tracker:
         self._m3a = np.full(cap, -1, np.int64)
         self._cs = np.zeros(cap, "U8")
         self._src = np.zeros((cap, words), np.uint64)
+        self._bin_sens = np.zeros((cap, words), np.uint64)  # sensors that updated it this frame
 
-    _FIELDS = ("_t", "_xm", "_Pm", "_mu", "_xc", "_Pc", "_id", "_status", "_nupd", "_modes", "_m3a", "_cs", "_src")
+    _FIELDS = ("_t", "_xm", "_Pm", "_mu", "_xc", "_Pc", "_id", "_status", "_nupd", "_modes", "_m3a", "_cs", "_src", "_bin_sens")
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
@@ -140,9 +142,11 @@ class Tracker:
     def _ensure_sensor_words(self) -> None:
         words = (len(self._sensor_names) + 63) // 64
         if words > self._src.shape[1]:
-            new = np.zeros((self._cap, words), np.uint64)
-            new[:, : self._src.shape[1]] = self._src
-            self._src = new
+            for f in ("_src", "_bin_sens"):
+                old = getattr(self, f)
+                new = np.zeros((self._cap, words), np.uint64)
+                new[:, : old.shape[1]] = old
+                setattr(self, f, new)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -325,42 +329,142 @@ class Tracker:
             newgrp[1:] = (b1[1:] != b1[:-1]) | (s1[1:] != s1[:-1]) | (m1[1:] != m1[:-1]) | (m1[1:] < 0)
             start = np.maximum.accumulate(np.where(newgrp, np.arange(len(o1)), 0))
             rank[o1] = np.arange(len(o1)) - start
-        order = np.lexsort((pid, t, rank, sid, bins))
+        if self.cfg.merge_sensors:
+            order = np.lexsort((pid, t, sid, rank, bins))
+        else:
+            order = np.lexsort((pid, t, rank, sid, bins))
         batch = batch[order]
         bins, rank, sid = bins[order], rank[order], sid[order]
         pp = PreparedPlots.from_array(batch)
-        cut = np.flatnonzero((bins[1:] != bins[:-1]) | (rank[1:] != rank[:-1]) | (sid[1:] != sid[:-1])) + 1
+        brk = (bins[1:] != bins[:-1]) | (rank[1:] != rank[:-1])
+        if not self.cfg.merge_sensors:
+            brk |= sid[1:] != sid[:-1]
+        cut = np.flatnonzero(brk) + 1
         starts = np.concatenate([[0], cut]).tolist()
         ends = np.concatenate([cut, [len(batch)]]).tolist()
         for s, e in zip(starts, ends, strict=True):
             if self._ix is None or self._ix_bin != bins[s]:
                 self._build_index((float(bins[s]) + 0.5) * fs)
                 self._ix_bin = bins[s]
+            if self._marker_bin != bins[s]:
+                self._bin_sens[: self.n] = 0
+                self._marker_bin = bins[s]
             self._frame(pp, s, e)
             if e == len(batch) or bins[e] != bins[s]:
                 self._maintain(min(float(bins[s] + 1) * fs, limit_s))
 
     # ---- one frame
     def _frame(self, pp: PreparedPlots, s: int, e: int) -> None:
+        """Associate and apply the plots ``s:e`` (one sensor, or all sensors with
+        ``merge_sensors``) in rounds: each round gates the plots still open against all tracks,
+        assigns (one plot per track) and updates; a plot that was in some gate but lost goes to
+        the next round, against the updated tracks. A track takes at most one plot per sensor
+        per frame period. Plots left over start tracks (:meth:`_initiate_free`)."""
         self._stats["frames"] += 1
-        m = e - s
-        free = np.ones(m, bool)
-        if self.n:
-            ti, pj = self._candidates(pp, s, e)
-            if len(ti):
-                o = np.lexsort((pj, ti))  # deterministic order (track slot, plot)
-                ti, pj = ti[o], pj[o]
-                pr = self._pairs(ti, pj + s, pp)
-                ok, cost = self._gate(ti, pj + s, pp, pr)
-                sel = np.flatnonzero(ok)
-                a = sel[self._assign(ti[sel], pj[sel], cost[sel], m)]
-                if len(a):
-                    self._update(ti[a], pj[a] + s, pp, pr, a)
-                    free[pj[a]] = False
-        newp = np.flatnonzero(free) + s
-        if len(newp):
-            self._initiate(newp, pp)
-        self._stats["plots_used"] += m
+        assigned = np.zeros(e - s, bool)
+        active = np.arange(s, e)
+        for _ in range(8):
+            if not self.n or len(active) == 0:
+                break
+            ti, pj = self._candidates(pp, active)
+            if len(ti) == 0:
+                break
+            o = np.lexsort((pj, ti))  # deterministic order (track slot, plot)
+            ti, pj = ti[o], pj[o]
+            gp = active[pj]
+            # One plot per sensor per frame period, unless the plot's Mode S says it is this
+            # aircraft (sub-frames of repeated addresses).
+            ms = pp.mode_s[gp]
+            keep = self._sensor_free(ti, pp.sensor[gp]) | ((ms >= 0) & (ms == self._modes[ti]))
+            if not keep.all():
+                ti, pj, gp = ti[keep], pj[keep], gp[keep]
+                if len(ti) == 0:
+                    break
+            pr = self._pairs(ti, gp, pp)
+            ok, cost = self._gate(ti, gp, pp, pr)
+            sel = np.flatnonzero(ok)
+            if len(sel) == 0:
+                break
+            a = sel[self._assign(ti[sel], pj[sel], cost[sel], len(active))]
+            if len(a) == 0:
+                break
+            self._update(ti[a], gp[a], pp, pr, a)
+            assigned[gp[a] - s] = True
+            again = np.zeros(len(active), bool)
+            again[pj[sel]] = True
+            again[pj[a]] = False
+            active = active[again]
+        free = np.flatnonzero(~assigned) + s
+        if len(free):
+            self._initiate_free(free, pp)
+        self._stats["plots_used"] += e - s
+
+    def _sensor_free(self, ti: np.ndarray, sensor: np.ndarray) -> np.ndarray:
+        """True where track ``ti`` has not yet had a plot of ``sensor`` in this frame period."""
+        word = sensor // 64
+        bit = (sensor % 64).astype(np.uint64)
+        return ((self._bin_sens[ti, word] >> bit) & np.uint64(1)) == 0
+
+    def _initiate_free(self, free: np.ndarray, pp: PreparedPlots) -> None:
+        """Start tracks from unassigned plots. Plots of different sensors in one frame that
+        could be the same new target (within each other's position uncertainty plus
+        ``3 initial_velocity_std`` times their time difference, identities compatible) are
+        grouped: the earliest starts the track and the others update it, one per sensor."""
+        sens = pp.sensor[free]
+        if len(free) < 2 or np.all(sens == sens[0]):
+            self._initiate(free, pp)
+            return
+        G = self._g_base
+        xy = pp.pos[free, :2]
+        pc = pp.pos_cov[free]
+        sig = np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])
+        t = pp.time_s[free]
+        vmax = 3.0 * self.cfg.initial_velocity_std_mps
+        r = 2.0 * G * float(sig.max()) + vmax * float(t.max() - t.min())
+        pairs = cKDTree(xy).query_pairs(r, output_type="ndarray")
+        if len(pairs):
+            i, j = pairs[:, 0], pairs[:, 1]
+            d = np.hypot(xy[i, 0] - xy[j, 0], xy[i, 1] - xy[j, 1])
+            ms = pp.mode_s[free]
+            keep = (sens[i] != sens[j]) & (d <= G * (sig[i] + sig[j]) + vmax * np.abs(t[i] - t[j]))
+            keep &= (ms[i] < 0) | (ms[j] < 0) | (ms[i] == ms[j])
+            pairs = pairs[keep]
+        if len(pairs) == 0:
+            self._initiate(free, pp)
+            return
+        k = len(free)
+        g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(k, k))
+        _, lab = connected_components(g, directed=False)
+        order = np.lexsort((np.arange(k), t, lab))  # by group, then time
+        lab_o = lab[order]
+        first = np.ones(k, bool)
+        first[1:] = lab_o[1:] != lab_o[:-1]
+        start = np.maximum.accumulate(np.where(first, np.arange(k), 0))
+        rank = np.empty(k, np.int64)
+        rank[order] = np.arange(k) - start
+        leaders = np.flatnonzero(rank == 0)
+        n_before = self.n
+        self._initiate(free[leaders], pp)
+        slot_of_group = np.empty(lab.max() + 1, np.int64)
+        slot_of_group[lab[leaders]] = n_before + np.arange(len(leaders))
+        alone = []
+        for rk in range(1, int(rank.max()) + 1):
+            fol = np.flatnonzero(rank == rk)
+            ti = slot_of_group[lab[fol]]
+            gp = free[fol]
+            ok = self._sensor_free(ti, pp.sensor[gp])
+            if ok.any():
+                pr = self._pairs(ti[ok], gp[ok], pp)
+                g_ok, _ = self._gate(ti[ok], gp[ok], pp, pr)
+                idx = np.flatnonzero(ok)
+                if g_ok.any():
+                    a = np.flatnonzero(g_ok)
+                    self._update(ti[ok][a], gp[ok][a], pp, pr, a)
+                ok[idx[~g_ok]] = False
+            alone.append(gp[~ok])
+        rest = np.concatenate(alone) if alone else np.zeros(0, np.int64)
+        if len(rest):
+            self._initiate(np.sort(rest), pp)
 
     def _track_radii(self, idx: np.ndarray, t_ref: float, half_s: float, stale: bool):
         """Predicted horizontal positions of tracks ``idx`` at ``t_ref`` and the track part of
@@ -410,15 +514,15 @@ class Tracker:
             "tree": cKDTree(pxy[it]) if len(it) else None,
         }
 
-    def _candidates(self, pp: PreparedPlots, s: int, e: int):
+    def _candidates(self, pp: PreparedPlots, g: np.ndarray):
         """Candidate (track, plot-in-frame) pairs from cKDTree radius queries: horizontal
         distance <= (track radius + plot radius), scaled up for plots carrying a Mode S address
         (whose gate is wider)."""
         ix = self._ix
-        qxy = pp.pos[s:e, :2]
-        pc = pp.pos_cov[s:e]
+        qxy = pp.pos[g, :2]
+        pc = pp.pos_cov[g]
         rp = self._g_base * np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])  # plot part
-        f = np.where(pp.mode_s[s:e] >= 0, self._g_modes / self._g_base, 1.0)
+        f = np.where(pp.mode_s[g] >= 0, self._g_modes / self._g_base, 1.0)
         ti_parts, pj_parts = [], []
         if ix["tree"] is not None:
             ow, items = _flatten(ix["tree"].query_ball_point(qxy, (rp + ix["cap"]) * f))
@@ -431,7 +535,7 @@ class Tracker:
         # then a tree over the frame's plots.
         loose = np.concatenate([ix["loose"], np.arange(ix["n0"], self.n)])
         if len(loose):
-            tp = pp.time_s[s:e]
+            tp = pp.time_s[g]
             t_ref = 0.5 * (tp.min() + tp.max())
             pxy, rt = self._track_radii(loose, t_ref, 0.5 * (tp.max() - tp.min()), stale=False)
             rmax = float((rp * f).max())
@@ -611,6 +715,7 @@ class Tracker:
         sens = pp.sensor[gp]
         word, bit = sens // 64, (sens % 64).astype(np.uint64)
         np.bitwise_or.at(self._src, (ti, word), np.left_shift(np.uint64(1), bit))
+        np.bitwise_or.at(self._bin_sens, (ti, word), np.left_shift(np.uint64(1), bit))
 
     def _initiate(self, gp: np.ndarray, pp: PreparedPlots) -> None:
         """Single-point initiation: position from the plot, zero velocity with a large
@@ -643,6 +748,7 @@ class Tracker:
         self._m3a[sl] = -1
         self._cs[sl] = ""
         self._src[sl] = 0
+        self._bin_sens[sl] = 0
         ti = np.arange(self.n, self.n + k)
         self.n += k
         self._stats["tracks_initiated"] += k
