@@ -13,7 +13,7 @@ from test_evaluation_support import random_scenario
 
 import siap
 from siap import records
-from siap.errors import InputError
+from siap.errors import ConfigError, InputError
 from siap.evaluation import DEFAULTS, evaluate, gospa_over_time, ospa_over_time, siap_metrics
 
 
@@ -141,3 +141,50 @@ def test_bad_input_is_one_line_input_error():
         evaluate(records.empty_truth(1), records.empty_truth(1), exclude_statuses=None)
     with pytest.raises(InputError, match="structured array"):
         evaluate([1, 2, 3], records.empty_tracks(0))
+
+
+def _dense_truth_sparse_snapshots():
+    rng = np.random.default_rng(21)
+    truth, _ = random_scenario(rng, n_steps=60, n_truths=4, n_false=0, dt_s=1.0)
+    snap = np.isin(np.rint(truth["time_s"] - truth["time_s"].min()) % 5, [0])
+    rows = truth[snap]
+    tracks = records.empty_tracks(len(rows))
+    for name in ("time_s", "pos_ecef_m", "vel_ecef_mps"):
+        tracks[name] = rows[name]
+    tracks["pos_ecef_m"] += 10.0
+    tracks["track_id"] = rows["truth_id"] + 1000
+    tracks["status"] = records.TrackStatus.CONFIRMED
+    return truth, tracks
+
+
+def ev_counts(truth, tracks):
+    return evaluate(truth, tracks, times="tracks").per_time["n_truths"].to_numpy()
+
+
+def test_times_tracks_evaluates_snapshots_only():
+    truth, tracks = _dense_truth_sparse_snapshots()
+    union = evaluate(truth, tracks).summary()
+    snaps = evaluate(truth, tracks, times="tracks").summary()
+    # on the union, every truth-only second counts every truth as missed ...
+    assert union["gospa_n_missed_mean"] > 1.0
+    # ... and Stone Soup's convention (NA counts a track over its whole association, N only
+    # where it has a state) makes spuriousness negative
+    assert union["siap_spuriousness"] < 0
+    assert snaps["n_steps"] == len(np.unique(tracks["time_s"]))
+    assert snaps["truth_rows_outside_times"] == len(truth) - snaps["n_truth_states"]
+    assert snaps["gospa_n_missed_mean"] == 0.0 and snaps["gospa_n_false_mean"] == 0.0
+    # every truth has a track 10*sqrt(3) m off, so GOSPA (p = 1) is that times the truths present
+    n_present = np.mean(ev_counts(truth, tracks))
+    assert snaps["gospa_mean_m"] == pytest.approx(np.sqrt(300.0) * n_present)
+    # only track states before an association is confirmed (3 snapshots) are spurious
+    assert 0.0 <= snaps["siap_spuriousness"] < 0.1 and snaps["siap_completeness"] > 0.8
+    assert snaps["siap_position_accuracy_m"] == pytest.approx(np.sqrt(300.0))
+
+
+def test_times_as_array_and_bad_value():
+    truth, tracks = _dense_truth_sparse_snapshots()
+    t = np.unique(tracks["time_s"])[:3]
+    ev = evaluate(truth, tracks, times=t)
+    np.testing.assert_allclose(ev.per_time.index.to_numpy(), t)
+    with pytest.raises(ConfigError, match="times"):
+        evaluate(truth, tracks, times="sometimes")

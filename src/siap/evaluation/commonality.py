@@ -29,7 +29,9 @@ def _by_time(batch: np.ndarray, times: np.ndarray) -> list[np.ndarray]:
     return [b[i:j] for i, j in zip(lo, hi, strict=True)]
 
 
-def held_track_numbers(truth: np.ndarray, tracks: np.ndarray, times: np.ndarray, c_m: float) -> dict[tuple[float, int], int]:
+def held_track_numbers(
+    truth: np.ndarray, tracks: np.ndarray, times: np.ndarray, c_m: float
+) -> dict[tuple[float, int], int]:
     """{(time, truth_id): track_id} for every truth object a picture holds (assigned within c)."""
     held: dict[tuple[float, int], int] = {}
     for t, tr, tk in zip(times, _by_time(truth, times), _by_time(tracks, times), strict=True):

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from siap.errors import InputError
+from siap.errors import ConfigError, InputError
 from siap.records import TrackStatus
 
-from ._batch import prepare
+from ._batch import _check, prepare, time_key_ms
 from .gospa import GospaOverTime, OspaOverTime, _gospa_prepared, _ospa_prepared
 from .siap_metrics import SiapResult, _associate_prepared, _siap_prepared
 
@@ -138,6 +138,7 @@ def evaluate(
     consec_pairs_confirm: int = DEFAULTS["consec_pairs_confirm"],
     consec_misses_end: int = DEFAULTS["consec_misses_end"],
     exclude_statuses: Collection[int] | None = (TrackStatus.DELETED,),
+    times: str | np.ndarray = "union",
 ) -> Evaluation:
     """Evaluate a track batch (``records.TRACK_DTYPE``) against a truth batch
     (``records.TRUTH_DTYPE``): GOSPA, OSPA and SIAP metrics on the common time grid (times
@@ -145,8 +146,17 @@ def evaluate(
 
     ``ospa_c_m`` defaults to ``gospa_c_m``. Track rows whose ``status`` is in
     ``exclude_statuses`` (default: deleted tracks) are left out; ``None`` keeps every row.
+
+    ``times`` chooses the steps: ``"union"`` (default) every time present in either batch, a
+    time missing on one side being an empty set there; ``"tracks"`` only the times at which
+    the track batch has rows (use it when tracks are snapshots taken less often than truth is
+    sampled: otherwise every truth-only time counts all truths as missed); ``"truth"`` only the
+    truth times; or an array of times (s). Rows at other times are left out and counted.
     """
-    if exclude_statuses and getattr(tracks, "dtype", None) is not None and tracks.dtype.names:
+    _check(truth, "truth_id", "truth")
+    _check(tracks, "track_id", "tracks")
+    truth, tracks, outside_truth, outside_tracks = _restrict_times(truth, tracks, times)
+    if exclude_statuses:
         if "status" not in tracks.dtype.names:
             raise InputError(
                 "tracks: field 'status' is missing; expected the siap.records track dtype"
@@ -175,6 +185,8 @@ def evaluate(
         "dropped_truth_rows": t.dropped,
         "dropped_track_rows": k.dropped,
         "excluded_track_rows": excluded,
+        "truth_rows_outside_times": outside_truth,
+        "track_rows_outside_times": outside_tracks,
     }
     parameters = {
         "gospa_c_m": float(gospa_c_m),
@@ -187,3 +199,25 @@ def evaluate(
         "consec_misses_end": int(consec_misses_end),
     }
     return Evaluation(g, o, s, parameters, counts)
+
+
+def _restrict_times(
+    truth: np.ndarray, tracks: np.ndarray, times
+) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Keep the rows at the chosen evaluation times (see :func:`evaluate`)."""
+    if isinstance(times, str):
+        if times == "union":
+            return truth, tracks, 0, 0
+        if times == "tracks":
+            keys = np.unique(time_key_ms(tracks["time_s"]))
+        elif times == "truth":
+            keys = np.unique(time_key_ms(truth["time_s"]))
+        else:
+            raise ConfigError(
+                f"evaluate: times: expected 'union', 'tracks', 'truth' or an array of times, got {times!r}"
+            )
+    else:
+        keys = np.unique(time_key_ms(np.asarray(times, dtype=np.float64).reshape(-1)))
+    keep_t = np.isin(time_key_ms(truth["time_s"]), keys)
+    keep_k = np.isin(time_key_ms(tracks["time_s"]), keys)
+    return truth[keep_t], tracks[keep_k], int((~keep_t).sum()), int((~keep_k).sum())
