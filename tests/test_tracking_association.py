@@ -46,6 +46,17 @@ def test_kdtree_gating_finds_exactly_the_brute_force_gated_pairs():
     assert fast == brute
     # The candidate set is small: the tree does not fall back to all pairs.
     assert len(ti) < 0.05 * trk.n * m
+    # After updates by part of the plots the index is stale; it must still find every pair.
+    half = m // 2
+    trk._frame(pp, 0, half)
+    rest = np.arange(half, m)
+    ti, pj = trk._candidates(pp, rest)
+    ok, _ = trk._gate(ti, rest[pj], pp, trk._pairs(ti, rest[pj], pp))
+    fast = set(zip(ti[ok].tolist(), pj[ok].tolist(), strict=True))
+    bt, bp = np.meshgrid(np.arange(trk.n), np.arange(len(rest)), indexing="ij")
+    bt, bp = bt.ravel(), bp.ravel()
+    okb, _ = trk._gate(bt, rest[bp], pp, trk._pairs(bt, rest[bp], pp))
+    assert fast == set(zip(bt[okb].tolist(), bp[okb].tolist(), strict=True))
 
 
 def _brute_best(ti, pj, cost):

@@ -94,6 +94,7 @@ class Tracker:
         self._g_base = float(np.sqrt(self._chi2[3])) * 1.05
         self._g_modes = float(np.sqrt(max(self._chi2[3], c.mode_s_gate_chi2))) * 1.05
         self._ix: dict | None = None
+        self._ix_dirty = False
         self._ix_bin: float | None = None
         self._marker_bin: float | None = None
         self._qh = np.array([c.cv_process_noise_m2ps3, c.manoeuvre_process_noise_m2ps3])
@@ -466,14 +467,11 @@ class Tracker:
         if len(rest):
             self._initiate(np.sort(rest), pp)
 
-    def _track_radii(self, idx: np.ndarray, t_ref: float, half_s: float, stale: bool):
-        """Predicted horizontal positions of tracks ``idx`` at ``t_ref`` and the track part of
-        the search radius for plots within ``half_s`` of ``t_ref``.
-
-        The radius is ``G (k sigma) + (|v| + G sigma_v) half_s`` with ``sigma`` the horizontal
-        position standard deviation (sqrt of the trace) at the worse end of the interval;
-        ``k = 2`` when the index may go stale within the frame period (an update moves a track by
-        at most its gate, G sigma, and shrinks its sigma)."""
+    def _track_radii(self, idx: np.ndarray, t_ref: float, half_s: float):
+        """Predicted horizontal positions of tracks ``idx`` at ``t_ref`` and the two parts of
+        their search radius for plots within ``half_s`` of ``t_ref``: ``rs = G sigma`` (sigma:
+        horizontal position standard deviation, sqrt of the trace, at the worse end of the
+        interval) and ``rv = (|v| + G sigma_v) half_s``."""
         G = self._g_base
         q = self._qh[self._nm - 1]
         dt = t_ref - self._t[idx]
@@ -485,72 +483,83 @@ class Tracker:
         cv = Pc[:, 3, 3] + Pc[:, 4, 4]
         ad = np.abs(dt) + half_s
         var = a + 2 * np.abs(b) * ad + cv * ad * ad + (2.0 / 3.0) * q * ad**3
-        sig = np.sqrt(np.maximum(var, 0.0))
+        rs = G * np.sqrt(np.maximum(var, 0.0))
         sig_v = np.sqrt(np.maximum(cv + 2 * q * ad, 0.0))
-        speed = np.hypot(xc[:, 3], xc[:, 4]) + G * sig_v
-        rt = (2.0 if stale else 1.0) * G * sig + speed * half_s
-        return pxy, rt
+        rv = (np.hypot(xc[:, 3], xc[:, 4]) + G * sig_v) * half_s
+        return pxy, rs, rv
 
     def _build_index(self, t_ref: float) -> None:
         """k-d tree over all live tracks' predicted horizontal positions, built once per frame
-        period and queried by every sensor's frame in it. Tracks with far larger radii than the
-        rest (new, tentative) are kept out of the tree and searched from a tree of the plots."""
+        period and queried by every frame and round in it. Tracks with far larger radii than
+        the rest (new, tentative) are kept out of the tree and searched from a tree of the
+        plots."""
         n = self.n
         idx = np.arange(n)
-        pxy, rt = self._track_radii(idx, t_ref, 0.5 * self.cfg.frame_s, stale=True)
-        if n > 20:
-            cap = 3.0 * float(np.median(rt))
-        else:
-            cap = float(rt.max()) if n else 0.0
-        tight = rt <= cap
-        it = np.flatnonzero(tight)
+        pxy, rs, rv = self._track_radii(idx, t_ref, 0.5 * self.cfg.frame_s)
+        r = rs + rv
+        cap = 3.0 * float(np.median(r)) if n > 20 else (float(r.max()) if n else 0.0)
+        it = np.flatnonzero(r <= cap)
         self._ix = {
             "n0": n,
             "pxy": pxy,
-            "rt": rt,
-            "cap": cap,
+            "rs": rs,
+            "rv": rv,
+            "cap_s": float(rs[it].max()) if len(it) else 0.0,
+            "cap_v": float(rv[it].max()) if len(it) else 0.0,
             "tight": it,
-            "loose": np.flatnonzero(~tight),
+            "loose": np.flatnonzero(r > cap),
             "tree": cKDTree(pxy[it]) if len(it) else None,
         }
+        self._ix_dirty = False
 
     def _candidates(self, pp: PreparedPlots, g: np.ndarray):
-        """Candidate (track, plot-in-frame) pairs from cKDTree radius queries: horizontal
-        distance <= (track radius + plot radius), scaled up for plots carrying a Mode S address
-        (whose gate is wider)."""
+        """Candidate (track, plot) pairs from cKDTree radius queries, ``g`` the plot indices.
+
+        A pair is a candidate when the horizontal distance between the track's predicted
+        position and the plot is at most ``(s rs + sqrt(rs^2 + rp^2) + rv) f``: ``rp = G sigma_p``
+        is the plot's part, ``f`` widens it to the Mode S gate for plots with an address, and
+        ``s = 1`` once a track in the index may have been updated since it was built (an
+        update moves a track by at most its gate ``rs`` and shrinks it), else 0. Since
+        ``|d| <= sqrt(g lambda_max(P + R)) <= G sqrt(sigma_t^2 + sigma_p^2)`` for a pair in the
+        gate, no gated pair is missed (tested against brute force)."""
         ix = self._ix
         qxy = pp.pos[g, :2]
         pc = pp.pos_cov[g]
         rp = self._g_base * np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])  # plot part
         f = np.where(pp.mode_s[g] >= 0, self._g_modes / self._g_base, 1.0)
+        stale = 1.0 if self._ix_dirty else 0.0
         ti_parts, pj_parts = [], []
         if ix["tree"] is not None:
-            ow, items = _flatten(ix["tree"].query_ball_point(qxy, (rp + ix["cap"]) * f))
+            cs = ix["cap_s"]
+            rq = (stale * cs + np.sqrt(cs * cs + rp * rp) + ix["cap_v"]) * f
+            ow, items = _flatten(ix["tree"].query_ball_point(qxy, rq))
             ti = ix["tight"][items]
             d = np.hypot(ix["pxy"][ti, 0] - qxy[ow, 0], ix["pxy"][ti, 1] - qxy[ow, 1])
-            keep = d <= (ix["rt"][ti] + rp[ow]) * f[ow]
+            rs = ix["rs"][ti]
+            keep = d <= (stale * rs + np.sqrt(rs * rs + rp[ow] ** 2) + ix["rv"][ti]) * f[ow]
             ti_parts.append(ti[keep])
             pj_parts.append(ow[keep])
         # Loose tracks and tracks started since the index was built: fresh radii, box filter,
-        # then a tree over the frame's plots.
+        # then a tree over the plots.
         loose = np.concatenate([ix["loose"], np.arange(ix["n0"], self.n)])
         if len(loose):
             tp = pp.time_s[g]
             t_ref = 0.5 * (tp.min() + tp.max())
-            pxy, rt = self._track_radii(loose, t_ref, 0.5 * (tp.max() - tp.min()), stale=False)
+            pxy, rs, rv = self._track_radii(loose, t_ref, 0.5 * (tp.max() - tp.min()))
             rmax = float((rp * f).max())
             fmax = float(f.max())
+            r = (rs + rv) * fmax
             lo = qxy.min(axis=0) - rmax
             hi = qxy.max(axis=0) + rmax
-            r = rt * fmax
             inbox = np.all((pxy >= lo - r[:, None]) & (pxy <= hi + r[:, None]), axis=1)
             if inbox.any():
                 li = np.flatnonzero(inbox)
                 ptree = cKDTree(qxy)
                 ow, items = _flatten(ptree.query_ball_point(pxy[li], r[li] + rmax))
-                d = np.hypot(pxy[li[ow], 0] - qxy[items, 0], pxy[li[ow], 1] - qxy[items, 1])
-                keep = d <= (rt[li[ow]] + rp[items]) * f[items]
-                ti_parts.append(loose[li[ow[keep]]])
+                k = li[ow]
+                d = np.hypot(pxy[k, 0] - qxy[items, 0], pxy[k, 1] - qxy[items, 1])
+                keep = d <= (np.sqrt(rs[k] ** 2 + rp[items] ** 2) + rv[k]) * f[items]
+                ti_parts.append(loose[k[keep]])
                 pj_parts.append(items[keep])
         if not ti_parts:
             z = np.zeros(0, np.int64)
@@ -692,6 +701,7 @@ class Tracker:
         self._xc[ti] = xc
         self._Pc[ti] = Pc
         self._t[ti] = pp.time_s[gp]
+        self._ix_dirty = True
         self._nupd[ti] += 1
         conf = (self._status[ti] == TENTATIVE) & (self._nupd[ti] >= c.confirm_hits)
         if conf.any():
