@@ -24,9 +24,22 @@ def test_kdtree_gating_finds_exactly_the_brute_force_gated_pairs():
     rng = np.random.default_rng(7)
     n = 300
     traj = cv_targets(n, rng, half_width_m=30_000.0, t0=T0)
-    plots = radar_3d_plots(traj, n, FRAME, [0, 0, 20], t0=T0, n_scans=6, scan_s=1.0, sigma_range_m=50,
-                           sigma_az_rad=2e-3, sigma_el_rad=2e-3, pd=0.9, clutter_per_scan=30, rng=rng,
-                           clutter_half_width_m=30_000.0)
+    plots = radar_3d_plots(
+        traj,
+        n,
+        FRAME,
+        [0, 0, 20],
+        t0=T0,
+        n_scans=6,
+        scan_s=1.0,
+        sigma_range_m=50,
+        sigma_az_rad=2e-3,
+        sigma_el_rad=2e-3,
+        pd=0.9,
+        clutter_per_scan=30,
+        rng=rng,
+        clutter_half_width_m=30_000.0,
+    )
     trk = Tracker(TrackerConfig(**FAST))
     trk.process(plots[plots["time_s"] < T0 + 5.0])
     trk.advance(T0 + 5.0)
@@ -80,8 +93,14 @@ def _brute_best(ti, pj, cost):
 def test_assignment_is_globally_optimal_per_cluster(data):
     nt = data.draw(st.integers(1, 4))
     npl = data.draw(st.integers(1, 4))
-    pairs = data.draw(st.lists(st.tuples(st.integers(0, nt - 1), st.integers(0, npl - 1)), min_size=1,
-                               max_size=nt * npl, unique=True))
+    pairs = data.draw(
+        st.lists(
+            st.tuples(st.integers(0, nt - 1), st.integers(0, npl - 1)),
+            min_size=1,
+            max_size=nt * npl,
+            unique=True,
+        )
+    )
     cost = np.array(data.draw(st.lists(st.floats(0, 20), min_size=len(pairs), max_size=len(pairs))))
     ti = np.array([p[0] for p in pairs])
     pj = np.array([p[1] for p in pairs])
@@ -98,7 +117,12 @@ def _two_targets(angle_deg: float, speed: float = 200.0, dur: float = 90.0, sep_
     tc = dur / 2
     half = np.radians(angle_deg) / 2
     vels = [np.array([speed * np.sin(h), speed * np.cos(h), 0.0]) for h in (-half, half)]
-    pos = np.stack([[np.array([0.0, 20_000.0, 8000.0 + i * sep_alt]) + v * (tt - tc) for tt in t] for i, v in enumerate(vels)])
+    pos = np.stack(
+        [
+            [np.array([0.0, 20_000.0, 8000.0 + i * sep_alt]) + v * (tt - tc) for tt in t]
+            for i, v in enumerate(vels)
+        ]
+    )
     vel = np.stack([[v for _ in t] for v in vels])
     return t, pos, vel
 
@@ -116,8 +140,21 @@ def test_crossing_targets_keep_their_tracks():
     t, pos, vel = _two_targets(60.0)
     traj = tabulated(t + T0, pos, vel)
     rng = np.random.default_rng(1)
-    plots = radar_3d_plots(traj, 2, FRAME, [0, 0, 20], t0=T0, n_scans=88, scan_s=1.0, sigma_range_m=40,
-                           sigma_az_rad=1e-3, sigma_el_rad=1e-3, pd=1.0, clutter_per_scan=0, rng=rng)
+    plots = radar_3d_plots(
+        traj,
+        2,
+        FRAME,
+        [0, 0, 20],
+        t0=T0,
+        n_scans=88,
+        scan_s=1.0,
+        sigma_range_m=40,
+        sigma_az_rad=1e-3,
+        sigma_el_rad=1e-3,
+        pd=1.0,
+        clutter_per_scan=0,
+        rng=rng,
+    )
     out_t = T0 + np.arange(10, 87) + 0.999
     tracks = track(plots, TrackerConfig(**FAST), out_t)
     assert len(np.unique(tracks["track_id"])) == 2
@@ -135,9 +172,22 @@ def test_mode_s_evidence_prevents_a_swap():
     addr = np.array([0xABC001, 0xABC002])
     for seed in range(3):
         rng = np.random.default_rng(seed)
-        plots = radar_3d_plots(traj, 2, FRAME, [0, 0, 20], t0=T0, n_scans=88, scan_s=1.0,
-                               sigma_range_m=60, sigma_az_rad=3e-3, sigma_el_rad=3e-3, pd=1.0,
-                               clutter_per_scan=0, rng=rng, mode_s=addr)
+        plots = radar_3d_plots(
+            traj,
+            2,
+            FRAME,
+            [0, 0, 20],
+            t0=T0,
+            n_scans=88,
+            scan_s=1.0,
+            sigma_range_m=60,
+            sigma_az_rad=3e-3,
+            sigma_el_rad=3e-3,
+            pd=1.0,
+            clutter_per_scan=0,
+            rng=rng,
+            mode_s=addr,
+        )
         out_t = T0 + np.arange(10, 87) + 0.999
         tracks = track(plots, TrackerConfig(**FAST), out_t)
         assert len(np.unique(tracks["track_id"])) == 2
@@ -149,12 +199,28 @@ def test_mode_s_evidence_prevents_a_swap():
 
 def test_mode_s_mismatch_forbids_association():
     """A plot whose Mode S address differs from the track's never updates it, even dead centre."""
-    traj = tabulated(T0 + np.array([0.0, 100.0]), np.array([[[0, 20_000, 8000], [0, 40_000, 8000.0]]]),
-                     np.array([[[0, 200, 0], [0, 200, 0.0]]]))
+    traj = tabulated(
+        T0 + np.array([0.0, 100.0]),
+        np.array([[[0, 20_000, 8000], [0, 40_000, 8000.0]]]),
+        np.array([[[0, 200, 0], [0, 200, 0.0]]]),
+    )
     rng = np.random.default_rng(2)
-    plots = radar_3d_plots(traj, 1, FRAME, [0, 0, 20], t0=T0, n_scans=20, scan_s=1.0, sigma_range_m=30,
-                           sigma_az_rad=1e-3, sigma_el_rad=1e-3, pd=1.0, clutter_per_scan=0, rng=rng,
-                           mode_s=np.array([0x111111]))
+    plots = radar_3d_plots(
+        traj,
+        1,
+        FRAME,
+        [0, 0, 20],
+        t0=T0,
+        n_scans=20,
+        scan_s=1.0,
+        sigma_range_m=30,
+        sigma_az_rad=1e-3,
+        sigma_el_rad=1e-3,
+        pd=1.0,
+        clutter_per_scan=0,
+        rng=rng,
+        mode_s=np.array([0x111111]),
+    )
     plots["mode_s_address"][plots["time_s"] >= T0 + 10] = 0x222222  # a different aircraft from t=10
     tracks = track(plots, TrackerConfig(**FAST), [T0 + 13.5])
     assert sorted(tracks["mode_s_address"].tolist()) == [0x111111, 0x222222]
@@ -169,11 +235,34 @@ def test_radar_and_adsb_fuse_into_one_track_per_aircraft():
     n = 20
     traj = cv_targets(n, rng, half_width_m=40_000.0, t0=T0)
     addr = np.arange(n) + 0x400000
-    radar = radar_3d_plots(traj, n, FRAME, [0, 0, 20], t0=T0, n_scans=40, scan_s=2.0, sigma_range_m=50,
-                           sigma_az_rad=1.5e-3, sigma_el_rad=1.5e-3, pd=0.9, clutter_per_scan=3, rng=rng,
-                           clutter_half_width_m=40_000.0)
-    adsb = adsb_plots(traj, np.arange(0, n, 2), FRAME, t0=T0, duration_s=80.0, period_s=1.0, sigma_h_m=15,
-                      sigma_v_m=30, rng=rng, mode_s=addr)
+    radar = radar_3d_plots(
+        traj,
+        n,
+        FRAME,
+        [0, 0, 20],
+        t0=T0,
+        n_scans=40,
+        scan_s=2.0,
+        sigma_range_m=50,
+        sigma_az_rad=1.5e-3,
+        sigma_el_rad=1.5e-3,
+        pd=0.9,
+        clutter_per_scan=3,
+        rng=rng,
+        clutter_half_width_m=40_000.0,
+    )
+    adsb = adsb_plots(
+        traj,
+        np.arange(0, n, 2),
+        FRAME,
+        t0=T0,
+        duration_s=80.0,
+        period_s=1.0,
+        sigma_h_m=15,
+        sigma_v_m=30,
+        rng=rng,
+        mode_s=addr,
+    )
     plots = np.concatenate([radar, adsb])
     cfg = TrackerConfig(tentative_max_coast_s=5.0, coasting_after_s=5.0, delete_after_s=10.0)
     tracks = track(plots, cfg, [T0 + 79.0])
@@ -216,8 +305,11 @@ def _radar2d_plots(traj, n_scans, rng, with_mode_c: bool, site_enu=(0.0, 0.0, 20
 
 
 def test_radar_2d_with_mode_c_estimates_altitude():
-    traj = tabulated(T0 + np.array([0.0, 500.0]), np.array([[[-20_000, 60_000, 9000], [80_000, 60_000, 9000.0]]]),
-                     np.array([[[200, 0, 0], [200, 0, 0.0]]]))
+    traj = tabulated(
+        T0 + np.array([0.0, 500.0]),
+        np.array([[[-20_000, 60_000, 9000], [80_000, 60_000, 9000.0]]]),
+        np.array([[[200, 0, 0], [200, 0, 0.0]]]),
+    )
     rng = np.random.default_rng(9)
     plots, alt = _radar2d_plots(traj, 60, rng, True)
     out = track(plots, TrackerConfig(), [plots["time_s"][-1]])
@@ -239,20 +331,59 @@ def test_two_radars_in_the_same_frame_give_one_track_per_target():
     rng = np.random.default_rng(12)
     n = 25
     traj = cv_targets(n, rng, half_width_m=30_000.0, t0=T0)
-    a = radar_3d_plots(traj, n, FRAME, [-40_000, 0, 20], t0=T0, n_scans=15, scan_s=2.0, sigma_range_m=40,
-                       sigma_az_rad=1e-3, sigma_el_rad=1e-3, pd=0.95, clutter_per_scan=4, rng=rng,
-                       clutter_half_width_m=30_000.0, sensor_id="RA")
-    b = radar_3d_plots(traj, n, FRAME, [-38_000, 3_000, 20], t0=T0 + 0.05, n_scans=15, scan_s=2.0, sigma_range_m=60,
-                       sigma_az_rad=1.5e-3, sigma_el_rad=1.5e-3, pd=0.95, clutter_per_scan=4, rng=rng,
-                       clutter_half_width_m=30_000.0, sensor_id="RB", plot_id_start=100_000)
+    a = radar_3d_plots(
+        traj,
+        n,
+        FRAME,
+        [-40_000, 0, 20],
+        t0=T0,
+        n_scans=15,
+        scan_s=2.0,
+        sigma_range_m=40,
+        sigma_az_rad=1e-3,
+        sigma_el_rad=1e-3,
+        pd=0.95,
+        clutter_per_scan=4,
+        rng=rng,
+        clutter_half_width_m=30_000.0,
+        sensor_id="RA",
+    )
+    b = radar_3d_plots(
+        traj,
+        n,
+        FRAME,
+        [-38_000, 3_000, 20],
+        t0=T0 + 0.05,
+        n_scans=15,
+        scan_s=2.0,
+        sigma_range_m=60,
+        sigma_az_rad=1.5e-3,
+        sigma_el_rad=1.5e-3,
+        pd=0.95,
+        clutter_per_scan=4,
+        rng=rng,
+        clutter_half_width_m=30_000.0,
+        sensor_id="RB",
+        plot_id_start=100_000,
+    )
     plots = np.concatenate([a, b])
     # Nearby sites: B sees each target within a fraction of a second of A (same frame mostly).
-    da = {int(t): float(x) for t, x in zip(a["truth_id"][:40], a["time_s"][:40]) if t >= 0}
-    db = {int(t): float(x) for t, x in zip(b["truth_id"][:40], b["time_s"][:40]) if t >= 0}
+    da = {
+        int(t): float(x)
+        for t, x in zip(a["truth_id"][:40], a["time_s"][:40], strict=True)
+        if t >= 0
+    }
+    db = {
+        int(t): float(x)
+        for t, x in zip(b["truth_id"][:40], b["time_s"][:40], strict=True)
+        if t >= 0
+    }
     common = set(da) & set(db)
     assert np.median([abs(da[k] - db[k]) for k in common]) < 0.2
     for merge in (True, False):
-        cfg = TrackerConfig(merge_sensors=merge, tentative_max_coast_s=5.0, coasting_after_s=5.0, delete_after_s=9.0)
+        cfg = TrackerConfig(
+            merge_sensors=merge, tentative_max_coast_s=5.0, coasting_after_s=5.0, delete_after_s=9.0
+        )
         tracks = track(plots, cfg, [T0 + 29.0])
         j = _nearest_truth(tracks, traj, n)
         assert len(tracks) == n, (merge, len(tracks))

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import chi2
 
-from siap.geo import LocalFrame, enu_rotation, geodetic_to_ecef
+from siap.geo import LocalFrame, enu_rotation
 from siap.tracking import TrackerConfig, track
 from siap.tracking import filters as kf
-from siap.tracking.synthetic import adsb_plots, radar_3d_plots, tabulated, turn_truth, wna_truth
+from siap.tracking.synthetic import radar_3d_plots, tabulated, turn_truth, wna_truth
 
 FRAME = LocalFrame(35.0, 135.0, 0.0)
 T0 = 1_700_000_000.0
@@ -44,18 +43,39 @@ def test_cv_accuracy_radar_close_to_expected():
     times, pos, vel = wna_truth(n, 80, 1.0, 0.01, rng, spacing_m=15_000.0)
     traj = tabulated(times + T0, pos, vel)
     sr, sa = 30.0, 1.0e-3
-    plots = radar_3d_plots(traj, n, FRAME, [0.0, -60_000.0, 30.0], t0=T0, n_scans=79, scan_s=1.0,
-                           sigma_range_m=sr, sigma_az_rad=sa, sigma_el_rad=sa, pd=1.0,
-                           clutter_per_scan=0, rng=rng)
-    cfg = TrackerConfig(cv_process_noise_m2ps3=0.01, imm_enabled=False, tentative_max_coast_s=3,
-                        coasting_after_s=3, delete_after_s=6)
+    plots = radar_3d_plots(
+        traj,
+        n,
+        FRAME,
+        [0.0, -60_000.0, 30.0],
+        t0=T0,
+        n_scans=79,
+        scan_s=1.0,
+        sigma_range_m=sr,
+        sigma_az_rad=sa,
+        sigma_el_rad=sa,
+        pd=1.0,
+        clutter_per_scan=0,
+        rng=rng,
+    )
+    cfg = TrackerConfig(
+        cv_process_noise_m2ps3=0.01,
+        imm_enabled=False,
+        tentative_max_coast_s=3,
+        coasting_after_s=3,
+        delete_after_s=6,
+    )
     out_t = T0 + np.arange(30, 78) + 0.999
     tracks = track(plots, cfg, out_t)
     assert set(np.unique(tracks["time_s"])) == set(out_t)
-    assert np.all(np.bincount(np.searchsorted(out_t, tracks["time_s"])) == n)  # one track per target
+    assert np.all(
+        np.bincount(np.searchsorted(out_t, tracks["time_s"])) == n
+    )  # one track per target
     res = _errors(tracks, out_t, traj, n)
     e2 = np.concatenate([np.sum(err[:, :3] ** 2, axis=1) for _, _, err in res])
-    tr = np.concatenate([np.trace(rows["cov_ecef"][:, :3, :3], axis1=1, axis2=2) for rows, _, _ in res])
+    tr = np.concatenate(
+        [np.trace(rows["cov_ecef"][:, :3, :3], axis1=1, axis2=2) for rows, _, _ in res]
+    )
     rmse = np.sqrt(e2.mean())
     # Raw cartesian plot error: range noise plus ~60 km * azimuth / elevation noise.
     raw = np.sqrt(sr**2 + 2 * (60_000.0 * sa) ** 2)
@@ -89,8 +109,9 @@ def test_nees_of_cv_filter_inside_chi2_bounds():
     pl["sensor_id"] = "ADSB"
     pl["plot_id"] = np.arange(n * steps)
     pl["mode_s_address"] = np.repeat(np.arange(n) + 0x100, steps)
-    cfg = TrackerConfig(imm_enabled=False, cv_process_noise_m2ps3=q, vertical_process_noise_m2ps3=q,
-                        confirm_hits=2)
+    cfg = TrackerConfig(
+        imm_enabled=False, cv_process_noise_m2ps3=q, vertical_process_noise_m2ps3=q, confirm_hits=2
+    )
     out_t = t_abs[15:]
     tracks = track(pl, cfg, out_t)
     nees = []
@@ -115,11 +136,28 @@ def _turn_run(imm: bool):
     rng = np.random.default_rng(5)
     t, pos, vel = turn_truth(250.0, 40.0, 25.0, 0.1, 110.0)  # 25 m/s^2 (2.5 g) turn of 143 deg
     traj = tabulated(t + T0, pos, vel)
-    plots = radar_3d_plots(traj, 1, FRAME, [20_000.0, 0.0, 30.0], t0=T0, n_scans=105, scan_s=1.0,
-                           sigma_range_m=20.0, sigma_az_rad=5e-4, sigma_el_rad=5e-4, pd=1.0,
-                           clutter_per_scan=0, rng=rng)
-    cfg = TrackerConfig(imm_enabled=imm, cv_process_noise_m2ps3=0.5, manoeuvre_process_noise_m2ps3=600.0,
-                        cv_mean_sojourn_s=60.0, manoeuvre_mean_sojourn_s=10.0)
+    plots = radar_3d_plots(
+        traj,
+        1,
+        FRAME,
+        [20_000.0, 0.0, 30.0],
+        t0=T0,
+        n_scans=105,
+        scan_s=1.0,
+        sigma_range_m=20.0,
+        sigma_az_rad=5e-4,
+        sigma_el_rad=5e-4,
+        pd=1.0,
+        clutter_per_scan=0,
+        rng=rng,
+    )
+    cfg = TrackerConfig(
+        imm_enabled=imm,
+        cv_process_noise_m2ps3=0.5,
+        manoeuvre_process_noise_m2ps3=600.0,
+        cv_mean_sojourn_s=60.0,
+        manoeuvre_mean_sojourn_s=10.0,
+    )
     out_t = T0 + np.arange(10, 104) + 0.999
     tracks = track(plots, cfg, out_t)
     p, v = traj(np.zeros(len(tracks), int), tracks["time_s"])
@@ -167,7 +205,9 @@ def test_predict_matches_dense_f_p_ft_plus_q():
         T = dt[i]
         Q = np.zeros((6, 6))
         for ax, q in enumerate([qh[i], qh[i], qv[i]]):
-            Q[np.ix_([ax, ax + 3], [ax, ax + 3])] = q * np.array([[T**3 / 3, T**2 / 2], [T**2 / 2, T]])
+            Q[np.ix_([ax, ax + 3], [ax, ax + 3])] = q * np.array(
+                [[T**3 / 3, T**2 / 2], [T**2 / 2, T]]
+            )
         np.testing.assert_allclose(xp[i], F @ x[i])
         np.testing.assert_allclose(Pp[i], F @ P[i] @ F.T + Q, rtol=1e-10, atol=1e-8)
 

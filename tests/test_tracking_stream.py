@@ -17,22 +17,61 @@ from siap.tracking.synthetic import adsb_plots, cv_targets, radar_3d_plots
 
 FRAME = LocalFrame(35.0, 135.0, 0.0)
 T0 = 1_700_000_000.0
-CFG = TrackerConfig(tentative_max_coast_s=4.0, coasting_after_s=4.0, delete_after_s=8.0, reorder_window_s=2.0)
+CFG = TrackerConfig(
+    tentative_max_coast_s=4.0, coasting_after_s=4.0, delete_after_s=8.0, reorder_window_s=2.0
+)
 
 
 def _scenario(seed: int = 0, n: int = 30, scans: int = 30):
     rng = np.random.default_rng(seed)
     traj = cv_targets(n, rng, half_width_m=40_000.0, t0=T0)
     addr = np.arange(n) + 0x500000
-    radar = radar_3d_plots(traj, n, FRAME, [0, 0, 20], t0=T0, n_scans=scans, scan_s=1.0, sigma_range_m=50,
-                           sigma_az_rad=1.5e-3, sigma_el_rad=1.5e-3, pd=0.9, clutter_per_scan=5, rng=rng,
-                           clutter_half_width_m=40_000.0)
-    radar2 = radar_3d_plots(traj, n, FRAME, [30_000, 10_000, 50], t0=T0 + 0.3, n_scans=scans // 2, scan_s=2.0,
-                            sigma_range_m=80, sigma_az_rad=2e-3, sigma_el_rad=2e-3, pd=0.8,
-                            clutter_per_scan=3, rng=rng, clutter_half_width_m=40_000.0, sensor_id="R3D-B",
-                            plot_id_start=500_000)
-    adsb = adsb_plots(traj, np.arange(0, n, 3), FRAME, t0=T0, duration_s=scans, period_s=1.0, sigma_h_m=20,
-                      sigma_v_m=30, rng=rng, mode_s=addr)
+    radar = radar_3d_plots(
+        traj,
+        n,
+        FRAME,
+        [0, 0, 20],
+        t0=T0,
+        n_scans=scans,
+        scan_s=1.0,
+        sigma_range_m=50,
+        sigma_az_rad=1.5e-3,
+        sigma_el_rad=1.5e-3,
+        pd=0.9,
+        clutter_per_scan=5,
+        rng=rng,
+        clutter_half_width_m=40_000.0,
+    )
+    radar2 = radar_3d_plots(
+        traj,
+        n,
+        FRAME,
+        [30_000, 10_000, 50],
+        t0=T0 + 0.3,
+        n_scans=scans // 2,
+        scan_s=2.0,
+        sigma_range_m=80,
+        sigma_az_rad=2e-3,
+        sigma_el_rad=2e-3,
+        pd=0.8,
+        clutter_per_scan=3,
+        rng=rng,
+        clutter_half_width_m=40_000.0,
+        sensor_id="R3D-B",
+        plot_id_start=500_000,
+    )
+    adsb = adsb_plots(
+        traj,
+        np.arange(0, n, 3),
+        FRAME,
+        t0=T0,
+        duration_s=scans,
+        period_s=1.0,
+        sigma_h_m=20,
+        sigma_v_m=30,
+        rng=rng,
+        mode_s=addr,
+    )
     plots = np.concatenate([radar, radar2, adsb])
     return plots[np.argsort(plots["time_s"], kind="stable")], traj
 
@@ -152,7 +191,9 @@ def test_track_ids_are_stable_and_follow_their_target():
         nearest = []
         for row in rows:
             p, _ = traj(np.arange(n), np.full(n, row["time_s"]))
-            nearest.append(np.linalg.norm(FRAME.enu_to_ecef(p) - row["pos_ecef_m"], axis=1).argmin())
+            nearest.append(
+                np.linalg.norm(FRAME.enu_to_ecef(p) - row["pos_ecef_m"], axis=1).argmin()
+            )
         assert len(set(nearest)) == 1, tid
         assert np.all(np.diff(rows["n_updates"]) >= 0)
     for t in times:
@@ -187,9 +228,22 @@ def test_snapshot_fields_are_consistent():
 def test_covariances_spd_for_random_scenarios(seed, sigma_r, sigma_a):
     rng = np.random.default_rng(seed)
     traj = cv_targets(8, rng, half_width_m=30_000.0, t0=T0)
-    plots = radar_3d_plots(traj, 8, FRAME, [0, 0, 20], t0=T0, n_scans=12, scan_s=1.0, sigma_range_m=sigma_r,
-                           sigma_az_rad=sigma_a, sigma_el_rad=sigma_a, pd=0.9, clutter_per_scan=3, rng=rng,
-                           clutter_half_width_m=30_000.0)
+    plots = radar_3d_plots(
+        traj,
+        8,
+        FRAME,
+        [0, 0, 20],
+        t0=T0,
+        n_scans=12,
+        scan_s=1.0,
+        sigma_range_m=sigma_r,
+        sigma_az_rad=sigma_a,
+        sigma_el_rad=sigma_a,
+        pd=0.9,
+        clutter_per_scan=3,
+        rng=rng,
+        clutter_half_width_m=30_000.0,
+    )
     out = track(plots, CFG, T0 + np.arange(3, 12))
     cov = out["cov_ecef"]
     assert np.allclose(cov, np.swapaxes(cov, 1, 2), atol=1e-9 * max(1.0, np.abs(cov).max()))
@@ -215,8 +269,12 @@ def test_config_from_yaml(tmp_path):
     nested = tmp_path / "n.yaml"
     nested.write_text("tracker:\n  gate_probability: 0.99\n")
     assert TrackerConfig.from_yaml(nested).gate_probability == 0.99
-    for text, field in [("frame_s: -1\n", "frame_s"), ("bogus: 1\n", "bogus"), ("origin_lat_deg: [1\n", "line"),
-                        ("- 1\n- 2\n", "mapping")]:
+    for text, field in [
+        ("frame_s: -1\n", "frame_s"),
+        ("bogus: 1\n", "bogus"),
+        ("origin_lat_deg: [1\n", "line"),
+        ("- 1\n- 2\n", "mapping"),
+    ]:
         bad = tmp_path / "bad.yaml"
         bad.write_text(text)
         with pytest.raises(ConfigError) as ei:

@@ -23,52 +23,155 @@ class TrackerConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # --- frame -----------------------------------------------------------------------------
-    origin_lat_deg: float = Field(35.0, ge=-90.0, le=90.0, description="Latitude of the tracking ENU frame origin (deg, WGS84).")
-    origin_lon_deg: float = Field(135.0, ge=-180.0, le=360.0, description="Longitude of the tracking ENU frame origin (deg, WGS84).")
-    origin_alt_m: float = Field(0.0, ge=-1000.0, le=100_000.0, description="Ellipsoidal height of the frame origin (m).")
+    origin_lat_deg: float = Field(
+        35.0,
+        ge=-90.0,
+        le=90.0,
+        description="Latitude of the tracking ENU frame origin (deg, WGS84).",
+    )
+    origin_lon_deg: float = Field(
+        135.0,
+        ge=-180.0,
+        le=360.0,
+        description="Longitude of the tracking ENU frame origin (deg, WGS84).",
+    )
+    origin_alt_m: float = Field(
+        0.0, ge=-1000.0, le=100_000.0, description="Ellipsoidal height of the frame origin (m)."
+    )
 
     # --- time ------------------------------------------------------------------------------
-    frame_s: float = Field(0.5, gt=0.0, le=60.0, description="Length of a processing frame (s): the plots of one sensor inside one frame are associated together (a track takes at most one plot per frame).")
-    merge_sensors: bool = Field(True, description="Associate the plots of all sensors in one frame together, in rounds (one plot per track per round, at most one plot per sensor per track and frame), instead of sensor by sensor. Same logic, far fewer batched calls with many sensors.")
-    reorder_window_s: float = Field(2.0, ge=0.0, le=3600.0, description="Plots may arrive out of time order by up to this much (s); older plots are counted as late_dropped.")
+    frame_s: float = Field(
+        0.5,
+        gt=0.0,
+        le=60.0,
+        description="Length of a processing frame (s): the plots of one sensor inside one frame are associated together (a track takes at most one plot per frame).",
+    )
+    merge_sensors: bool = Field(
+        True,
+        description="Associate the plots of all sensors in one frame together, in rounds (one plot per track per round, at most one plot per sensor per track and frame), instead of sensor by sensor. Same logic, far fewer batched calls with many sensors.",
+    )
+    reorder_window_s: float = Field(
+        2.0,
+        ge=0.0,
+        le=3600.0,
+        description="Plots may arrive out of time order by up to this much (s); older plots are counted as late_dropped.",
+    )
 
     # --- motion models (IMM) -----------------------------------------------------------------
-    cv_process_noise_m2ps3: float = Field(1.0, gt=0.0, description="Power spectral density of the horizontal white-noise acceleration of the quiet (CV) model (m^2/s^3).")
-    manoeuvre_process_noise_m2ps3: float = Field(400.0, gt=0.0, description="Horizontal acceleration PSD of the manoeuvre model (m^2/s^3); about a^2*T for accelerations a over a revisit T.")
-    vertical_process_noise_m2ps3: float = Field(1.0, gt=0.0, description="Vertical acceleration PSD of the quiet model (m^2/s^3).")
-    vertical_manoeuvre_process_noise_m2ps3: float = Field(25.0, gt=0.0, description="Vertical acceleration PSD of the manoeuvre model (m^2/s^3).")
-    imm_enabled: bool = Field(True, description="Run the two-model IMM; if false, a single CV Kalman filter (model_prob = (1, 0)).")
-    cv_mean_sojourn_s: float = Field(60.0, gt=0.0, description="Mean time a target stays in the quiet model before manoeuvring (s); sets the IMM switching rate.")
-    manoeuvre_mean_sojourn_s: float = Field(15.0, gt=0.0, description="Mean duration of a manoeuvre (s).")
-    initial_manoeuvre_prob: float = Field(0.2, ge=0.0, le=1.0, description="Manoeuvre model probability of a new track.")
+    cv_process_noise_m2ps3: float = Field(
+        1.0,
+        gt=0.0,
+        description="Power spectral density of the horizontal white-noise acceleration of the quiet (CV) model (m^2/s^3).",
+    )
+    manoeuvre_process_noise_m2ps3: float = Field(
+        400.0,
+        gt=0.0,
+        description="Horizontal acceleration PSD of the manoeuvre model (m^2/s^3); about a^2*T for accelerations a over a revisit T.",
+    )
+    vertical_process_noise_m2ps3: float = Field(
+        1.0, gt=0.0, description="Vertical acceleration PSD of the quiet model (m^2/s^3)."
+    )
+    vertical_manoeuvre_process_noise_m2ps3: float = Field(
+        25.0, gt=0.0, description="Vertical acceleration PSD of the manoeuvre model (m^2/s^3)."
+    )
+    imm_enabled: bool = Field(
+        True,
+        description="Run the two-model IMM; if false, a single CV Kalman filter (model_prob = (1, 0)).",
+    )
+    cv_mean_sojourn_s: float = Field(
+        60.0,
+        gt=0.0,
+        description="Mean time a target stays in the quiet model before manoeuvring (s); sets the IMM switching rate.",
+    )
+    manoeuvre_mean_sojourn_s: float = Field(
+        15.0, gt=0.0, description="Mean duration of a manoeuvre (s)."
+    )
+    initial_manoeuvre_prob: float = Field(
+        0.2, ge=0.0, le=1.0, description="Manoeuvre model probability of a new track."
+    )
 
     # --- initiation --------------------------------------------------------------------------
-    initial_velocity_std_mps: float = Field(300.0, gt=0.0, description="Horizontal velocity standard deviation of a single-point track initiation (m/s, per axis).")
-    initial_vertical_velocity_std_mps: float = Field(30.0, gt=0.0, description="Vertical velocity standard deviation of a new track (m/s).")
-    default_altitude_m: float = Field(5000.0, description="Altitude assumed when a 2D radar plot without Mode C starts a track (m).")
-    default_altitude_std_m: float = Field(4000.0, gt=0.0, description="Standard deviation of that assumed altitude (m).")
+    initial_velocity_std_mps: float = Field(
+        300.0,
+        gt=0.0,
+        description="Horizontal velocity standard deviation of a single-point track initiation (m/s, per axis).",
+    )
+    initial_vertical_velocity_std_mps: float = Field(
+        30.0, gt=0.0, description="Vertical velocity standard deviation of a new track (m/s)."
+    )
+    default_altitude_m: float = Field(
+        5000.0,
+        description="Altitude assumed when a 2D radar plot without Mode C starts a track (m).",
+    )
+    default_altitude_std_m: float = Field(
+        4000.0, gt=0.0, description="Standard deviation of that assumed altitude (m)."
+    )
 
     # --- association ---------------------------------------------------------------------------
-    gate_probability: float = Field(0.9995, gt=0.5, lt=1.0, description="Chi-square gate probability P_G; the gate is the P_G quantile of chi2 with the measurement dimension.")
-    mode_s_bonus: float = Field(10.0, ge=0.0, description="Cost bonus (in units of squared Mahalanobis distance) when track and plot carry the same Mode S address.")
-    mode_s_gate_chi2: float = Field(60.0, gt=0.0, description="Wider gate (squared Mahalanobis distance) for pairs whose Mode S addresses match, so that an aircraft's own report is not lost to a gate miss or a manoeuvre.")
-    mode_3a_bonus: float = Field(3.0, ge=0.0, description="Cost bonus when track and plot carry the same Mode 3/A code.")
+    gate_probability: float = Field(
+        0.9995,
+        gt=0.5,
+        lt=1.0,
+        description="Chi-square gate probability P_G; the gate is the P_G quantile of chi2 with the measurement dimension.",
+    )
+    mode_s_bonus: float = Field(
+        10.0,
+        ge=0.0,
+        description="Cost bonus (in units of squared Mahalanobis distance) when track and plot carry the same Mode S address.",
+    )
+    mode_s_gate_chi2: float = Field(
+        60.0,
+        gt=0.0,
+        description="Wider gate (squared Mahalanobis distance) for pairs whose Mode S addresses match, so that an aircraft's own report is not lost to a gate miss or a manoeuvre.",
+    )
+    mode_3a_bonus: float = Field(
+        3.0, ge=0.0, description="Cost bonus when track and plot carry the same Mode 3/A code."
+    )
 
     # --- track management ------------------------------------------------------------------------
-    confirm_hits: int = Field(3, ge=1, le=100, description="A tentative track is confirmed at this many associated plots (M of the M-of-N rule, N set by tentative_max_coast_s).")
-    tentative_max_coast_s: float = Field(12.0, gt=0.0, description="A tentative track without a plot for this long is deleted (s).")
-    coasting_after_s: float = Field(15.0, gt=0.0, description="A confirmed track without a plot for this long is reported as COASTING (s).")
-    delete_after_s: float = Field(40.0, gt=0.0, description="A confirmed track without a plot for this long is deleted (s).")
-    max_position_std_m: float = Field(10_000.0, gt=0.0, description="A track whose predicted horizontal position standard deviation (sqrt of the trace of the horizontal covariance) exceeds this is deleted (m).")
+    confirm_hits: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A tentative track is confirmed at this many associated plots (M of the M-of-N rule, N set by tentative_max_coast_s).",
+    )
+    tentative_max_coast_s: float = Field(
+        12.0, gt=0.0, description="A tentative track without a plot for this long is deleted (s)."
+    )
+    coasting_after_s: float = Field(
+        15.0,
+        gt=0.0,
+        description="A confirmed track without a plot for this long is reported as COASTING (s).",
+    )
+    delete_after_s: float = Field(
+        40.0, gt=0.0, description="A confirmed track without a plot for this long is deleted (s)."
+    )
+    max_position_std_m: float = Field(
+        10_000.0,
+        gt=0.0,
+        description="A track whose predicted horizontal position standard deviation (sqrt of the trace of the horizontal covariance) exceeds this is deleted (m).",
+    )
 
     # --- plot validation -------------------------------------------------------------------------
-    max_range_m: float = Field(1_000_000.0, gt=0.0, description="Radar plots with a larger range are rejected as impossible (m).")
-    min_altitude_m: float = Field(-1_000.0, description="Plots (ADS-B, Mode C) below this altitude are rejected (m).")
-    max_altitude_m: float = Field(100_000.0, description="Plots above this altitude are rejected (m).")
+    max_range_m: float = Field(
+        1_000_000.0,
+        gt=0.0,
+        description="Radar plots with a larger range are rejected as impossible (m).",
+    )
+    min_altitude_m: float = Field(
+        -1_000.0, description="Plots (ADS-B, Mode C) below this altitude are rejected (m)."
+    )
+    max_altitude_m: float = Field(
+        100_000.0, description="Plots above this altitude are rejected (m)."
+    )
 
     # --- output ---------------------------------------------------------------------------------
-    partner: str = Field("", max_length=3, description="Partner (ISO 3166 alpha-3) written in the output tracks.")
-    label: str = Field("", max_length=64, description="Confidentiality label written in the output tracks.")
+    partner: str = Field(
+        "", max_length=3, description="Partner (ISO 3166 alpha-3) written in the output tracks."
+    )
+    label: str = Field(
+        "", max_length=64, description="Confidentiality label written in the output tracks."
+    )
 
     @model_validator(mode="after")
     def _check_times(self) -> TrackerConfig:

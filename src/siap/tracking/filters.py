@@ -95,8 +95,14 @@ def innovation_cov(P: np.ndarray, Hp: np.ndarray, R: np.ndarray) -> np.ndarray:
     return 0.5 * (S + np.swapaxes(S, 1, 2))
 
 
-def ekf_update(x: np.ndarray, P: np.ndarray, nu: np.ndarray, Hp: np.ndarray, R: np.ndarray,
-               Si: np.ndarray | None = None):
+def ekf_update(
+    x: np.ndarray,
+    P: np.ndarray,
+    nu: np.ndarray,
+    Hp: np.ndarray,
+    R: np.ndarray,
+    Si: np.ndarray | None = None,
+):
     """EKF update of (K, 6) states with (K, 3) innovations, Jacobians ``H = [Hp, 0]``.
 
     ``Si`` (the inverse innovation covariance) may be passed when already known. Returns x+, P+

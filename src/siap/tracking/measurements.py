@@ -44,8 +44,16 @@ def gaussian_radius_m(lat_deg: float) -> float:
 
 
 _SCALAR_FIELDS = (
-    "time_s", "sensor_lat_deg", "sensor_lon_deg", "sensor_alt_m", "range_m", "azimuth_rad",
-    "elevation_rad", "lat_deg", "lon_deg", "alt_m",
+    "time_s",
+    "sensor_lat_deg",
+    "sensor_lon_deg",
+    "sensor_alt_m",
+    "range_m",
+    "azimuth_rad",
+    "elevation_rad",
+    "lat_deg",
+    "lon_deg",
+    "alt_m",
 )
 _NEED = np.zeros((4, 19), bool)
 _NEED[:, 0] = True  # time for every kind
@@ -100,7 +108,9 @@ def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
         flag("negative_range", radar & (rng < 0))
         flag("impossible_range", radar & ((rng == 0) | (rng > cfg.max_range_m)))
         flag("impossible_angle", is3 & (np.abs(plots["elevation_rad"]) > np.pi / 2))
-        lat_bad = (isa & (np.abs(plots["lat_deg"]) > 90)) | (radar & (np.abs(plots["sensor_lat_deg"]) > 90))
+        lat_bad = (isa & (np.abs(plots["lat_deg"]) > 90)) | (
+            radar & (np.abs(plots["sensor_lat_deg"]) > 90)
+        )
         alt = plots["alt_m"]
         has_modec = is2 & np.isfinite(alt) & np.isfinite(cov[:, 2, 2])
         alt_used = isa | has_modec
@@ -158,7 +168,9 @@ class PreparedPlots:
     site: np.ndarray  # (M, 3) sensor site in tracker ENU (0 for ADS-B)
     rot: np.ndarray  # (M, 3, 3) tracker ENU -> sensor ENU (identity for ADS-B)
     pos: np.ndarray  # (M, 3) plot position in tracker ENU
-    pos_cov: np.ndarray  # (M, 3, 3) its covariance (first-order), used for gating radii and initiation
+    pos_cov: (
+        np.ndarray
+    )  # (M, 3, 3) its covariance (first-order), used for gating radii and initiation
     mode_s: np.ndarray  # (M,) i4
     mode_3a: np.ndarray  # (M,) i2
     callsign: np.ndarray  # (M,) U8
@@ -216,7 +228,9 @@ class Geometry:
             inv = np.asarray(inv).reshape(-1)
             site_ecef = geodetic_to_ecef(sites[:, 0], sites[:, 1], sites[:, 2])
             site[ir] = ((site_ecef - self.origin_ecef) @ self.E.T)[inv]
-            T = (enu_rotation(sites[:, 0], sites[:, 1]) @ self.E.T)[inv]  # tracker ENU -> sensor ENU
+            T = (enu_rotation(sites[:, 0], sites[:, 1]) @ self.E.T)[
+                inv
+            ]  # tracker ENU -> sensor ENU
             rot[ir] = T
             r2 = is2[ir]
             ha = has_alt[ir]
@@ -285,7 +299,14 @@ class Geometry:
         out["callsign"] = plots["callsign"]
         return out
 
-    def h(self, p: np.ndarray, kind: np.ndarray, has_alt: np.ndarray, site: np.ndarray, rot: np.ndarray):
+    def h(
+        self,
+        p: np.ndarray,
+        kind: np.ndarray,
+        has_alt: np.ndarray,
+        site: np.ndarray,
+        rot: np.ndarray,
+    ):
         """Predicted measurement and its Jacobian with respect to position, batched.
 
         ``p`` (K, 3) positions in tracker ENU; returns ``hz`` (K, 3) and ``Hp`` (K, 3, 3). The

@@ -13,18 +13,37 @@ from collections.abc import Callable
 
 import numpy as np
 
-from siap.geo import LocalFrame, ecef_to_geodetic, ecef_to_polar, enu_rotation, geodetic_to_ecef, polar_to_ecef
+from siap.geo import (
+    LocalFrame,
+    ecef_to_geodetic,
+    ecef_to_polar,
+    enu_rotation,
+)
 from siap.records import MeasurementKind, empty_plots
 
-__all__ = ["cv_targets", "tabulated", "wna_truth", "turn_truth", "radar_3d_plots", "adsb_plots", "Trajectory"]
+__all__ = [
+    "cv_targets",
+    "tabulated",
+    "wna_truth",
+    "turn_truth",
+    "radar_3d_plots",
+    "adsb_plots",
+    "Trajectory",
+]
 
 Trajectory = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 """f(target index (K,), time s (K,)) -> (position ENU (K, 3), velocity ENU (K, 3))."""
 
 
-def cv_targets(n: int, rng: np.random.Generator, *, half_width_m: float = 50_000.0,
-               speed_mps: tuple[float, float] = (100.0, 300.0),
-               alt_m: tuple[float, float] = (2000.0, 11000.0), t0: float = 0.0) -> Trajectory:
+def cv_targets(
+    n: int,
+    rng: np.random.Generator,
+    *,
+    half_width_m: float = 50_000.0,
+    speed_mps: tuple[float, float] = (100.0, 300.0),
+    alt_m: tuple[float, float] = (2000.0, 11000.0),
+    t0: float = 0.0,
+) -> Trajectory:
     """``n`` constant-velocity targets starting uniformly in a square of the given half width."""
     p0 = np.column_stack([rng.uniform(-half_width_m, half_width_m, (n, 2)), rng.uniform(*alt_m, n)])
     heading = rng.uniform(0, 2 * np.pi, n)
@@ -48,16 +67,35 @@ def tabulated(times_s: np.ndarray, pos: np.ndarray, vel: np.ndarray) -> Trajecto
         s = ((t - times_s[k]) / h)[:, None]
         p0, p1 = pos[idx, k], pos[idx, k + 1]
         v0, v1 = vel[idx, k] * h[:, None], vel[idx, k + 1] * h[:, None]
-        h00, h10, h01, h11 = 2 * s**3 - 3 * s**2 + 1, s**3 - 2 * s**2 + s, -2 * s**3 + 3 * s**2, s**3 - s**2
+        h00, h10, h01, h11 = (
+            2 * s**3 - 3 * s**2 + 1,
+            s**3 - 2 * s**2 + s,
+            -2 * s**3 + 3 * s**2,
+            s**3 - s**2,
+        )
         p = h00 * p0 + h10 * v0 + h01 * p1 + h11 * v1
-        dv = (6 * s**2 - 6 * s) * p0 + (3 * s**2 - 4 * s + 1) * v0 + (-6 * s**2 + 6 * s) * p1 + (3 * s**2 - 2 * s) * v1
+        dv = (
+            (6 * s**2 - 6 * s) * p0
+            + (3 * s**2 - 4 * s + 1) * v0
+            + (-6 * s**2 + 6 * s) * p1
+            + (3 * s**2 - 2 * s) * v1
+        )
         return p, dv / h[:, None]
 
     return f
 
 
-def wna_truth(n: int, n_steps: int, dt_s: float, q_m2ps3: float, rng: np.random.Generator, *,
-              spacing_m: float = 40_000.0, alt_m: float = 8000.0, speed_mps: float = 200.0):
+def wna_truth(
+    n: int,
+    n_steps: int,
+    dt_s: float,
+    q_m2ps3: float,
+    rng: np.random.Generator,
+    *,
+    spacing_m: float = 40_000.0,
+    alt_m: float = 8000.0,
+    speed_mps: float = 200.0,
+):
     """Targets following the discretised continuous white-noise-acceleration model exactly
     (BLK eq. 6.2.2-12, same q on all three axes): returns (times (n_steps,), pos, vel) with
     pos/vel (n, n_steps, 3). Targets start on a grid ``spacing_m`` apart."""
@@ -81,24 +119,48 @@ def wna_truth(n: int, n_steps: int, dt_s: float, q_m2ps3: float, rng: np.random.
     return np.arange(n_steps) * dt_s, pos, vel
 
 
-def turn_truth(speed_mps: float, turn_start_s: float, turn_s: float, turn_rate_rps: float,
-               duration_s: float, step_s: float = 0.05, start_enu=(0.0, -30_000.0, 8000.0)):
+def turn_truth(
+    speed_mps: float,
+    turn_start_s: float,
+    turn_s: float,
+    turn_rate_rps: float,
+    duration_s: float,
+    step_s: float = 0.05,
+    start_enu=(0.0, -30_000.0, 8000.0),
+):
     """One target flying north, then a coordinated turn at ``turn_rate_rps`` for ``turn_s``,
     then straight again; returns (times, pos (1, K, 3), vel (1, K, 3))."""
     t = np.arange(0.0, duration_s + step_s, step_s)
     heading = np.clip(t - turn_start_s, 0.0, turn_s) * turn_rate_rps
-    vel = np.stack([speed_mps * np.sin(heading), speed_mps * np.cos(heading), np.zeros_like(t)], axis=1)
+    vel = np.stack(
+        [speed_mps * np.sin(heading), speed_mps * np.cos(heading), np.zeros_like(t)], axis=1
+    )
     pos = np.asarray(start_enu, float) + np.concatenate(
         [np.zeros((1, 3)), np.cumsum(0.5 * (vel[1:] + vel[:-1]) * step_s, axis=0)]
     )
     return t, pos[None], vel[None]
 
 
-def radar_3d_plots(traj: Trajectory, n_targets: int, frame: LocalFrame, site_enu, *, t0: float,
-                   n_scans: int, scan_s: float, sigma_range_m: float, sigma_az_rad: float,
-                   sigma_el_rad: float, pd: float, clutter_per_scan: float, rng: np.random.Generator,
-                   clutter_half_width_m: float = 50_000.0, sensor_id: str = "R3D",
-                   mode_s: np.ndarray | None = None, plot_id_start: int = 0) -> np.ndarray:
+def radar_3d_plots(
+    traj: Trajectory,
+    n_targets: int,
+    frame: LocalFrame,
+    site_enu,
+    *,
+    t0: float,
+    n_scans: int,
+    scan_s: float,
+    sigma_range_m: float,
+    sigma_az_rad: float,
+    sigma_el_rad: float,
+    pd: float,
+    clutter_per_scan: float,
+    rng: np.random.Generator,
+    clutter_half_width_m: float = 50_000.0,
+    sensor_id: str = "R3D",
+    mode_s: np.ndarray | None = None,
+    plot_id_start: int = 0,
+) -> np.ndarray:
     """Plots of a rotating 3D radar at ``site_enu`` (tracker frame), sorted by time."""
     site_ecef = frame.enu_to_ecef(np.asarray(site_enu, float))[0]
     slat, slon, salt = (float(a[0]) for a in ecef_to_geodetic(site_ecef))
@@ -121,7 +183,9 @@ def radar_3d_plots(traj: Trajectory, n_targets: int, frame: LocalFrame, site_enu
         pl = empty_plots(nd + nc)
         pl["time_s"] = np.concatenate([t[det], ct])
         pl["range_m"] = np.concatenate([rng_m[det] + rng.normal(0, sigma_range_m, nd), cr])
-        pl["azimuth_rad"] = np.mod(np.concatenate([az[det] + rng.normal(0, sigma_az_rad, nd), caz]), 2 * np.pi)
+        pl["azimuth_rad"] = np.mod(
+            np.concatenate([az[det] + rng.normal(0, sigma_az_rad, nd), caz]), 2 * np.pi
+        )
         pl["elevation_rad"] = np.concatenate([el[det] + rng.normal(0, sigma_el_rad, nd), cel])
         pl["truth_id"] = np.concatenate([idx_all[det], np.full(nc, -1)])
         if mode_s is not None:
@@ -138,9 +202,21 @@ def radar_3d_plots(traj: Trajectory, n_targets: int, frame: LocalFrame, site_enu
     return pl
 
 
-def adsb_plots(traj: Trajectory, targets: np.ndarray, frame: LocalFrame, *, t0: float, duration_s: float,
-               period_s: float, sigma_h_m: float, sigma_v_m: float, rng: np.random.Generator,
-               mode_s: np.ndarray, sensor_id: str = "ADSB", plot_id_start: int = 1_000_000_000) -> np.ndarray:
+def adsb_plots(
+    traj: Trajectory,
+    targets: np.ndarray,
+    frame: LocalFrame,
+    *,
+    t0: float,
+    duration_s: float,
+    period_s: float,
+    sigma_h_m: float,
+    sigma_v_m: float,
+    rng: np.random.Generator,
+    mode_s: np.ndarray,
+    sensor_id: str = "ADSB",
+    plot_id_start: int = 1_000_000_000,
+) -> np.ndarray:
     """ADS-B position reports of the given targets every ``period_s`` with random phase."""
     targets = np.asarray(targets)
     phase = rng.uniform(0, period_s, len(targets))
@@ -165,7 +241,3 @@ def adsb_plots(traj: Trajectory, targets: np.ndarray, frame: LocalFrame, *, t0: 
     pl["partner"] = "USA"
     pl["kind"] = int(MeasurementKind.ADSB)
     return pl
-
-
-# geodetic_to_ecef and polar_to_ecef are re-exported for tests that build plots by hand.
-_ = (geodetic_to_ecef, polar_to_ecef)

@@ -89,7 +89,10 @@ class Tracker:
         self.cfg = cfg if cfg is not None else TrackerConfig()
         c = self.cfg
         self.geo = Geometry(c)
-        self._chi2 = {2: float(chi2.ppf(c.gate_probability, 2)), 3: float(chi2.ppf(c.gate_probability, 3))}
+        self._chi2 = {
+            2: float(chi2.ppf(c.gate_probability, 2)),
+            3: float(chi2.ppf(c.gate_probability, 3)),
+        }
         self._nm = 2 if c.imm_enabled else 1
         self._g_base = float(np.sqrt(self._chi2[3])) * 1.05
         self._g_modes = float(np.sqrt(max(self._chi2[3], c.mode_s_gate_chi2))) * 1.05
@@ -98,7 +101,9 @@ class Tracker:
         self._ix_bin: float | None = None
         self._marker_bin: float | None = None
         self._qh = np.array([c.cv_process_noise_m2ps3, c.manoeuvre_process_noise_m2ps3])
-        self._qv = np.array([c.vertical_process_noise_m2ps3, c.vertical_manoeuvre_process_noise_m2ps3])
+        self._qv = np.array(
+            [c.vertical_process_noise_m2ps3, c.vertical_manoeuvre_process_noise_m2ps3]
+        )
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
@@ -127,7 +132,22 @@ class Tracker:
         self._src = np.zeros((cap, words), np.uint64)
         self._bin_sens = np.zeros((cap, words), np.uint64)  # sensors that updated it this frame
 
-    _FIELDS = ("_t", "_xm", "_Pm", "_mu", "_xc", "_Pc", "_id", "_status", "_nupd", "_modes", "_m3a", "_cs", "_src", "_bin_sens")
+    _FIELDS = (
+        "_t",
+        "_xm",
+        "_Pm",
+        "_mu",
+        "_xc",
+        "_Pc",
+        "_id",
+        "_status",
+        "_nupd",
+        "_modes",
+        "_m3a",
+        "_cs",
+        "_src",
+        "_bin_sens",
+    )
 
     def _grow(self, need: int) -> None:
         if need <= self._cap:
@@ -228,7 +248,9 @@ class Tracker:
         mu = self._mu[sel]
         # Both modes share F, so predicting each mode and combining equals predicting the
         # combined estimate with the mode-probability-weighted Q: F P F' + sum_j mu_j Q_j.
-        x, P = kf.predict(self._xc[sel], self._Pc[sel], dt, mu[:, :nm] @ self._qh[:nm], mu[:, :nm] @ self._qv[:nm])
+        x, P = kf.predict(
+            self._xc[sel], self._Pc[sel], dt, mu[:, :nm] @ self._qh[:nm], mu[:, :nm] @ self._qv[:nm]
+        )
         if nm == 2:
             pi = kf.transition(dt, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s)
             mu = (mu[:, None, :] @ pi)[:, 0, :]
@@ -327,7 +349,9 @@ class Tracker:
             o1 = np.lexsort((pid, t, ms, sid, bins))
             b1, s1, m1 = bins[o1], sid[o1], ms[o1]
             newgrp = np.ones(len(o1), bool)
-            newgrp[1:] = (b1[1:] != b1[:-1]) | (s1[1:] != s1[:-1]) | (m1[1:] != m1[:-1]) | (m1[1:] < 0)
+            newgrp[1:] = (
+                (b1[1:] != b1[:-1]) | (s1[1:] != s1[:-1]) | (m1[1:] != m1[:-1]) | (m1[1:] < 0)
+            )
             start = np.maximum.accumulate(np.where(newgrp, np.arange(len(o1)), 0))
             rank[o1] = np.arange(len(o1)) - start
         if self.cfg.merge_sensors:
@@ -583,8 +607,11 @@ class Tracker:
             cbar = np.ones((k, 1))
         rep = np.repeat(gp, nm) if nm > 1 else gp
         xp, Pp = kf.predict(
-            x0.reshape(k * nm, 6), P0.reshape(k * nm, 6, 6), np.repeat(dt, nm),
-            np.tile(self._qh[:nm], k), np.tile(self._qv[:nm], k),
+            x0.reshape(k * nm, 6),
+            P0.reshape(k * nm, 6, 6),
+            np.repeat(dt, nm),
+            np.tile(self._qh[:nm], k),
+            np.tile(self._qv[:nm], k),
         )
         kind = pp.kind[rep]
         R = pp.R[rep]
@@ -593,7 +620,17 @@ class Tracker:
         S = kf.innovation_cov(Pp, Hp, R)
         Si, det = kf.inv3(S)
         d2 = (nu[:, None, :] @ Si @ nu[:, :, None])[:, 0, 0]
-        return {"xp": xp, "Pp": Pp, "Hp": Hp, "nu": nu, "R": R, "Si": Si, "logdet": np.log(det), "d2": d2, "cbar": cbar}
+        return {
+            "xp": xp,
+            "Pp": Pp,
+            "Hp": Hp,
+            "nu": nu,
+            "R": R,
+            "Si": Si,
+            "logdet": np.log(det),
+            "d2": d2,
+            "cbar": cbar,
+        }
 
     def _gate(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict):
         """Chi-square gate (passed if any mode's Mahalanobis distance is inside it), identity
@@ -603,7 +640,9 @@ class Tracker:
         dmin = d2.min(axis=1)
         gate = np.where(pp.dim[gp] == 2, self._chi2[2], self._chi2[3])
         if nm == 2:
-            cost = dmin - 2.0 * np.log((pr["cbar"] * np.exp(-0.5 * (d2 - dmin[:, None]))).sum(axis=1))
+            cost = dmin - 2.0 * np.log(
+                (pr["cbar"] * np.exp(-0.5 * (d2 - dmin[:, None]))).sum(axis=1)
+            )
         else:
             cost = dmin
         if pp.mode_s[gp].max() < 0 and pp.mode_3a[gp].max() < 0:  # no identity in this frame
@@ -673,14 +712,23 @@ class Tracker:
                 chosen.append(pair[r[good], c[good]])
         return np.sort(np.concatenate(chosen))
 
-    def _update(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict, a: np.ndarray) -> None:
+    def _update(
+        self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict, a: np.ndarray
+    ) -> None:
         """Mode-matched EKF updates, mode probabilities and combination (IMM) for the assigned
         pairs ``a`` of the prediction ``pr``, all in one batch."""
         c = self.cfg
         nm = self._nm
         k = len(ti)
         rows = (a[:, None] * nm + np.arange(nm)).reshape(-1)
-        xn, Pn = kf.ekf_update(pr["xp"][rows], pr["Pp"][rows], pr["nu"][rows], pr["Hp"][rows], pr["R"][rows], pr["Si"][rows])
+        xn, Pn = kf.ekf_update(
+            pr["xp"][rows],
+            pr["Pp"][rows],
+            pr["nu"][rows],
+            pr["Hp"][rows],
+            pr["R"][rows],
+            pr["Si"][rows],
+        )
         xn = xn.reshape(k, nm, 6)
         Pn = Pn.reshape(k, nm, 6, 6)
         if nm == 2:
@@ -776,7 +824,8 @@ class Tracker:
         st = self._status[:n]
         Pc = self._Pc[:n]
         var = (
-            Pc[:, 0, 0] + Pc[:, 1, 1]
+            Pc[:, 0, 0]
+            + Pc[:, 1, 1]
             + 2 * dt * (Pc[:, 0, 3] + Pc[:, 1, 4])
             + dt * dt * (Pc[:, 3, 3] + Pc[:, 4, 4])
             + (2.0 / 3.0) * (self._mu[:n] @ self._qh) * np.abs(dt) ** 3
