@@ -321,3 +321,46 @@ def test_rows_with_non_finite_positions_are_dropped_and_counted():
     r = siap_metrics(truth, tracks, association_threshold_m=100.0)
     assert np.isfinite(r.position_accuracy_run_m)
     np.testing.assert_array_equal(r.n_tracks, [1, 1, 0, 1])
+
+
+def test_miss_counter_survives_a_takeover():
+    """As above, then A B B B: the single A right after the takeover ends B at once (the miss
+    counter still holds 2), and B must be confirmed afresh from the next B."""
+    seq = "AAABABABBABBB"
+    truth = batch_truth({10: [A] * 13, 20: [B] * 13})
+    tracks = batch_tracks({1: [(A if ch == "A" else B) + OFF for ch in seq]})
+    r = siap_metrics(truth, tracks, association_threshold_m=100.0)
+    seg = sorted(
+        zip(
+            r.associations.truth_id.tolist(),
+            r.associations.start_step.tolist(),
+            r.associations.end_step.tolist(),
+            strict=True,
+        )
+    )
+    assert seg == [(10, 0, 6), (20, 3, 8), (20, 10, 12)]
+    # the same track after a gap counts again, as in Stone Soup
+    assert r.tracks_needed.tolist() == [1, 2]
+    assert r.longest_time_on_truth_s.tolist() == [6.0, 7.0]
+    assert r.rate_of_track_number_changes_per_s == pytest.approx(1 / 13)
+    assert_same_as_stonesoup(truth, tracks, 100.0)
+
+
+def test_tracks_needed_walk_stops_where_stonesoup_stops():
+    """Truth walked by Stone Soup's min_num_tracks_needed_to_track: track 1 covers 0-6, so the
+    walk goes on at 7, which track 2 (2-7) covers but where its segment also ends; Stone Soup's
+    ``list.index`` lookup then fails and the walk stops, so track 3 (9-12) is never counted."""
+    truth = batch_truth({7: [A] * 13})
+    tracks = batch_tracks(
+        {
+            1: [A + OFF] * 7 + [None] * 6,
+            2: [None] * 2 + [A - OFF] * 6 + [None] * 5,
+            3: [None] * 9 + [A + 2 * OFF] * 4,
+        }
+    )
+    r = siap_metrics(truth, tracks, association_threshold_m=100.0)
+    assert r.tracks_needed.tolist() == [2]
+    assert r.time_tracked_s.tolist() == [10.0]
+    assert r.rate_of_track_number_changes_per_s == pytest.approx(0.1)
+    assert r.longest_time_on_truth_s.tolist() == [6.0]
+    assert_same_as_stonesoup(truth, tracks, 100.0)
