@@ -53,6 +53,7 @@ _BIG = 1e9
 _STAT_KEYS = (
     "plots_in",
     "plots_used",
+    "plots_unused_in_gate",
     "late_dropped",
     "frames",
     "tracks_initiated",
@@ -387,6 +388,7 @@ class Tracker:
         per frame period. Plots left over start tracks (:meth:`_initiate_free`)."""
         self._stats["frames"] += 1
         assigned = np.zeros(e - s, bool)
+        near_confirmed = np.zeros(e - s, bool)  # inside the gate of a confirmed track
         active = np.arange(s, e)
         for _ in range(8):
             if not self.n or len(active) == 0:
@@ -410,6 +412,8 @@ class Tracker:
             sel = np.flatnonzero(ok)
             if len(sel) == 0:
                 break
+            conf = sel[self._status[ti[sel]] == CONFIRMED]
+            near_confirmed[gp[conf] - s] = True
             a = sel[self._assign(ti[sel], pj[sel], cost[sel], len(active))]
             if len(a) == 0:
                 break
@@ -419,10 +423,15 @@ class Tracker:
             again[pj[sel]] = True
             again[pj[a]] = False
             active = active[again]
-        free = np.flatnonzero(~assigned) + s
+        # A plot that fell in a confirmed track's gate but lost the assignment is most likely
+        # clutter near the target or a split plot: it does not start a track.
+        unused = ~assigned & near_confirmed
+        free = np.flatnonzero(~assigned & ~near_confirmed) + s
         if len(free):
             self._initiate_free(free, pp)
-        self._stats["plots_used"] += e - s
+        n_unused = int(unused.sum())
+        self._stats["plots_unused_in_gate"] += n_unused
+        self._stats["plots_used"] += e - s - n_unused
 
     def _sensor_free(self, ti: np.ndarray, sensor: np.ndarray) -> np.ndarray:
         """True where track ``ti`` has not yet had a plot of ``sensor`` in this frame period."""
