@@ -313,32 +313,42 @@ class Geometry:
         velocity columns of the full Jacobian are zero (none of the sensors measures Doppler).
         """
         k = len(p)
-        d = np.einsum("kij,kj->ki", rot, p - site)
+        isa = kind == ADSB
+        hz = np.empty((k, 3))
+        Hp = np.empty((k, 3, 3))
+        if isa.all():
+            hz[:] = p
+            Hp[:] = np.eye(3)
+            return hz, Hp
+        ir = np.flatnonzero(~isa)
+        rot_r = rot[ir]
+        d = (rot_r @ (p[ir] - site[ir])[:, :, None])[:, :, 0]
         dx, dy, dz = d[:, 0], d[:, 1], d[:, 2]
         rho2 = np.maximum(dx * dx + dy * dy, 1e-6)
         rho = np.sqrt(rho2)
         r2 = rho2 + dz * dz
         r = np.sqrt(r2)
-        hz = np.empty((k, 3))
-        hz[:, 0] = r
-        hz[:, 1] = np.arctan2(dx, dy)
-        hz[:, 2] = np.arctan2(dz, rho)
-        Jd = np.empty((k, 3, 3))
+        hr = np.empty((len(ir), 3))
+        hr[:, 0] = r
+        hr[:, 1] = np.arctan2(dx, dy)
+        hr[:, 2] = np.arctan2(dz, rho)
+        Jd = np.empty((len(ir), 3, 3))
         Jd[:, 0, 0], Jd[:, 0, 1], Jd[:, 0, 2] = dx / r, dy / r, dz / r
         Jd[:, 1, 0], Jd[:, 1, 1], Jd[:, 1, 2] = dy / rho2, -dx / rho2, 0.0
         f = dz / (r2 * rho)
         Jd[:, 2, 0], Jd[:, 2, 1], Jd[:, 2, 2] = -dx * f, -dy * f, rho / r2
-        Hp = Jd @ rot
-        is2 = kind == RADAR_2D
+        Hr = Jd @ rot_r
+        is2 = kind[ir] == RADAR_2D
         if is2.any():
             i2 = np.flatnonzero(is2)
-            q = p[i2]
+            q = p[ir[i2]]
             v = np.stack([q[:, 0], q[:, 1], self.rc + q[:, 2]], axis=1)
             nv = np.linalg.norm(v, axis=1)
-            ha = has_alt[i2]
-            hz[i2, 2] = np.where(ha, nv - self.re, 0.0)
-            Hp[i2, 2, :] = np.where(ha[:, None], v / nv[:, None], 0.0)
-        isa = kind == ADSB
+            ha = has_alt[ir[i2]]
+            hr[i2, 2] = np.where(ha, nv - self.re, 0.0)
+            Hr[i2, 2, :] = np.where(ha[:, None], v / nv[:, None], 0.0)
+        hz[ir] = hr
+        Hp[ir] = Hr
         if isa.any():
             ia = np.flatnonzero(isa)
             hz[ia] = p[ia]
@@ -349,5 +359,6 @@ class Geometry:
         """z - h(x) with the azimuth difference wrapped into [-pi, pi) for radar plots."""
         nu = z - hz
         radar = kind != ADSB
-        nu[:, 1] = np.where(radar, np.mod(nu[:, 1] + np.pi, 2 * np.pi) - np.pi, nu[:, 1])
+        if radar.any():
+            nu[:, 1] = np.where(radar, np.mod(nu[:, 1] + np.pi, 2 * np.pi) - np.pi, nu[:, 1])
         return nu
