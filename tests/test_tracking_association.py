@@ -389,3 +389,28 @@ def test_two_radars_in_the_same_frame_give_one_track_per_target():
         assert len(tracks) == n, (merge, len(tracks))
         assert sorted(j.tolist()) == list(range(n))
         assert all(set(s.split(",")) == {"RA", "RB"} for s in tracks["sources"])
+
+
+def test_assignment_per_component_path_matches_one_global_assignment():
+    """Many ambiguous clusters (too many for one matrix): the per-component path gives the same
+    number of pairs and total cost as one global linear_sum_assignment."""
+    from scipy.optimize import linear_sum_assignment
+
+    rng = np.random.default_rng(0)
+    ti, pj = [], []
+    for c in range(250):  # 250 clusters of 2 tracks x 2 plots, some pairs missing
+        for a in range(2):
+            for b in range(2):
+                if rng.random() < 0.85:
+                    ti.append(2 * c + a)
+                    pj.append(2 * c + b)
+    ti, pj = np.array(ti), np.array(pj)
+    cost = rng.uniform(0, 20, len(ti))
+    chosen = Tracker._assign(ti, pj, cost, 500)
+    C = np.full((500, 500), 1e9)
+    C[ti, pj] = cost
+    r, c = linear_sum_assignment(C)
+    good = C[r, c] < 5e8
+    assert len(chosen) == good.sum()
+    assert abs(cost[chosen].sum() - C[r, c][good].sum()) < 1e-6
+    assert len(set(ti[chosen])) == len(chosen) == len(set(pj[chosen]))

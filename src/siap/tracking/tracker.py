@@ -704,6 +704,17 @@ class Tracker:
             ut, ct = np.unique(rt, return_inverse=True)
             up, cp = np.unique(rp, return_inverse=True)
             nt, npl = len(ut), len(up)
+            if nt * npl <= 40_000:
+                # Components are independent and cross-component pairs are forbidden, so one
+                # assignment over all of them equals one per component.
+                C = np.full((nt, npl), _BIG)
+                C[ct, cp] = rc
+                pair = np.full((nt, npl), -1, np.int64)
+                pair[ct, cp] = rest
+                r, c = linear_sum_assignment(C)
+                good = C[r, c] < _BIG / 2
+                chosen.append(pair[r[good], c[good]])
+                return np.sort(np.concatenate(chosen))
             g = coo_matrix((np.ones(len(rt)), (ct, cp + nt)), shape=(nt + npl, nt + npl))
             _, lab = connected_components(g, directed=False)
             plab = lab[ct]
