@@ -399,6 +399,10 @@ class Tracker:
             o = np.lexsort((pj, ti))  # deterministic order (track slot, plot)
             ti, pj = ti[o], pj[o]
             gp = active[pj]
+            keep = self._horizontal_prefilter(ti, gp, pp)
+            ti, pj, gp = ti[keep], pj[keep], gp[keep]
+            if len(ti) == 0:
+                break
             # One plot per sensor per frame period, unless the plot's Mode S says it is this
             # aircraft (sub-frames of repeated addresses).
             ms = pp.mode_s[gp]
@@ -432,6 +436,37 @@ class Tracker:
         n_unused = int(unused.sum())
         self._stats["plots_unused_in_gate"] += n_unused
         self._stats["plots_used"] += e - s - n_unused
+
+    def _horizontal_prefilter(
+        self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots
+    ) -> np.ndarray:
+        """Cheap necessary condition for the gate: the Mahalanobis distance of the horizontal
+        position difference, with the track predicted to the plot time under the manoeuvre
+        model's (largest) process noise and the plot's first-order Cartesian covariance (for
+        the combined estimate and the manoeuvre mode's own, whichever is closer), is at most
+        1.5 times the gate. A marginal's Mahalanobis distance never exceeds the full one, so (up
+        to linearisation and IMM mixing, which the factor covers) no gated pair is dropped."""
+        dt = pp.time_s[gp] - self._t[ti]
+        dt2 = dt * dt
+        q = self._qh[self._nm - 1] * np.abs(dt) ** 3 / 3.0
+        pc = pp.pos_cov[gp]
+        px, py = pp.pos[gp, 0], pp.pos[gp, 1]
+
+        def d2_of(xc: np.ndarray, P: np.ndarray) -> np.ndarray:
+            dx = px - (xc[:, 0] + dt * xc[:, 3])
+            dy = py - (xc[:, 1] + dt * xc[:, 4])
+            a = P[:, 0, 0] + 2 * dt * P[:, 0, 3] + dt2 * P[:, 3, 3] + q + pc[:, 0, 0]
+            c = P[:, 1, 1] + 2 * dt * P[:, 1, 4] + dt2 * P[:, 4, 4] + q + pc[:, 1, 1]
+            b = P[:, 0, 1] + dt * (P[:, 0, 4] + P[:, 3, 1]) + dt2 * P[:, 3, 4] + pc[:, 0, 1]
+            return (c * dx * dx - 2 * b * dx * dy + a * dy * dy) / (a * c - b * b)
+
+        d2 = d2_of(self._xc[ti], self._Pc[ti])
+        if self._nm == 2:  # the manoeuvre mode's own (wider) estimate
+            d2 = np.minimum(d2, d2_of(self._xm[ti, 1], self._Pm[ti, 1]))
+        ms = pp.mode_s[gp]
+        wide = (ms >= 0) & (ms == self._modes[ti])
+        g = np.where(wide, max(self._chi2[3], self.cfg.mode_s_gate_chi2), self._chi2[3])
+        return d2 <= 1.5 * g
 
     def _sensor_free(self, ti: np.ndarray, sensor: np.ndarray) -> np.ndarray:
         """True where track ``ti`` has not yet had a plot of ``sensor`` in this frame period."""
