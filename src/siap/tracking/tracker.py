@@ -5,18 +5,20 @@ Processing (see docs/tracking.md for the equations and the rules):
 1. ``process`` validates plots (bad ones counted per reason), drops plots older than what has
    already been processed (``late_dropped``) and buffers the rest.
 2. Time is cut into a fixed grid of frames of ``frame_s``. A frame is complete once the newest
-   plot seen is ``reorder_window_s`` past its end; complete frames are processed in time order,
-   and within one frame sensor by sensor (sorted by sensor id). The grid is absolute, so the
-   result does not depend on how the input stream is cut into batches.
-3. For the plots of one sensor in one frame: candidate (track, plot) pairs come from a
+   plot seen is ``reorder_window_s`` past its end; complete frames are processed in time order
+   (all sensors together with ``merge_sensors``, else sensor by sensor, sorted by sensor id).
+   The grid is absolute, so the result does not depend on how the input stream is cut.
+3. For the plots of a frame, in rounds: candidate (track, plot) pairs come from a
    ``scipy.spatial.cKDTree`` over the tracks' predicted horizontal positions (radius from the
-   chi-square gate and both covariances); each candidate track is predicted to its plot's own
-   time, the innovation and Mahalanobis distance are computed in the plot's measurement space
-   (EKF), and pairs outside the gate or with conflicting Mode S / Mode 3/A are removed.
-   Unambiguous pairs are assigned directly; the other connected components of the gate graph
-   are solved by ``scipy.optimize.linear_sum_assignment`` (global nearest neighbour).
-4. Assigned tracks run one IMM cycle to their plot's time in one batched call; unassigned
-   plots start tentative tracks (single-point initiation with a large velocity covariance).
+   chi-square gate and both covariances) and a cheap horizontal Mahalanobis test; each
+   candidate track is then predicted to its plot's own time through the IMM, the innovation
+   and Mahalanobis distance are computed in the plot's measurement space (EKF), and pairs
+   outside the gate or with conflicting Mode S / Mode 3/A are removed. Unambiguous pairs and
+   stars are assigned directly, the remaining clusters by
+   ``scipy.optimize.linear_sum_assignment`` (global nearest neighbour).
+4. Assigned tracks run one IMM cycle to their plot's time in one batched call; plots that lost
+   a confirmed track's gate are dropped; the other unassigned plots start tentative tracks
+   (single-point initiation with a large velocity covariance, grouped across sensors).
 5. After each frame period, tracks are confirmed / coasted / deleted by the documented rules.
 """
 
