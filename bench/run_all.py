@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_metrics", "bench_tracker_stonesoup", "bench_tracker_scale"]
+BENCHES = ["bench_metrics", "bench_tracker_stonesoup", "bench_tracker_scale", "bench_accuracy", "bench_coalition"]
 
 
 def _load(name: str):
