@@ -110,6 +110,7 @@ class Tracker:
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
+        self._src_cache: dict[tuple[int, ...], str] = {}  # sensor bit mask -> "id1,id2"
         self._buf = np.zeros(0, PREP_DTYPE)
         self._watermark = -np.inf
         self._processed_until = -np.inf
@@ -302,15 +303,19 @@ class Tracker:
             uniq, inv = np.unique(masks, axis=0, return_inverse=True)
         strs = []
         for row in uniq:
-            names = [
-                self._sensor_names[w * 64 + b]
-                for w in range(len(row))
-                for b in range(64)
-                if int(row[w]) >> b & 1 and w * 64 + b < len(self._sensor_names)
-            ]
-            s = ",".join(names)
-            if len(s) > 64:
-                s = s[:60].rsplit(",", 1)[0] + ",..."
+            key = tuple(int(w) for w in row)
+            s = self._src_cache.get(key)
+            if s is None:
+                names = [
+                    self._sensor_names[w * 64 + b]
+                    for w in range(len(row))
+                    for b in range(64)
+                    if key[w] >> b & 1 and w * 64 + b < len(self._sensor_names)
+                ]
+                s = ",".join(names)
+                if len(s) > 64:
+                    s = s[:60].rsplit(",", 1)[0] + ",..."
+                self._src_cache[key] = s
             strs.append(s)
         return np.array(strs, dtype="U64")[np.asarray(inv).reshape(-1)]
 
