@@ -50,6 +50,7 @@ logger = logging.getLogger("siap.tracking")
 TENTATIVE = int(TrackStatus.TENTATIVE)
 CONFIRMED = int(TrackStatus.CONFIRMED)
 COASTING = int(TrackStatus.COASTING)
+DELETED = int(TrackStatus.DELETED)
 
 _BIG = 1e9
 _STAT_KEYS = (
@@ -116,6 +117,7 @@ class Tracker:
         self._processed_until = -np.inf
         self._next_id = 1
         self.n = 0
+        self._n_dead = 0
         self._alloc(256, 1)
 
     # ------------------------------------------------------------------ track table (SoA)
@@ -182,7 +184,7 @@ class Tracker:
     @property
     def n_tracks(self) -> int:
         """Live tracks (tentative and confirmed)."""
-        return self.n
+        return self.n - self._n_dead
 
     def process(self, plots: np.ndarray) -> None:
         """Take a batch of plots (``records.PLOT_DTYPE``, any size, any order within
@@ -569,11 +571,14 @@ class Tracker:
         the rest (new, tentative) are kept out of the tree and searched from a tree of the
         plots."""
         n = self.n
-        idx = np.arange(n)
-        pxy, rs, rv = self._track_radii(idx, t_ref, 0.5 * self.cfg.frame_s)
-        r = rs + rv
-        cap = 3.0 * float(np.median(r)) if n > 20 else (float(r.max()) if n else 0.0)
-        it = np.flatnonzero(r <= cap)
+        idx = np.flatnonzero(self._status[:n] != DELETED) if self._n_dead else np.arange(n)
+        pxy = np.zeros((n, 2))
+        rs = np.zeros(n)
+        rv = np.zeros(n)
+        pxy[idx], rs[idx], rv[idx] = self._track_radii(idx, t_ref, 0.5 * self.cfg.frame_s)
+        r = rs[idx] + rv[idx]
+        cap = 3.0 * float(np.median(r)) if len(idx) > 20 else (float(r.max()) if len(idx) else 0.0)
+        it = idx[r <= cap]
         self._ix = {
             "n0": n,
             "pxy": pxy,
@@ -582,7 +587,7 @@ class Tracker:
             "cap_s": float(rs[it].max()) if len(it) else 0.0,
             "cap_v": float(rv[it].max()) if len(it) else 0.0,
             "tight": it,
-            "loose": np.flatnonzero(r > cap),
+            "loose": idx[r > cap],
             "tree": cKDTree(pxy[it]) if len(it) else None,
         }
         self._ix_dirty = False
@@ -894,14 +899,22 @@ class Tracker:
         )
         dead = ((st == TENTATIVE) & (dt > c.tentative_max_coast_s)) | (dt > c.delete_after_s)
         dead |= var > c.max_position_std_m**2
+        dead &= st != DELETED
         if dead.any():
-            keep = np.flatnonzero(~dead)
-            self._stats["tracks_deleted"] += int(dead.sum())
-            self._ix = None  # slots move: the spatial index must be rebuilt
-            for f in self._FIELDS:
-                arr = getattr(self, f)
-                arr[: len(keep)] = arr[keep]
-            self.n = len(keep)
+            # Deleted tracks are marked and left in place; the table is compacted (slots move,
+            # ids stay) once they are more than an eighth of it.
+            nd = int(dead.sum())
+            self._status[:n][dead] = DELETED
+            self._stats["tracks_deleted"] += nd
+            self._n_dead += nd
+            self._ix = None  # the spatial index must drop them
+            if self._n_dead > max(64, n // 8):
+                keep = np.flatnonzero(self._status[:n] != DELETED)
+                for f in self._FIELDS:
+                    arr = getattr(self, f)
+                    arr[: len(keep)] = arr[keep]
+                self.n = len(keep)
+                self._n_dead = 0
 
 
 def track(
