@@ -690,17 +690,22 @@ class Tracker:
 
     def _gate(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict):
         """Chi-square gate (passed if any mode's Mahalanobis distance is inside it), identity
-        constraints, and the assignment cost ``-2 ln sum_j c_j exp(-d_j^2 / 2)`` minus bonuses."""
+        constraints, and the assignment cost ``-2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2 / 2)``
+        minus bonuses (Blackman & Popoli 1999, sec. 6.2: generalised distance)."""
         nm = self._nm
         d2 = pr["d2"].reshape(-1, nm)
         dmin = d2.min(axis=1)
         gate = np.where(pp.dim[gp] == 2, self._chi2[2], self._chi2[3])
+        # Cost: -2 ln of the (IMM mixture) measurement likelihood, i.e. Blackman's generalised
+        # distance d^2 + ln|S|, so a diffuse (new) track does not win a plot from a precise one.
+        e = d2 + pr["logdet"].reshape(-1, nm)
+        emin = e.min(axis=1)
         if nm == 2:
-            cost = dmin - 2.0 * np.log(
-                (pr["cbar"] * np.exp(-0.5 * (d2 - dmin[:, None]))).sum(axis=1)
+            cost = emin - 2.0 * np.log(
+                (pr["cbar"] * np.exp(-0.5 * (e - emin[:, None]))).sum(axis=1)
             )
         else:
-            cost = dmin
+            cost = emin
         if pp.mode_s[gp].max() < 0 and pp.mode_3a[gp].max() < 0:  # no identity in this frame
             return dmin <= gate, cost
         # Identity evidence: a mismatch forbids the pair, a match earns a bonus.
