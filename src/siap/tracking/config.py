@@ -79,7 +79,7 @@ class TrackerConfig(BaseModel):
         description="Run the two-model IMM; if false, a single CV Kalman filter (model_prob = (1, 0)).",
     )
     cv_mean_sojourn_s: float = Field(
-        60.0,
+        300.0,
         gt=0.0,
         description="Mean time a target stays in the quiet model before manoeuvring (s); sets the IMM switching rate.",
     )
