@@ -274,6 +274,10 @@ class NatsBus:
 
     def _stop_loop(self) -> None:
         if self._loop.is_running():
+            try:  # let nats-py's reader/flusher/subscription tasks end before the loop closes
+                self._run(self._cancel_tasks(), timeout=5.0)
+            except Exception as exc:
+                log.debug("cancelling NATS tasks: %s", exc)
             self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)
         if not self._loop.is_running():
@@ -321,7 +325,7 @@ class NatsBus:
         )
         try:
             self._nc = await asyncio.wait_for(connect, self.unreachable_timeout_s)
-        except (asyncio.TimeoutError, OSError, nats.errors.Error) as exc:
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
             raise self._unreachable("connecting", 1, exc) from None
         self._connected.set()
         self._js = self._nc.jetstream(timeout=self.ack_timeout_s)
@@ -377,12 +381,13 @@ class NatsBus:
         last: BaseException | None = None
         while True:
             if not self._nc.is_connected:  # publishing now would only fill nats-py's buffer
+                self.retries[subject] += 1
                 remaining = deadline - loop.time()
                 if remaining <= 0:
                     raise self._unreachable(what, attempts, last)
                 try:
                     await asyncio.wait_for(self._connected.wait(), remaining)
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     raise self._unreachable(what, attempts, last) from None
             attempts += 1
             try:
@@ -515,8 +520,11 @@ class NatsBus:
                 remaining = deadline - loop.time()
                 try:
                     msgs = await sub.psub.fetch(min(want - got, 256), timeout=max(remaining, 0.05))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     if loop.time() >= deadline:
+                        # replies to this fetch may still arrive (or be lost): start the next
+                        # drain from what was handed out rather than rely on redelivery
+                        sub.needs_reset = True
                         break
                     continue
                 except nats.errors.Error as exc:
@@ -534,7 +542,7 @@ class NatsBus:
                         continue
                     sub.last_seq = seq
                     out.append(msg.data)
-            if sub.needs_reset and loop.time() < deadline:
+            if sub.needs_reset and got < want and loop.time() < deadline:
                 continue
             if len(out) >= min_messages or loop.time() >= deadline:
                 break
@@ -548,9 +556,17 @@ class NatsBus:
         if acks:
             try:
                 await self._nc.flush(timeout=max(self.ack_timeout_s, 0.1))
-            except (nats.errors.Error, asyncio.TimeoutError) as exc:
+            except (TimeoutError, nats.errors.Error) as exc:
                 log.debug("flush after acks on %s: %s", sub.subject, exc)
         return out
+
+    @staticmethod
+    async def _cancel_tasks() -> None:
+        me = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not me and not t.done()]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _close(self) -> None:
         try:
