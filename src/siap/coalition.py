@@ -159,6 +159,7 @@ class PartnerNode:
         for group, tracker, plots in zip(self.groups, self.trackers, plots_by_group, strict=True):
             if len(plots):
                 tracker.process(plots)
+            tracker.advance(time_s)  # the node's plots arrive in time order
             snap = tracker.snapshot(time_s)
             if len(snap):
                 snap = snap.copy()
@@ -352,6 +353,7 @@ def _centralised_picture(plots: np.ndarray, cfg: TrackerConfig, times: np.ndarra
         if stop > start:
             tracker.process(plots[start:stop])
             start = stop
+        tracker.advance(float(t))
         snap = tracker.snapshot(float(t))
         snap["partner"] = partner
         out.append(snap)

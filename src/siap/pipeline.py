@@ -280,6 +280,7 @@ def _track_with_stats(plots, cfg, times, progress):
         if stop > start:
             tracker.process(plots[start:stop])
             start = stop
+        tracker.advance(float(t))  # input is time sorted: no need to hold plots for reordering
         snapshots.append(tracker.snapshot(float(t)))
         if i % 20 == 0:
             progress(i / max(len(times), 1))
