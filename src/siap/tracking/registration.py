@@ -85,6 +85,7 @@ _STAT_KEYS = (
     "late_dropped",
     "adsb_pairs",
     "radar_pairs",
+    "primary_pairs",
     "noncooperative_pairs",
     "pairs_gated_out",
     "updates",
@@ -557,7 +558,7 @@ class SensorRegistration:
             if c.use_radar_pairs and len(self._ids) > 1:
                 parts.extend(self._pair_constraints(q[ident], t_true[ident]))
         if c.use_radar_pairs and c.noncooperative_pairs and (~ident).any() and len(self._ids) > 1:
-            parts.append(self._noncoop_constraints(q[~ident], t_true[~ident]))
+            parts.extend(self._primary_constraints(q[~ident], t_true[~ident]))
         parts = [p for p in parts if p is not None and len(p[0])]
         if not parts:
             return
@@ -633,7 +634,7 @@ class SensorRegistration:
         C[:, 2, 2] = rows["el_var"]
         return p, J, C
 
-    def _pair_constraints(self, q, t_true):
+    def _pair_constraints(self, q, t_true, other_of=None, stat="radar_pairs"):
         c = self.cfg
         buf = self._radar
         idb = buf["key"] >= 0
@@ -645,6 +646,8 @@ class SensorRegistration:
         xs = self.x.reshape(-1, 3)
         for other in range(len(self._ids)):
             sel = q["sensor"] != other
+            if other_of is not None:
+                sel &= other_of == other
             if not sel.any():
                 continue
             in_b = b["sensor"] == other
@@ -685,21 +688,26 @@ class SensorRegistration:
                 h_b[:, :, 2] = jv
             H = self._dense(s, self._h_own(jv), np.full(len(s), other), h_b)
             out.append((nu, H, R, np.stack([s, np.full(len(s), other)], axis=1)))
-            self._stats["radar_pairs"] += len(qq)
+            self._stats[stat] += len(qq)
         return out
 
-    def _noncoop_constraints(self, q, t_true):
-        """Plots without identity paired with another radar's nearest plot in a tight
-        spatio-temporal gate, only where both are isolated (unique neighbour)."""
+    def _primary_constraints(self, q, t_true):
+        """Constraints for plots without identity (primary-only radars, non-cooperative
+        aircraft): a plot is paired with the plots of another radar that lie in a tight
+        spatio-temporal gate, only where that radar shows exactly one aircraft near it
+        (isolation radius). If that aircraft carries an identity on the other radar, its
+        plots are interpolated as for identified pairs ("borrowed" identity); otherwise the one
+        plot within ``noncooperative_max_dt_s`` is used directly, the time difference covered
+        by a ``(speed dt)^2`` variance."""
         from scipy.spatial import cKDTree
 
         c = self.cfg
         buf = self._radar
-        cand = buf[(buf["key"] < 0) & np.isfinite(buf["el_rad"])]
-        q = q[np.isfinite(q["el_rad"])]
+        cand = buf[np.isfinite(buf["el_rad"])]
+        q, t_true = q[np.isfinite(q["el_rad"])], t_true[np.isfinite(q["el_rad"])]
         if len(cand) == 0 or len(q) == 0:
-            return None
-        pq, Jq, Cq = self._radar_positions(q)
+            return []
+        pq, _, _ = self._radar_positions(q)
         pc, Jc, Cc = self._radar_positions(cand)
         tree = cKDTree(pc)
         lists = tree.query_ball_point(pq, c.noncooperative_isolation_m)
@@ -707,39 +715,58 @@ class SensorRegistration:
         owner = np.repeat(np.arange(len(q)), counts)
         items = np.fromiter((j for lst in lists for j in lst), dtype=np.int64, count=int(counts.sum()))
         if len(items) == 0:
-            return None
+            return []
         dtp = np.abs(cand["time_s"][items] - q["time_s"][owner])
-        other = cand["sensor"][items] != q["sensor"][owner]
-        near_t = dtp <= max(c.noncooperative_max_dt_s * 20.0, 30.0)
-        # isolation: exactly one plot of that other sensor near in space and time
-        keep = other & near_t
-        owner, items, dtp = owner[keep], items[keep], dtp[keep]
+        key_c = cand["key"][items]
+        sens_c = cand["sensor"][items]
+        window = np.where(key_c >= 0, 0.5 * c.radar_max_gap_s, c.noncooperative_max_dt_s)
+        keep = (sens_c != q["sensor"][owner]) & (dtp <= window)
+        owner, items, dtp, key_c, sens_c = owner[keep], items[keep], dtp[keep], key_c[keep], sens_c[keep]
         if len(items) == 0:
-            return None
-        grp = owner * (len(self._ids) + 1) + cand["sensor"][items]
-        u, cnt = np.unique(grp, return_counts=True)
-        single = np.isin(grp, u[cnt == 1])
-        d = np.linalg.norm(pc[items] - pq[owner], axis=1)
-        sel = single & (dtp <= c.noncooperative_max_dt_s) & (d <= c.noncooperative_gate_m)
-        owner, items, dtp = owner[sel], items[sel], dtp[sel]
-        if len(items) == 0:
-            return None
-        qq = q[owner]
-        s = qq["sensor"]
-        sb = cand["sensor"][items]
-        nu, J = self._residual(qq, pc[items], s)
-        cref = Jc[items] @ Cc[items] @ np.swapaxes(Jc[items], 1, 2)
-        vvar = (c.noncooperative_speed_mps * dtp) ** 2
-        cref = cref + vvar[:, None, None] * np.eye(3)
-        R = (qq["cov2"] + J @ cref @ np.swapaxes(J, 1, 2)) * c.pair_noise_inflation
-        h_a = np.zeros((len(qq), 2, 3))
-        h_a[:, 0, 0] = 1.0
-        h_a[:, 1, 1] = 1.0
-        h_b = np.zeros((len(qq), 2, 3))
-        h_b[:, :, :2] = -(J @ Jc[items][:, :, :2])
-        H = self._dense(s, h_a, sb, h_b)
-        self._stats["noncooperative_pairs"] += len(qq)
-        return nu, H, R, np.stack([s, sb], axis=1)
+            return []
+        S = len(self._ids)
+        g = owner * (S + 1) + sens_c
+        order = np.lexsort((key_c, g))
+        owner, items, dtp, key_c, sens_c, g = owner[order], items[order], dtp[order], key_c[order], sens_c[order], g[order]
+        starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
+        n_items = np.diff(np.r_[starts, len(g)])
+        same_key = np.r_[True, (key_c[1:] == key_c[:-1]) | (g[1:] != g[:-1])]
+        n_keys = np.add.reduceat((~same_key).astype(np.int64), starts) + 1
+        gkey = key_c[starts]
+        # gate: own-bias uncertainty in position terms, plus motion over the time difference
+        sd = np.sqrt(np.maximum(np.diag(self.P), 0.0)).reshape(-1, 3)
+        so = q["sensor"][owner[starts]]
+        gate = c.noncooperative_gate_m + 3.0 * (sd[so, 0] + q["range_m"][owner[starts]] * sd[so, 1])
+        gate = np.minimum(gate, 0.5 * c.noncooperative_isolation_m)
+        d = np.linalg.norm(pc[items] - pq[owner], axis=1) - c.noncooperative_speed_mps * dtp
+        dmin = np.minimum.reduceat(d, starts)
+        ok = (n_keys == 1) & ((gkey >= 0) | (n_items == 1)) & (dmin <= gate)
+        out = []
+        ident = ok & (gkey >= 0)
+        if ident.any() and c.use_radar_pairs:
+            o = owner[starts[ident]]
+            qq = q[o].copy()
+            qq["key"] = gkey[ident]
+            out.extend(self._pair_constraints(qq, t_true[o], sens_c[starts[ident]], stat="primary_pairs"))
+        direct = ok & (gkey < 0)
+        if direct.any():
+            k = starts[direct]
+            o, it, dt_ = owner[k], items[k], dtp[k]
+            qq = q[o]
+            s = qq["sensor"]
+            sb = cand["sensor"][it]
+            nu, J = self._residual(qq, pc[it], s)
+            cref = Jc[it] @ Cc[it] @ np.swapaxes(Jc[it], 1, 2)
+            cref = cref + ((c.noncooperative_speed_mps * dt_) ** 2)[:, None, None] * np.eye(3)
+            R = (qq["cov2"] + J @ cref @ np.swapaxes(J, 1, 2)) * c.pair_noise_inflation
+            h_a = np.zeros((len(qq), 2, 3))
+            h_a[:, 0, 0] = 1.0
+            h_a[:, 1, 1] = 1.0
+            h_b = np.zeros((len(qq), 2, 3))
+            h_b[:, :, :2] = -(J @ Jc[it][:, :, :2])
+            out.append((nu, self._dense(s, h_a, sb, h_b), R, np.stack([s, sb], axis=1)))
+            self._stats["noncooperative_pairs"] += len(qq)
+        return out
 
     # --- estimation ---------------------------------------------------------------------------------
 
