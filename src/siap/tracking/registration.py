@@ -420,7 +420,8 @@ class SensorRegistration:
         x = self.x.reshape(-1, 3)[si]
         Pb = self.P.reshape(len(self._ids), 3, len(self._ids), 3)[si, :, si, :][:, :2, :2]
         out["range_m"][idx] = out["range_m"][idx] - x[:, 0]
-        out["azimuth_rad"][idx] = np.mod(out["azimuth_rad"][idx] - x[:, 1], TWO_PI)
+        with np.errstate(invalid="ignore"):  # bad plots stay bad (the tracker counts them)
+            out["azimuth_rad"][idx] = np.mod(out["azimuth_rad"][idx] - x[:, 1], TWO_PI)
         if self.cfg.estimate_time_bias:
             out["time_s"][idx] = out["time_s"][idx] - x[:, 2]
         c = out["cov"][idx]
