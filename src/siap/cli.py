@@ -118,12 +118,6 @@ def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s
     out.print(f"metrics: {out_dir / 'metrics.json'}")
 
 
-def _trio(rows, key: str, scale: float = 1.0, fmt: str = ".3f") -> str:
-    """'own -> coalition (centralised)' for one metric."""
-    txt = [format(d[key] / scale, fmt) if isinstance(d.get(key), float) else "-" for d in rows]
-    return f"{txt[0]} -> {txt[1]} ({txt[2]})"
-
-
 def _print_summary(summary: dict) -> None:
     head = Table(title=f"siap {summary['mode']} run: {summary['scenario']}")
     head.add_column("quantity")
@@ -141,21 +135,26 @@ def _print_summary(summary: dict) -> None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         out.print(table)
         return
-    table = Table(title="per partner: own sensors alone -> coalition picture (centralised)")
-    for col in ("partner", "completeness", "GOSPA mean (km)", "ambiguity", "position acc. (m)", "audit"):
-        table.add_column(col, justify="right")
+    table = Table(title="per partner: own sensors alone | coalition picture | centralised")
+    columns = (
+        ("completeness", "siap_completeness", 1.0, ".3f"),
+        ("GOSPA km", "gospa_mean_m", 1000.0, ".1f"),
+        ("pos. acc. m", "siap_position_accuracy_m", 1.0, ".0f"),
+        ("ambiguity", "siap_ambiguity", 1.0, ".3f"),
+    )
+    table.add_column("partner")
+    for title, *_ in columns:
+        for kind in ("own", "coal.", "cent."):
+            table.add_column(f"{title}\n{kind}", justify="right")
+    table.add_column("audit")
     for partner, row in summary["partner_table"].items():
-        own, coal, cen = row.get("own", {}), row.get("coalition", {}), row.get("centralised", {})
-
+        cells = []
+        for _title, key, scale, fmt in columns:
+            for kind in ("own", "coalition", "centralised"):
+                v = row.get(kind, {}).get(key)
+                cells.append(format(v / scale, fmt) if isinstance(v, float) else "-")
         audit = summary["audit"].get(partner, {})
-        table.add_row(
-            partner,
-            _trio((own, coal, cen), "siap_completeness"),
-            _trio((own, coal, cen), "gospa_mean_m", 1000.0, ".1f"),
-            _trio((own, coal, cen), "siap_ambiguity"),
-            _trio((own, coal, cen), "siap_position_accuracy_m", 1.0, ".0f"),
-            ("ok" if audit.get("ok") else "FAILED") if audit else "-",
-        )
+        table.add_row(partner, *cells, ("ok" if audit.get("ok") else "FAILED") if audit else "-")
     out.print(table)
     for pair, value in summary["commonality"].items():
         out.print(f"commonality {pair}: {value['commonality']:.3f} over {value['common']} common (object, time) pairs")

@@ -146,7 +146,8 @@ def figure_metrics_over_time(evaluations: dict[str, object], start_s: float) -> 
         for name, df in series.items():
             if col in df.columns:
                 style = "--" if name.endswith("own") else (":" if name.endswith("centralised") else "-")
-                ax.plot(_time_axis(df, start_s), df[col].to_numpy(dtype=float), style, label=name, lw=1.2)
+                colour = _PARTNER_COLOURS.get(name.split(" ")[0])
+                ax.plot(_time_axis(df, start_s), df[col].to_numpy(dtype=float), style, color=colour, label=name, lw=1.2)
         ax.set_ylabel(ylabel)
         ax.grid(True, lw=0.3)
         ax.legend(fontsize=7, loc="best", ncol=3)
