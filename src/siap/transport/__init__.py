@@ -5,5 +5,6 @@ and counters that let tests check that no message is lost or duplicated.
 """
 
 from .inprocess import InProcessBus
+from .nats import NatsBus, TransportError  # noqa: F401  (NATS JetStream bus; nats-py imported lazily)
 
 __all__ = ["InProcessBus"]
