@@ -349,6 +349,18 @@ class SensorRegistration:
             )
         return out
 
+    @property
+    def max_time_correction_s(self) -> float:
+        """The largest clock correction ``correct`` subtracts now (s, >= 0): corrected plots may
+        be this much older than their reported time (a streaming consumer should not advance
+        its clock past ``newest reported time - this``)."""
+        if not self.cfg.estimate_time_bias or not self._ids:
+            return 0.0
+        conv = self._converged()
+        if not conv.any():
+            return 0.0
+        return max(0.0, float(np.max(self.x[2::3][conv])))
+
     def observe(self, plots: np.ndarray) -> None:
         """Take in a batch of plots (radar and ADS-B, any sensors) and update the estimates with
         every radar plot that has become matchable (``match_delay_s`` behind the newest time)."""
@@ -812,7 +824,8 @@ class SensorRegistration:
 def track_with_registration(plots, cfg, output_times_s, reg_config: RegistrationConfig | None = None, progress=None):
     """Run registration and the tracker together over a recorded plot batch: per time slice
     ending at each output time, ``observe`` -> ``correct`` -> ``Tracker.process``, with a
-    snapshot at each output time (mirrors ``siap.pipeline._track_with_stats``).
+    snapshot at each output time (mirrors ``siap.pipeline._track_with_stats``, including its
+    ``Tracker.advance`` to each output time, held back by the largest clock correction).
 
     Returns ``(tracks, estimates)``: the concatenated snapshots (TRACK_DTYPE) and the final
     :class:`BiasEstimate` per radar (:func:`run_with_registration` also returns the
@@ -842,6 +855,10 @@ def run_with_registration(plots, cfg, output_times_s, reg_config: RegistrationCo
             reg.observe(chunk)
             tracker.process(reg.correct(chunk))
             start = stop
+        # input is time sorted: process up to the snapshot time without waiting for the
+        # reorder window, less the clock corrections (plots of the next slice may be
+        # corrected to before t).
+        tracker.advance(float(t) - reg.max_time_correction_s)
         snapshots.append(tracker.snapshot(float(t)))
         if progress is not None and i % 20 == 0:
             progress(i / max(len(times), 1))
