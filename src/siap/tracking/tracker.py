@@ -39,7 +39,7 @@ from siap.errors import InputError
 from siap.geo import ecef_to_geodetic
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_tracks
 
-from . import filters as kf
+from . import kernels as kn
 from .config import TrackerConfig
 from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
 
@@ -250,43 +250,35 @@ class Tracker:
         k = len(sel)
         if k == 0:
             return empty_tracks(0)
-        nm = self._nm
-        mu = self._mu[sel]
         # Both modes share F, so predicting each mode and combining equals predicting the
         # combined estimate with the mode-probability-weighted Q: F P F' + sum_j mu_j Q_j.
-        x, P = kf.predict(
-            self._xc[sel], self._Pc[sel], dt, mu[:, :nm] @ self._qh[:nm], mu[:, :nm] @ self._qv[:nm]
-        )
-        if nm == 2:
-            pi = kf.transition(dt, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s)
-            mu = (mu[:, None, :] @ pi)[:, 0, :]
-        sig2 = P[:, 0, 0] + P[:, 1, 1]
+        pos, vel, cov, mu, sig2 = kn.snapshot_states(
+            sel, float(time_s), self._nm, self._t, self._xc, self._Pc, self._mu, self._qh,
+            self._qv, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E,
+            self.geo.origin_ecef,
+        )  # fmt: skip
         ok = sig2 <= c.max_position_std_m**2
         if not ok.all():
-            sel, dt, x, P, mu = sel[ok], dt[ok], x[ok], P[ok], mu[ok]
+            sel, dt, pos, vel, cov, mu = sel[ok], dt[ok], pos[ok], vel[ok], cov[ok], mu[ok]
             k = len(sel)
             if k == 0:
                 return empty_tracks(0)
         ids = self._id[sel]
         if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
             order = np.argsort(ids, kind="stable")
-            sel, dt, x, P, mu = sel[order], dt[order], x[order], P[order], mu[order]
+            sel, dt, pos, vel, cov, mu = (
+                sel[order], dt[order], pos[order], vel[order], cov[order], mu[order]
+            )
         out = np.zeros(k, TRACK_DTYPE)  # every field is written below
-        E = self.geo.E
         out["time_s"] = time_s
         out["track_id"] = self._id[sel]
         out["status"] = np.where(dt > c.coasting_after_s, COASTING, CONFIRMED)
-        pos = x[:, :3] @ E + self.geo.origin_ecef
         out["pos_ecef_m"] = pos
-        out["vel_ecef_mps"] = x[:, 3:] @ E
-        T = np.zeros((6, 6))
-        T[:3, :3] = E.T
-        T[3:, 3:] = E.T
-        cov = T @ P @ T.T
-        out["cov_ecef"] = 0.5 * (cov + np.swapaxes(cov, 1, 2))
+        out["vel_ecef_mps"] = vel
+        out["cov_ecef"] = cov
         lat, lon, alt = ecef_to_geodetic(pos)
         out["lat_deg"], out["lon_deg"], out["alt_m"] = lat, lon, alt
-        out["model_prob"] = mu if nm == 2 else np.array([1.0, 0.0])
+        out["model_prob"] = mu
         out["n_updates"] = self._nupd[sel]
         out["mode_s_address"] = self._modes[sel]
         out["mode_3a"] = self._m3a[sel]
@@ -455,27 +447,12 @@ class Tracker:
         the combined estimate and the manoeuvre mode's own, whichever is closer), is at most
         1.5 times the gate. A marginal's Mahalanobis distance never exceeds the full one, so (up
         to linearisation and IMM mixing, which the factor covers) no gated pair is dropped."""
-        dt = pp.time_s[gp] - self._t[ti]
-        dt2 = dt * dt
-        q = self._qh[self._nm - 1] * np.abs(dt) ** 3 / 3.0
-        pc = pp.pos_cov[gp]
-        px, py = pp.pos[gp, 0], pp.pos[gp, 1]
-
-        def d2_of(xc: np.ndarray, P: np.ndarray) -> np.ndarray:
-            dx = px - (xc[:, 0] + dt * xc[:, 3])
-            dy = py - (xc[:, 1] + dt * xc[:, 4])
-            a = P[:, 0, 0] + 2 * dt * P[:, 0, 3] + dt2 * P[:, 3, 3] + q + pc[:, 0, 0]
-            c = P[:, 1, 1] + 2 * dt * P[:, 1, 4] + dt2 * P[:, 4, 4] + q + pc[:, 1, 1]
-            b = P[:, 0, 1] + dt * (P[:, 0, 4] + P[:, 3, 1]) + dt2 * P[:, 3, 4] + pc[:, 0, 1]
-            return (c * dx * dx - 2 * b * dx * dy + a * dy * dy) / (a * c - b * b)
-
-        d2 = d2_of(self._xc[ti], self._Pc[ti])
-        if self._nm == 2:  # the manoeuvre mode's own (wider) estimate
-            d2 = np.minimum(d2, d2_of(self._xm[ti, 1], self._Pm[ti, 1]))
-        ms = pp.mode_s[gp]
-        wide = (ms >= 0) & (ms == self._modes[ti])
-        g = np.where(wide, max(self._chi2[3], self.cfg.mode_s_gate_chi2), self._chi2[3])
-        return d2 <= 1.5 * g
+        g3 = self._chi2[3]
+        return kn.horizontal_prefilter(
+            ti, gp, self._nm, self._t, self._xc, self._Pc, self._xm, self._Pm, self._modes,
+            float(self._qh[self._nm - 1]), pp.time_s, pp.pos, pp.pos_cov, pp.mode_s,
+            g3, max(g3, self.cfg.mode_s_gate_chi2),
+        )  # fmt: skip
 
     def _sensor_free(self, ti: np.ndarray, sensor: np.ndarray) -> np.ndarray:
         """True where track ``ti`` has not yet had a plot of ``sensor`` in this frame period."""
@@ -549,21 +526,10 @@ class Tracker:
         their search radius for plots within ``half_s`` of ``t_ref``: ``rs = G sigma`` (sigma:
         horizontal position standard deviation, sqrt of the trace, at the worse end of the
         interval) and ``rv = (|v| + G sigma_v) half_s``."""
-        G = self._g_base
-        q = self._qh[self._nm - 1]
-        dt = t_ref - self._t[idx]
-        xc = self._xc[idx]
-        Pc = self._Pc[idx]
-        pxy = xc[:, :2] + dt[:, None] * xc[:, 3:5]
-        a = Pc[:, 0, 0] + Pc[:, 1, 1]
-        b = Pc[:, 0, 3] + Pc[:, 1, 4]
-        cv = Pc[:, 3, 3] + Pc[:, 4, 4]
-        ad = np.abs(dt) + half_s
-        var = a + 2 * np.abs(b) * ad + cv * ad * ad + (2.0 / 3.0) * q * ad**3
-        rs = G * np.sqrt(np.maximum(var, 0.0))
-        sig_v = np.sqrt(np.maximum(cv + 2 * q * ad, 0.0))
-        rv = (np.hypot(xc[:, 3], xc[:, 4]) + G * sig_v) * half_s
-        return pxy, rs, rv
+        return kn.track_radii(
+            idx, t_ref, half_s, self._t, self._xc, self._Pc, float(self._qh[self._nm - 1]),
+            self._g_base,
+        )
 
     def _build_index(self, t_ref: float) -> None:
         """k-d tree over all live tracks' predicted horizontal positions, built once per frame
@@ -648,64 +614,27 @@ class Tracker:
 
     def _pairs(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots) -> dict:
         """IMM mixing and mode-matched prediction of each candidate track to its plot's time,
-        with the predicted measurement, innovation and innovation covariance per mode.
-
-        Rows are (pair, mode) flattened: row = pair * n_modes + mode."""
+        the innovation, Mahalanobis distance ``d_j^2`` per mode and the assignment cost (one
+        compiled pass, :func:`.kernels.pair_scores`): ``dmin = min_j d_j^2`` and
+        ``cost = -2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2 / 2)``."""
         c = self.cfg
-        nm = self._nm
-        k = len(ti)
-        dt = pp.time_s[gp] - self._t[ti]
-        if nm == 2:
-            pi = kf.transition(dt, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s)
-            x0, P0, cbar = kf.imm_mix(self._xm[ti], self._Pm[ti], self._mu[ti], pi)
-        else:
-            x0, P0 = self._xm[ti, :1], self._Pm[ti, :1]
-            cbar = np.ones((k, 1))
-        rep = np.repeat(gp, nm) if nm > 1 else gp
-        xp, Pp = kf.predict(
-            x0.reshape(k * nm, 6),
-            P0.reshape(k * nm, 6, 6),
-            np.repeat(dt, nm),
-            np.tile(self._qh[:nm], k),
-            np.tile(self._qv[:nm], k),
-        )
-        kind = pp.kind[rep]
-        R = pp.R[rep]
-        hz, Hp = self.geo.h(xp[:, :3], kind, pp.has_alt[rep], pp.site[rep], pp.rot[rep])
-        nu = self.geo.innovation(pp.z[rep], hz, kind)
-        S = kf.innovation_cov(Pp, Hp, R)
-        Si, det = kf.inv3(S)
-        d2 = (nu[:, None, :] @ Si @ nu[:, :, None])[:, 0, 0]
-        return {
-            "xp": xp,
-            "Pp": Pp,
-            "Hp": Hp,
-            "nu": nu,
-            "R": R,
-            "Si": Si,
-            "logdet": np.log(det),
-            "d2": d2,
-            "cbar": cbar,
-        }
+        dmin, cost = kn.pair_scores(
+            ti, gp, self._nm, self._t, self._xm, self._Pm, self._mu,
+            c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self._qh, self._qv,
+            pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot,
+            self.geo.re, self.geo.rc,
+        )  # fmt: skip
+        return {"dmin": dmin, "cost": cost}
 
     def _gate(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict):
         """Chi-square gate (passed if any mode's Mahalanobis distance is inside it), identity
         constraints, and the assignment cost ``-2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2 / 2)``
         minus bonuses (Blackman & Popoli 1999, sec. 6.2: generalised distance)."""
-        nm = self._nm
-        d2 = pr["d2"].reshape(-1, nm)
-        dmin = d2.min(axis=1)
+        dmin = pr["dmin"]
         gate = np.where(pp.dim[gp] == 2, self._chi2[2], self._chi2[3])
         # Cost: -2 ln of the (IMM mixture) measurement likelihood, i.e. Blackman's generalised
         # distance d^2 + ln|S|, so a diffuse (new) track does not win a plot from a precise one.
-        e = d2 + pr["logdet"].reshape(-1, nm)
-        emin = e.min(axis=1)
-        if nm == 2:
-            cost = emin - 2.0 * np.log(
-                (pr["cbar"] * np.exp(-0.5 * (e - emin[:, None]))).sum(axis=1)
-            )
-        else:
-            cost = emin
+        cost = pr["cost"]
         if pp.mode_s[gp].max() < 0 and pp.mode_3a[gp].max() < 0:  # no identity in this frame
             return dmin <= gate, cost
         # Identity evidence: a mismatch forbids the pair, a match earns a bonus.
@@ -787,40 +716,16 @@ class Tracker:
     def _update(
         self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict, a: np.ndarray
     ) -> None:
-        """Mode-matched EKF updates, mode probabilities and combination (IMM) for the assigned
-        pairs ``a`` of the prediction ``pr``, all in one batch."""
+        """Mode-matched EKF updates, mode probabilities and combination (IMM) of tracks ``ti``
+        with plots ``gp`` (distinct tracks), in one compiled pass over the pairs
+        (:func:`.kernels.pair_update`)."""
         c = self.cfg
-        nm = self._nm
-        k = len(ti)
-        rows = (a[:, None] * nm + np.arange(nm)).reshape(-1)
-        xn, Pn = kf.ekf_update(
-            pr["xp"][rows],
-            pr["Pp"][rows],
-            pr["nu"][rows],
-            pr["Hp"][rows],
-            pr["R"][rows],
-            pr["Si"][rows],
-        )
-        xn = xn.reshape(k, nm, 6)
-        Pn = Pn.reshape(k, nm, 6, 6)
-        if nm == 2:
-            logl = (-0.5 * (pr["d2"][rows] + pr["logdet"][rows])).reshape(k, nm)
-            logl -= logl.max(axis=1, keepdims=True)
-            w = pr["cbar"][a] * np.exp(logl)  # BLK eq. 11.6.6-15
-            mu = w / w.sum(axis=1, keepdims=True)
-            mu = np.clip(mu, 1e-6, 1.0)
-            mu /= mu.sum(axis=1, keepdims=True)
-            self._xm[ti] = xn
-            self._Pm[ti] = Pn
-            self._mu[ti] = mu
-            xc, Pc = kf.combine(xn, Pn, mu)
-        else:
-            self._xm[ti, 0] = xn[:, 0]
-            self._Pm[ti, 0] = Pn[:, 0]
-            xc, Pc = xn[:, 0], Pn[:, 0]
-        self._xc[ti] = xc
-        self._Pc[ti] = Pc
-        self._t[ti] = pp.time_s[gp]
+        kn.pair_update(
+            ti, gp, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc, self._Pc,
+            c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self._qh, self._qv,
+            pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot,
+            self.geo.re, self.geo.rc,
+        )  # fmt: skip
         self._ix_dirty = True
         self._nupd[ti] += 1
         conf = (self._status[ti] == TENTATIVE) & (self._nupd[ti] >= c.confirm_hits)

@@ -1,0 +1,496 @@
+"""Compiled (numba) kernels of the tracker's hot loops: one call per batch of pairs or tracks.
+
+Each kernel fuses, per (track, plot) pair or per track, the steps that :mod:`.filters` and
+:mod:`.measurements` write as batched NumPy operations, so that nothing of size K x 6 x 6 is
+materialised and the per-call overhead is one function call instead of dozens. The maths is
+the same (and tested equal to the NumPy versions, ``tests/test_tracking_kernels.py``):
+
+* IMM switching matrix of the two-state continuous-time Markov chain and mixing
+  (Bar-Shalom, Li & Kirubarajan 2001 (BLK) eq. 11.6.6-6 to -10);
+* nearly-constant-velocity prediction ``F P F' + Q`` (BLK eq. 6.2.2-12, -13), ``Q(|T|)`` with
+  the sign of ``T`` on the position-velocity terms for a negative ``T``;
+* measurement functions and Jacobians of RADAR_3D / RADAR_2D (with or without Mode C) / ADSB
+  plots (BLK sec. 10.3), innovation with the azimuth wrapped into [-pi, pi);
+* innovation covariance, its inverse and determinant (adjugate), Mahalanobis distance,
+  generalised distance ``d^2 + ln|S|`` (Blackman & Popoli 1999, sec. 6.2) and the IMM mixture
+  cost ``-2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2/2)``;
+* EKF update with the Joseph-form covariance (BLK eq. 5.2.3-18), mode probabilities
+  (BLK eq. 11.6.6-15, floored at 1e-6) and moment-matched combination (eq. 11.6.6-20, -21).
+
+Kernels are compiled on first use and cached on disk (``cache=True``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+RADAR_3D = 0
+RADAR_2D = 1
+ADSB = 2
+_TWO_PI = 2.0 * np.pi
+
+
+@njit(cache=True, inline="always")
+def _transition(dt, tau0, tau1):
+    a = 1.0 / tau0
+    b = 1.0 / tau1
+    e = np.exp(-(a + b) * abs(dt))
+    p00 = (b + a * e) / (a + b)
+    p11 = (a + b * e) / (a + b)
+    return p00, 1.0 - p00, 1.0 - p11, p11
+
+
+@njit(cache=True)
+def _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar):
+    """IMM mixing of track ``i`` (BLK eq. 11.6.6-6 to -10) and CV prediction of each mode over
+    ``dt`` into ``x0`` (nm, 6), ``P0`` (nm, 6, 6); ``cbar`` (nm,) the predicted mode
+    probabilities."""
+    if nm == 2:
+        p00, p01, p10, p11 = _transition(dt, tau0, tau1)
+        m0 = mu[i, 0]
+        m1 = mu[i, 1]
+        c0 = max(p00 * m0 + p10 * m1, 1e-300)
+        c1 = max(p01 * m0 + p11 * m1, 1e-300)
+        cbar[0] = c0
+        cbar[1] = c1
+        for j in range(2):
+            if j == 0:
+                w0 = p00 * m0 / c0
+                w1 = p10 * m1 / c0
+            else:
+                w0 = p01 * m0 / c1
+                w1 = p11 * m1 / c1
+            for a in range(6):
+                x0[j, a] = w0 * xm[i, 0, a] + w1 * xm[i, 1, a]
+            for a in range(6):
+                d0a = xm[i, 0, a] - x0[j, a]
+                d1a = xm[i, 1, a] - x0[j, a]
+                for b in range(6):
+                    d0b = xm[i, 0, b] - x0[j, b]
+                    d1b = xm[i, 1, b] - x0[j, b]
+                    P0[j, a, b] = w0 * (Pm[i, 0, a, b] + d0a * d0b) + w1 * (
+                        Pm[i, 1, a, b] + d1a * d1b
+                    )
+    else:
+        cbar[0] = 1.0
+        for a in range(6):
+            x0[0, a] = xm[i, 0, a]
+            for b in range(6):
+                P0[0, a, b] = Pm[i, 0, a, b]
+    ad = abs(dt)
+    c3 = ad * ad * ad / 3.0
+    c2 = dt * ad / 2.0
+    for j in range(nm):
+        _predict_inplace(x0[j], P0[j], dt, qh[j], qv[j], c3, c2, ad)
+
+
+@njit(cache=True, inline="always")
+def _predict_inplace(x, P, dt, q_h, q_v, c3, c2, ad):
+    """x <- F x, P <- F P F' + Q (blockwise: P_pp + T (P_pv + P_vp) + T^2 P_vv, P_pv + T P_vv)."""
+    for a in range(3):
+        x[a] += dt * x[a + 3]
+    for a in range(3):
+        for b in range(3):
+            ppv = P[a, b + 3] + dt * P[a + 3, b + 3]
+            P[a, b] = P[a, b] + dt * (P[a + 3, b] + ppv)
+            P[a, b + 3] = ppv
+    for a in range(3):
+        for b in range(3):
+            P[a + 3, b] = P[b, a + 3]
+    for ax in range(3):
+        q = q_h if ax < 2 else q_v
+        P[ax, ax] += c3 * q
+        P[ax, ax + 3] += c2 * q
+        P[ax + 3, ax] += c2 * q
+        P[ax + 3, ax + 3] += ad * q
+
+
+@njit(cache=True, inline="always")
+def _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp):
+    """Innovation ``nu`` = z - h(x) (azimuth wrapped) and position Jacobian ``Hp`` of plot g."""
+    k = kind[g]
+    if k == ADSB:
+        for a in range(3):
+            nu[a] = z[g, a] - x[a]
+            for b in range(3):
+                Hp[a, b] = 1.0 if a == b else 0.0
+        return
+    p0 = x[0] - site[g, 0]
+    p1 = x[1] - site[g, 1]
+    p2 = x[2] - site[g, 2]
+    dx = rot[g, 0, 0] * p0 + rot[g, 0, 1] * p1 + rot[g, 0, 2] * p2
+    dy = rot[g, 1, 0] * p0 + rot[g, 1, 1] * p1 + rot[g, 1, 2] * p2
+    dz = rot[g, 2, 0] * p0 + rot[g, 2, 1] * p1 + rot[g, 2, 2] * p2
+    rho2 = max(dx * dx + dy * dy, 1e-6)
+    rho = np.sqrt(rho2)
+    r2 = rho2 + dz * dz
+    r = np.sqrt(r2)
+    f = dz / (r2 * rho)
+    j00, j01, j02 = dx / r, dy / r, dz / r
+    j10, j11, j12 = dy / rho2, -dx / rho2, 0.0
+    j20, j21, j22 = -dx * f, -dy * f, rho / r2
+    for b in range(3):
+        Hp[0, b] = j00 * rot[g, 0, b] + j01 * rot[g, 1, b] + j02 * rot[g, 2, b]
+        Hp[1, b] = j10 * rot[g, 0, b] + j11 * rot[g, 1, b] + j12 * rot[g, 2, b]
+        Hp[2, b] = j20 * rot[g, 0, b] + j21 * rot[g, 1, b] + j22 * rot[g, 2, b]
+    nu[0] = z[g, 0] - r
+    daz = z[g, 1] - np.arctan2(dx, dy)
+    nu[1] = (daz + np.pi) % _TWO_PI - np.pi
+    if k == RADAR_2D:
+        if has_alt[g]:
+            v2 = rc + x[2]
+            nv = np.sqrt(x[0] * x[0] + x[1] * x[1] + v2 * v2)
+            nu[2] = z[g, 2] - (nv - re)
+            Hp[2, 0] = x[0] / nv
+            Hp[2, 1] = x[1] / nv
+            Hp[2, 2] = v2 / nv
+        else:
+            nu[2] = z[g, 2]
+            Hp[2, 0] = 0.0
+            Hp[2, 1] = 0.0
+            Hp[2, 2] = 0.0
+    else:
+        nu[2] = z[g, 2] - np.arctan2(dz, rho)
+
+
+@njit(cache=True, inline="always")
+def _innovation_stats(P, Hp, R, g, nu, S, Si):
+    """S = Hp P_pp Hp' + R (symmetrised), its inverse; returns (d^2, det S)."""
+    HP = np.empty((3, 3))
+    for a in range(3):
+        for b in range(3):
+            s = 0.0
+            for c in range(3):
+                s += Hp[a, c] * P[c, b]
+            HP[a, b] = s
+    for a in range(3):
+        for b in range(3):
+            s = 0.0
+            for c in range(3):
+                s += HP[a, c] * Hp[b, c]
+            S[a, b] = s + R[g, a, b]
+    for a in range(3):
+        for b in range(a + 1, 3):
+            m = 0.5 * (S[a, b] + S[b, a])
+            S[a, b] = m
+            S[b, a] = m
+    a_, b_, c_ = S[0, 0], S[0, 1], S[0, 2]
+    d_, e_, f_ = S[1, 0], S[1, 1], S[1, 2]
+    g_, h_, i_ = S[2, 0], S[2, 1], S[2, 2]
+    A = e_ * i_ - f_ * h_
+    B = -(d_ * i_ - f_ * g_)
+    C = d_ * h_ - e_ * g_
+    det = a_ * A + b_ * B + c_ * C
+    r = 1.0 / det
+    Si[0, 0] = A * r
+    Si[1, 0] = B * r
+    Si[2, 0] = C * r
+    Si[0, 1] = -(b_ * i_ - c_ * h_) * r
+    Si[1, 1] = (a_ * i_ - c_ * g_) * r
+    Si[2, 1] = -(a_ * h_ - b_ * g_) * r
+    Si[0, 2] = (b_ * f_ - c_ * e_) * r
+    Si[1, 2] = -(a_ * f_ - c_ * d_) * r
+    Si[2, 2] = (a_ * e_ - b_ * d_) * r
+    d2 = 0.0
+    for a in range(3):
+        s = 0.0
+        for b in range(3):
+            s += Si[a, b] * nu[b]
+        d2 += nu[a] * s
+    return d2, det
+
+
+@njit(cache=True)
+def pair_scores(
+    ti, gp, nm, t_trk, xm, Pm, mu, tau0, tau1, qh, qv,
+    p_time, kind, has_alt, z, R, site, rot, re, rc,
+):  # fmt: skip
+    """Per candidate pair (track ti[k], plot gp[k]): IMM mixing and prediction to the plot time,
+    innovation, Mahalanobis distance per mode; returns (dmin (K,), cost (K,)) with
+    ``cost = -2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2/2)`` (generalised distance)."""
+    k = len(ti)
+    dmin = np.empty(k)
+    cost = np.empty(k)
+    x0 = np.empty((nm, 6))
+    P0 = np.empty((nm, 6, 6))
+    cbar = np.empty(nm)
+    nu = np.empty(3)
+    Hp = np.empty((3, 3))
+    S = np.empty((3, 3))
+    Si = np.empty((3, 3))
+    e = np.empty(nm)
+    for p in range(k):
+        i = ti[p]
+        g = gp[p]
+        dt = p_time[g] - t_trk[i]
+        _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar)
+        dm = np.inf
+        em = np.inf
+        for j in range(nm):
+            _measure(x0[j], g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
+            d2, det = _innovation_stats(P0[j], Hp, R, g, nu, S, Si)
+            dm = min(dm, d2)
+            e[j] = d2 + np.log(det)
+            em = min(em, e[j])
+        if nm == 1:
+            cost[p] = e[0]
+        else:
+            s = 0.0
+            for j in range(nm):
+                s += cbar[j] * np.exp(-0.5 * (e[j] - em))
+            cost[p] = em - 2.0 * np.log(s)
+        dmin[p] = dm
+    return dmin, cost
+
+
+@njit(cache=True)
+def pair_update(
+    ti, gp, nm, t_trk, xm, Pm, mu, xc, Pc, tau0, tau1, qh, qv,
+    p_time, kind, has_alt, z, R, site, rot, re, rc,
+):  # fmt: skip
+    """One full IMM-EKF cycle of track ti[k] with plot gp[k], written into the track table in
+    place (xm, Pm, mu, xc, Pc, t_trk). Tracks must be distinct."""
+    k = len(ti)
+    x0 = np.empty((nm, 6))
+    P0 = np.empty((nm, 6, 6))
+    cbar = np.empty(nm)
+    nu = np.empty(3)
+    Hp = np.empty((3, 3))
+    S = np.empty((3, 3))
+    Si = np.empty((3, 3))
+    PHt = np.empty((6, 3))
+    K = np.empty((6, 3))
+    A = np.empty((6, 6))
+    AP = np.empty((6, 6))
+    KR = np.empty((6, 3))
+    logl = np.empty(nm)
+    for p in range(k):
+        i = ti[p]
+        g = gp[p]
+        dt = p_time[g] - t_trk[i]
+        _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar)
+        for j in range(nm):
+            x = x0[j]
+            P = P0[j]
+            _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
+            d2, det = _innovation_stats(P, Hp, R, g, nu, S, Si)
+            logl[j] = -0.5 * (d2 + np.log(det))
+            # K = P[:, :3] Hp' S^-1 (BLK eq. 5.2.3-11)
+            for a in range(6):
+                for b in range(3):
+                    s = 0.0
+                    for c in range(3):
+                        s += P[a, c] * Hp[b, c]
+                    PHt[a, b] = s
+            for a in range(6):
+                for b in range(3):
+                    s = 0.0
+                    for c in range(3):
+                        s += PHt[a, c] * Si[c, b]
+                    K[a, b] = s
+            for a in range(6):
+                s = 0.0
+                for c in range(3):
+                    s += K[a, c] * nu[c]
+                xm[i, j, a] = x[a] + s
+            # Joseph form: A = I - K [Hp, 0]; P+ = A P A' + K R K'
+            for a in range(6):
+                for b in range(6):
+                    v = 1.0 if a == b else 0.0
+                    if b < 3:
+                        for c in range(3):
+                            v -= K[a, c] * Hp[c, b]
+                    A[a, b] = v
+            for a in range(6):
+                for b in range(6):
+                    s = 0.0
+                    for c in range(6):
+                        s += A[a, c] * P[c, b]
+                    AP[a, b] = s
+            for a in range(6):
+                for b in range(3):
+                    s = 0.0
+                    for c in range(3):
+                        s += K[a, c] * R[g, c, b]
+                    KR[a, b] = s
+            for a in range(6):
+                for b in range(a, 6):
+                    s = 0.0
+                    for c in range(6):
+                        s += AP[a, c] * A[b, c]
+                    s2 = 0.0
+                    for c in range(3):
+                        s2 += KR[a, c] * K[b, c]
+                    # symmetrise: (M + M')/2 of the two triangle products
+                    s_t = 0.0
+                    for c in range(6):
+                        s_t += AP[b, c] * A[a, c]
+                    s2_t = 0.0
+                    for c in range(3):
+                        s2_t += KR[b, c] * K[a, c]
+                    v = 0.5 * ((s + s2) + (s_t + s2_t))
+                    Pm[i, j, a, b] = v
+                    Pm[i, j, b, a] = v
+        if nm == 2:
+            lm = max(logl[0], logl[1])
+            w0 = cbar[0] * np.exp(logl[0] - lm)
+            w1 = cbar[1] * np.exp(logl[1] - lm)
+            m0 = w0 / (w0 + w1)
+            m1 = w1 / (w0 + w1)
+            m0 = min(max(m0, 1e-6), 1.0)
+            m1 = min(max(m1, 1e-6), 1.0)
+            sm = m0 + m1
+            m0 /= sm
+            m1 /= sm
+            mu[i, 0] = m0
+            mu[i, 1] = m1
+            for a in range(6):
+                xc[i, a] = m0 * xm[i, 0, a] + m1 * xm[i, 1, a]
+            for a in range(6):
+                d0a = xm[i, 0, a] - xc[i, a]
+                d1a = xm[i, 1, a] - xc[i, a]
+                for b in range(a, 6):
+                    d0b = xm[i, 0, b] - xc[i, b]
+                    d1b = xm[i, 1, b] - xc[i, b]
+                    v = m0 * (Pm[i, 0, a, b] + d0a * d0b) + m1 * (Pm[i, 1, a, b] + d1a * d1b)
+                    Pc[i, a, b] = v
+                    Pc[i, b, a] = v
+        else:
+            for a in range(6):
+                xc[i, a] = xm[i, 0, a]
+                for b in range(6):
+                    Pc[i, a, b] = Pm[i, 0, a, b]
+        t_trk[i] = p_time[g]
+
+
+@njit(cache=True)
+def horizontal_prefilter(ti, gp, nm, t_trk, xc, Pc, xm, Pm, modes, qh_max, p_time, pos, pos_cov,
+                         mode_s, g3, g_wide):
+    """Cheap necessary condition for the gate (see Tracker._horizontal_prefilter)."""
+    k = len(ti)
+    keep = np.empty(k, np.bool_)
+    for p in range(k):
+        i = ti[p]
+        g = gp[p]
+        dt = p_time[g] - t_trk[i]
+        dt2 = dt * dt
+        q = qh_max * abs(dt) ** 3 / 3.0
+        px = pos[g, 0]
+        py = pos[g, 1]
+        best = np.inf
+        nmodes = 2 if nm == 2 else 1
+        for m in range(nmodes):
+            if m == 0:
+                x = xc[i]
+                P = Pc[i]
+            else:
+                x = xm[i, 1]
+                P = Pm[i, 1]
+            dx = px - (x[0] + dt * x[3])
+            dy = py - (x[1] + dt * x[4])
+            a = P[0, 0] + 2 * dt * P[0, 3] + dt2 * P[3, 3] + q + pos_cov[g, 0, 0]
+            c = P[1, 1] + 2 * dt * P[1, 4] + dt2 * P[4, 4] + q + pos_cov[g, 1, 1]
+            b = P[0, 1] + dt * (P[0, 4] + P[3, 1]) + dt2 * P[3, 4] + pos_cov[g, 0, 1]
+            d2 = (c * dx * dx - 2 * b * dx * dy + a * dy * dy) / (a * c - b * b)
+            best = min(best, d2)
+        ms = mode_s[g]
+        gate = g_wide if (ms >= 0 and ms == modes[i]) else g3
+        keep[p] = best <= 1.5 * gate
+    return keep
+
+
+@njit(cache=True)
+def track_radii(idx, t_ref, half_s, t_trk, xc, Pc, q, G):
+    """Predicted horizontal positions and the two parts of the search radius (see
+    Tracker._track_radii)."""
+    k = len(idx)
+    pxy = np.empty((k, 2))
+    rs = np.empty(k)
+    rv = np.empty(k)
+    for p in range(k):
+        i = idx[p]
+        dt = t_ref - t_trk[i]
+        pxy[p, 0] = xc[i, 0] + dt * xc[i, 3]
+        pxy[p, 1] = xc[i, 1] + dt * xc[i, 4]
+        a = Pc[i, 0, 0] + Pc[i, 1, 1]
+        b = Pc[i, 0, 3] + Pc[i, 1, 4]
+        cv = Pc[i, 3, 3] + Pc[i, 4, 4]
+        ad = abs(dt) + half_s
+        var = a + 2 * abs(b) * ad + cv * ad * ad + (2.0 / 3.0) * q * ad**3
+        rs[p] = G * np.sqrt(max(var, 0.0))
+        sig_v = np.sqrt(max(cv + 2 * q * ad, 0.0))
+        rv[p] = (np.hypot(xc[i, 3], xc[i, 4]) + G * sig_v) * half_s
+    return pxy, rs, rv
+
+
+@njit(cache=True)
+def snapshot_states(sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, origin):
+    """Combined estimates of tracks ``sel`` predicted to ``time_s`` (Q weighted by the mode
+    probabilities), converted to ECEF: positions, velocities, covariances ``T P T'`` with
+    ``T = diag(E', E')``, the predicted mode probabilities and the horizontal position variance
+    in the tracker frame."""
+    k = len(sel)
+    pos = np.empty((k, 3))
+    vel = np.empty((k, 3))
+    cov = np.empty((k, 6, 6))
+    mup = np.empty((k, 2))
+    sig2 = np.empty(k)
+    x = np.empty(6)
+    P = np.empty((6, 6))
+    TP = np.empty((6, 6))
+    for p in range(k):
+        i = sel[p]
+        dt = time_s - t_trk[i]
+        for a in range(6):
+            x[a] = xc[i, a]
+            for b in range(6):
+                P[a, b] = Pc[i, a, b]
+        q_h = 0.0
+        q_v = 0.0
+        for j in range(nm):
+            q_h += mu[i, j] * qh[j]
+            q_v += mu[i, j] * qv[j]
+        ad = abs(dt)
+        _predict_inplace(x, P, dt, q_h, q_v, ad * ad * ad / 3.0, dt * ad / 2.0, ad)
+        sig2[p] = P[0, 0] + P[1, 1]
+        if nm == 2:
+            p00, p01, p10, p11 = _transition(dt, tau0, tau1)
+            mup[p, 0] = mu[i, 0] * p00 + mu[i, 1] * p10
+            mup[p, 1] = mu[i, 0] * p01 + mu[i, 1] * p11
+        else:
+            mup[p, 0] = 1.0
+            mup[p, 1] = 0.0
+        for a in range(3):
+            sp = 0.0
+            sv = 0.0
+            for c in range(3):
+                sp += x[c] * E[c, a]
+                sv += x[c + 3] * E[c, a]
+            pos[p, a] = sp + origin[a]
+            vel[p, a] = sv
+        # TP = T P with T = diag(E', E'): (T P)[a, b] = sum_c E[c, a mod 3] P[c + off, b]
+        for a in range(6):
+            oa = 3 * (a // 3)
+            aa = a % 3
+            for b in range(6):
+                s = 0.0
+                for c in range(3):
+                    s += E[c, aa] * P[c + oa, b]
+                TP[a, b] = s
+        for a in range(6):
+            for b in range(a, 6):
+                ob = 3 * (b // 3)
+                bb = b % 3
+                s = 0.0
+                for c in range(3):
+                    s += TP[a, c + ob] * E[c, bb]
+                oa = 3 * (a // 3)
+                aa = a % 3
+                s_t = 0.0
+                for c in range(3):
+                    s_t += TP[b, c + oa] * E[c, aa]
+                v = 0.5 * (s + s_t)
+                cov[p, a, b] = v
+                cov[p, b, a] = v
+    return pos, vel, cov, mup, sig2

@@ -1,0 +1,155 @@
+"""The compiled kernels (siap.tracking.kernels) against the batched NumPy pieces of
+siap.tracking.filters / measurements (themselves tested against textbook loops)."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from siap.tracking import TrackerConfig
+from siap.tracking import filters as kf
+from siap.tracking import kernels as kn
+from siap.tracking.measurements import Geometry
+
+TAU0, TAU1 = 300.0, 15.0
+QH = np.array([1.0, 400.0])
+QV = np.array([1.0, 25.0])
+
+
+def _random_case(seed: int, k: int, m: int):
+    rng = np.random.default_rng(seed)
+    g = Geometry(TrackerConfig())
+    xm = np.zeros((k, 2, 6))
+    xm[:, :, :2] = rng.uniform(-150e3, 150e3, (k, 1, 2)) + rng.normal(0, 200, (k, 2, 2))
+    xm[:, :, 2] = rng.uniform(1000, 11000, (k, 1)) + rng.normal(0, 50, (k, 2))
+    xm[:, :, 3:5] = rng.normal(0, 150, (k, 1, 2)) + rng.normal(0, 10, (k, 2, 2))
+    xm[:, :, 5] = rng.normal(0, 5, (k, 2))
+    A = rng.normal(size=(k, 2, 6, 6)) * rng.uniform(1, 200, (k, 2, 1, 1))
+    Pm = A @ np.swapaxes(A, 2, 3) + np.eye(6)
+    mu = rng.dirichlet([2, 1], size=k)
+    t_trk = rng.uniform(0, 5, k)
+    # plots: RADAR_3D, RADAR_2D with and without Mode C, ADSB
+    kind = rng.integers(0, 3, m)
+    has_alt = (kind == 1) & (rng.random(m) < 0.5)
+    site = np.zeros((m, 3))
+    site[:, :2] = rng.uniform(-50e3, 50e3, (m, 2))
+    ang = rng.uniform(-0.02, 0.02, m)  # small tilt of the sensor frame
+    rot = np.zeros((m, 3, 3))
+    rot[:, 0, 0] = rot[:, 1, 1] = np.cos(ang)
+    rot[:, 0, 1], rot[:, 1, 0] = -np.sin(ang), np.sin(ang)
+    rot[:, 2, 2] = 1.0
+    site[kind == 2] = 0.0
+    rot[kind == 2] = np.eye(3)
+    z = np.zeros((m, 3))
+    z[:, 0] = rng.uniform(5e3, 250e3, m)
+    z[:, 1] = rng.uniform(0, 2 * np.pi, m)
+    z[:, 2] = np.where(kind == 0, rng.uniform(0, 0.2, m), np.where(has_alt, 9000.0, 0.0))
+    z[kind == 2] = xm[rng.integers(0, k, (kind == 2).sum()), 0, :3] + rng.normal(0, 100, ((kind == 2).sum(), 3))
+    R = np.zeros((m, 3, 3))
+    R[:, 0, 0] = 60.0**2
+    R[:, 1, 1] = R[:, 2, 2] = 0.003**2
+    R[kind == 1, 2, 2] = np.where(has_alt[kind == 1], 30.0**2, 1.0)
+    R[kind == 2] = np.diag([30.0**2, 30.0**2, 50.0**2])
+    p_time = rng.uniform(4, 12, m)
+    return g, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p_time
+
+
+def _numpy_cycle(g, ti, gp, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p_time):
+    """The pre-kernel NumPy path: imm_mix, predict, h, innovation, inv3, ekf_update, combine."""
+    k = len(ti)
+    dt = p_time[gp] - t_trk[ti]
+    pi = kf.transition(dt, TAU0, TAU1)
+    x0, P0, cbar = kf.imm_mix(xm[ti], Pm[ti], mu[ti], pi)
+    rep = np.repeat(gp, 2)
+    xp, Pp = kf.predict(x0.reshape(-1, 6), P0.reshape(-1, 6, 6), np.repeat(dt, 2),
+                        np.tile(QH, k), np.tile(QV, k))
+    hz, Hp = g.h(xp[:, :3], kind[rep], has_alt[rep], site[rep], rot[rep])
+    nu = g.innovation(z[rep], hz, kind[rep])
+    S = kf.innovation_cov(Pp, Hp, R[rep])
+    Si, det = kf.inv3(S)
+    d2 = (nu[:, None, :] @ Si @ nu[:, :, None])[:, 0, 0].reshape(k, 2)
+    e = d2 + np.log(det).reshape(k, 2)
+    emin = e.min(axis=1)
+    cost = emin - 2 * np.log((cbar * np.exp(-0.5 * (e - emin[:, None]))).sum(axis=1))
+    xn, Pn = kf.ekf_update(xp, Pp, nu, Hp, R[rep], Si)
+    logl = -0.5 * e
+    logl -= logl.max(axis=1, keepdims=True)
+    w = cbar * np.exp(logl)
+    mun = np.clip(w / w.sum(axis=1, keepdims=True), 1e-6, 1.0)
+    mun /= mun.sum(axis=1, keepdims=True)
+    xn, Pn = xn.reshape(k, 2, 6), Pn.reshape(k, 2, 6, 6)
+    xc, Pc = kf.combine(xn, Pn, mun)
+    return d2.min(axis=1), cost, xn, Pn, mun, xc, Pc
+
+
+@settings(max_examples=15, deadline=None)
+@given(st.integers(0, 2**31 - 1))
+def test_pair_kernels_equal_numpy_path(seed):
+    k, m = 12, 9
+    g, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p_time = _random_case(seed, k, m)
+    rng = np.random.default_rng(seed + 1)
+    ti = rng.permutation(k)[:m].astype(np.int64)
+    gp = np.arange(m, dtype=np.int64)
+    dmin_ref, cost_ref, xn, Pn, mun, xc, Pc = _numpy_cycle(
+        g, ti, gp, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p_time
+    )
+    args = (p_time, kind.astype(np.int64), has_alt, z, R, site, rot, g.re, g.rc)
+    dmin, cost = kn.pair_scores(ti, gp, 2, t_trk, xm, Pm, mu, TAU0, TAU1, QH, QV, *args)
+    np.testing.assert_allclose(dmin, dmin_ref, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(cost, cost_ref, rtol=1e-7, atol=1e-7)
+    xm2, Pm2, mu2, t2 = xm.copy(), Pm.copy(), mu.copy(), t_trk.copy()
+    xc2, Pc2 = np.zeros((k, 6)), np.zeros((k, 6, 6))
+    kn.pair_update(ti, gp, 2, t2, xm2, Pm2, mu2, xc2, Pc2, TAU0, TAU1, QH, QV, *args)
+    scale = np.abs(Pn).max(axis=(2, 3), keepdims=True)
+    np.testing.assert_allclose(xm2[ti], xn, rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(Pm2[ti] / scale, Pn / scale, atol=1e-8)
+    np.testing.assert_allclose(mu2[ti], mun, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(xc2[ti], xc, rtol=1e-7, atol=1e-6)
+    np.testing.assert_allclose(Pc2[ti] / scale[:, 0], Pc / scale[:, 0], atol=1e-8)
+    np.testing.assert_allclose(t2[ti], p_time[gp])
+    untouched = np.setdiff1d(np.arange(k), ti)
+    np.testing.assert_array_equal(xm2[untouched], xm[untouched])
+
+
+def test_single_mode_kernels_equal_kalman_filter():
+    """nm = 1: the plain EKF (predict + update of mode 0)."""
+    k, m = 6, 6
+    g, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p_time = _random_case(7, k, m)
+    ti = np.arange(k, dtype=np.int64)
+    gp = np.arange(m, dtype=np.int64)
+    dt = p_time - t_trk
+    xp, Pp = kf.predict(xm[:, 0], Pm[:, 0], dt, np.full(k, QH[0]), np.full(k, QV[0]))
+    hz, Hp = g.h(xp[:, :3], kind, has_alt, site, rot)
+    nu = g.innovation(z, hz, kind)
+    xn, Pn = kf.ekf_update(xp, Pp, nu, Hp, R)
+    args = (p_time, kind.astype(np.int64), has_alt, z, R, site, rot, g.re, g.rc)
+    xc, Pc = np.zeros((k, 6)), np.zeros((k, 6, 6))
+    kn.pair_update(ti, gp, 1, t_trk, xm, Pm, mu, xc, Pc, TAU0, TAU1, QH, QV, *args)
+    np.testing.assert_allclose(xc, xn, rtol=1e-7, atol=1e-6)
+    scale = np.abs(Pn).max(axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(Pc / scale, Pn / scale, atol=1e-8)
+
+
+def test_snapshot_kernel_equals_predict_and_rotation():
+    rng = np.random.default_rng(3)
+    k = 10
+    xc = rng.normal(size=(k, 6)) * [1e4, 1e4, 1e3, 100, 100, 5]
+    A = rng.normal(size=(k, 6, 6)) * 30
+    Pc = A @ np.swapaxes(A, 1, 2) + np.eye(6)
+    mu = rng.dirichlet([2, 1], size=k)
+    t_trk = rng.uniform(0, 10, k)
+    g = Geometry(TrackerConfig())
+    E, o = g.E, g.origin_ecef
+    sel = np.arange(k, dtype=np.int64)
+    pos, vel, cov, mup, sig2 = kn.snapshot_states(sel, 12.0, 2, t_trk, xc, Pc, mu, QH, QV, TAU0,
+                                                  TAU1, E, o)
+    dt = 12.0 - t_trk
+    x, P = kf.predict(xc, Pc, dt, mu @ QH, mu @ QV)
+    T = np.zeros((6, 6))
+    T[:3, :3] = T[3:, 3:] = E.T
+    np.testing.assert_allclose(pos, x[:, :3] @ E + o, rtol=1e-12)
+    np.testing.assert_allclose(vel, x[:, 3:] @ E, rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(cov, T @ P @ T.T, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(mup, (mu[:, None, :] @ kf.transition(dt, TAU0, TAU1))[:, 0])
+    np.testing.assert_allclose(sig2, P[:, 0, 0] + P[:, 1, 1])
