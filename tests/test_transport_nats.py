@@ -11,6 +11,7 @@ that message (they never skip).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -507,3 +508,52 @@ def test_coalition_run_over_nats_matches_in_process_bus(server, monkeypatch, att
     for p in ref.partners:
         assert res.coalition[p].tobytes() == ref.coalition[p].tobytes(), p
         assert len(res.coalition[p]) > 0
+
+
+@pytest.mark.slow
+def test_node_processes_over_nats_reproduce_the_in_process_coalition(server, tmp_path):
+    """Three partner nodes as separate processes (python -m siap.transport.node run) in lockstep
+    over NATS: every partner's coalition picture equals run_coalition's, field by field."""
+    import sys
+
+    import siap
+    from siap.coalition import run_coalition
+    from siap.pipeline import evaluation_times, tracker_config_for
+    from siap.records import read_parquet
+    from siap.sharing.policy import load_policy
+    from siap.transport.node import main as node_main
+
+    scenario, policy_file, steps = DATA / "coalition_small.yaml", DATA / "coalition_small_policy.yaml", 6
+    assert node_main(["keys", "--policy", str(policy_file), "--out", str(tmp_path / "keys")]) == 0
+    run_id = f"t{uuid.uuid4().hex[:10]}"
+    procs = {
+        p: subprocess.Popen(
+            [sys.executable, "-m", "siap.transport.node", "run", "--partner", p, "--scenario", str(scenario),
+             "--policy", str(policy_file), "--keys", str(tmp_path / "keys"), "--url", server.url,
+             "--run", run_id, "--out", str(tmp_path / "out"), "--max-steps", str(steps), "--step-timeout-s", "60"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        for p in ("AUS", "JPN", "USA")
+    }
+    outputs = {p: proc.communicate(timeout=120)[0].decode() for p, proc in procs.items()}
+    for p, proc in procs.items():
+        assert proc.returncode == 0, outputs[p][-2000:]
+
+    sc = siap.load_scenario(scenario)
+    sim = siap.simulate(sc)
+    times = evaluation_times(sim.truth, 5.0)[:steps]
+    ref = run_coalition(sim.plots, load_policy(policy_file), times,
+                        origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
+                        sensor_ids=[s.id for s in sim.sensors], tracker_config=tracker_config_for(sc), centralised=False)
+    published = delivered = accepted = 0
+    for p in ref.partners:
+        pic, _ = read_parquet(tmp_path / "out" / f"{p}-coalition.parquet")
+        assert len(pic) == len(ref.coalition[p]) > 0, p
+        for name in pic.dtype.names:
+            np.testing.assert_array_equal(pic[name], ref.coalition[p][name], err_msg=f"{p}.{name}")
+        summary = json.loads((tmp_path / "out" / f"{p}-summary.json").read_text())
+        assert summary["rejected"] == {}
+        published += summary["messages"]["published"]
+        delivered += summary["messages"]["delivered"]
+        accepted += summary["messages"]["accepted"]
+    assert published == delivered == accepted == ref.messages["accepted"] > 0
