@@ -115,7 +115,7 @@ class RegistrationConfig(BaseModel):
         gt=0,
         description="A radar plot is matched once the newest time seen is this far past it (s), so that the ADS-B report and the other radars' plot after it have arrived; longer than the slowest scan period.",
     )
-    buffer_s: float = Field(60.0, gt=0, description="Reports and plots are kept this long for matching (s).")
+    buffer_s: float = Field(40.0, gt=0, description="Reports and plots are kept this long for matching (s).")
     adsb_max_gap_s: float = Field(6.0, gt=0, description="Largest gap between the two ADS-B reports interpolated (s).")
     radar_max_gap_s: float = Field(
         14.0, gt=0, description="Largest gap between the two plots of another radar interpolated (s)."
@@ -655,6 +655,8 @@ class SensorRegistration:
         if len(bidx) < 2:
             return []
         b = buf[bidx]
+        lo_t, hi_t = float(np.min(t_true)) - c.radar_max_gap_s - 5.0, float(np.max(t_true)) + c.radar_max_gap_s + 5.0
+        b = b[(b["time_s"] >= lo_t) & (b["time_s"] <= hi_t)]
         out = []
         xs = self.x.reshape(-1, 3)
         for other in range(len(self._ids)):
@@ -716,8 +718,12 @@ class SensorRegistration:
 
         c = self.cfg
         buf = self._radar
-        cand = buf[np.isfinite(buf["el_rad"])]
         q, t_true = q[np.isfinite(q["el_rad"])], t_true[np.isfinite(q["el_rad"])]
+        if len(q) == 0:
+            return []
+        w = 0.5 * c.radar_max_gap_s + 1.0
+        tb = buf["time_s"]
+        cand = buf[np.isfinite(buf["el_rad"]) & (tb >= q["time_s"].min() - w) & (tb <= q["time_s"].max() + w)]
         if len(cand) == 0 or len(q) == 0:
             return []
         pq, _, _ = self._radar_positions(q)
