@@ -494,3 +494,79 @@ def snapshot_states(sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, o
                 cov[p, a, b] = v
                 cov[p, b, a] = v
     return pos, vel, cov, mup, sig2
+
+
+# ---------------------------------------------------------------------------- spatial hashing
+_OFF = 1 << 20  # cell index offset (cells per axis < 2^21)
+_MUL = 1 << 21
+
+
+@njit(cache=True)
+def grid_build(xy, cell):
+    """Uniform-grid index of 2D points: the points' cell keys ``(ix + OFF) * MUL + iy + OFF``
+    sorted, and the sorting permutation. Cells are ``cell`` metres wide."""
+    n = len(xy)
+    keys = np.empty(n, np.int64)
+    for i in range(n):
+        ix = np.int64(np.floor(xy[i, 0] / cell)) + _OFF
+        iy = np.int64(np.floor(xy[i, 1] / cell)) + _OFF
+        keys[i] = ix * _MUL + iy
+    order = np.argsort(keys, kind="mergesort")
+    return keys[order], order
+
+
+@njit(cache=True)
+def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_grid):
+    """All (grid point, query point) pairs with the horizontal distance at most the pair's
+    search radius ``(stale rs + sqrt(rs^2 + rp^2) + rv) f`` (``rs``, ``rv`` per track, ``rp``,
+    ``f`` per plot; the tracks are the grid points if ``tracks_in_grid``, else the queries).
+    ``rq`` (per query point) must bound that radius. Returns (grid index, query index) arrays,
+    ordered by query point, then grid point."""
+    cap = 4 * len(qxy) + 16
+    oa = np.empty(cap, np.int64)
+    ob = np.empty(cap, np.int64)
+    m = 0
+    hits = np.empty(64, np.int64)
+    for j in range(len(qxy)):
+        x = qxy[j, 0]
+        y = qxy[j, 1]
+        r = rq[j]
+        ix0 = np.int64(np.floor((x - r) / cell)) + _OFF
+        ix1 = np.int64(np.floor((x + r) / cell)) + _OFF
+        iy0 = np.int64(np.floor((y - r) / cell)) + _OFF
+        iy1 = np.int64(np.floor((y + r) / cell)) + _OFF
+        nh = 0
+        for ix in range(ix0, ix1 + 1):
+            lo = np.searchsorted(keys, ix * _MUL + iy0)
+            hi = np.searchsorted(keys, ix * _MUL + iy1, side="right")
+            for t in range(lo, hi):
+                i = order[t]
+                dx = gxy[i, 0] - x
+                dy = gxy[i, 1] - y
+                d = np.sqrt(dx * dx + dy * dy)
+                if tracks_in_grid:
+                    rad = (stale * rs[i] + np.sqrt(rs[i] * rs[i] + rp[j] * rp[j]) + rv[i]) * f[j]
+                else:
+                    rad = (stale * rs[j] + np.sqrt(rs[j] * rs[j] + rp[i] * rp[i]) + rv[j]) * f[i]
+                if d <= rad:
+                    if nh == len(hits):
+                        h2 = np.empty(2 * nh, np.int64)
+                        h2[:nh] = hits
+                        hits = h2
+                    hits[nh] = i
+                    nh += 1
+        if nh:
+            hs = np.sort(hits[:nh])
+            if m + nh > cap:
+                cap = 2 * (m + nh)
+                oa2 = np.empty(cap, np.int64)
+                ob2 = np.empty(cap, np.int64)
+                oa2[:m] = oa[:m]
+                ob2[:m] = ob[:m]
+                oa = oa2
+                ob = ob2
+            for u in range(nh):
+                oa[m] = hs[u]
+                ob[m] = j
+                m += 1
+    return oa[:m].copy(), ob[:m].copy()

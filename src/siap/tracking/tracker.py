@@ -24,7 +24,6 @@ Processing (see docs/tracking.md for the equations and the rules):
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -71,15 +70,6 @@ _STAT_KEYS = (
     "rejected_impossible_position",
     "rejected_bad_covariance",
 )
-
-
-def _flatten(lists: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(owner, item) index arrays from cKDTree.query_ball_point's array of lists."""
-    lengths = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
-    total = int(lengths.sum())
-    items = np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64, count=total)
-    owner = np.repeat(np.arange(len(lists)), lengths)
-    return owner, items
 
 
 class Tracker:
@@ -545,16 +535,25 @@ class Tracker:
         r = rs[idx] + rv[idx]
         cap = 3.0 * float(np.median(r)) if len(idx) > 20 else (float(r.max()) if len(idx) else 0.0)
         it = idx[r <= cap]
+        cap_s = float(rs[it].max()) if len(it) else 0.0
+        cap_v = float(rv[it].max()) if len(it) else 0.0
+        grid = None
+        if len(it):
+            gxy = pxy[it]
+            span = float(np.abs(gxy).max()) if len(it) else 1.0
+            cell = max(2.0 * (cap_s + cap_v), 1.0, span / 2.0**18)
+            keys, order = kn.grid_build(gxy, cell)
+            grid = (keys, order, cell, np.ascontiguousarray(gxy))
         self._ix = {
             "n0": n,
             "pxy": pxy,
             "rs": rs,
             "rv": rv,
-            "cap_s": float(rs[it].max()) if len(it) else 0.0,
-            "cap_v": float(rv[it].max()) if len(it) else 0.0,
+            "cap_s": cap_s,
+            "cap_v": cap_v,
             "tight": it,
             "loose": idx[r > cap],
-            "tree": cKDTree(pxy[it]) if len(it) else None,
+            "grid": grid,
         }
         self._ix_dirty = False
 
@@ -575,18 +574,19 @@ class Tracker:
         f = np.where(pp.mode_s[g] >= 0, self._g_modes / self._g_base, 1.0)
         stale = 1.0 if self._ix_dirty else 0.0
         ti_parts, pj_parts = [], []
-        if ix["tree"] is not None:
+        if ix["grid"] is not None:
+            keys, order, cell, gxy = ix["grid"]
             cs = ix["cap_s"]
             rq = (stale * cs + np.sqrt(cs * cs + rp * rp) + ix["cap_v"]) * f
-            ow, items = _flatten(ix["tree"].query_ball_point(qxy, rq))
-            ti = ix["tight"][items]
-            d = np.hypot(ix["pxy"][ti, 0] - qxy[ow, 0], ix["pxy"][ti, 1] - qxy[ow, 1])
-            rs = ix["rs"][ti]
-            keep = d <= (stale * rs + np.sqrt(rs * rs + rp[ow] ** 2) + ix["rv"][ti]) * f[ow]
-            ti_parts.append(ti[keep])
-            pj_parts.append(ow[keep])
-        # Loose tracks and tracks started since the index was built: fresh radii, box filter,
-        # then a tree over the plots.
+            it = ix["tight"]
+            items, ow = kn.grid_pairs(
+                keys, order, cell, gxy, np.ascontiguousarray(qxy), rq, ix["rs"][it],
+                ix["rv"][it], rp, f, stale, True,
+            )  # fmt: skip
+            ti_parts.append(it[items])
+            pj_parts.append(ow)
+        # Loose tracks and tracks started since the index was built: fresh radii, searched
+        # from a grid over the plots.
         loose = np.concatenate([ix["loose"], np.arange(ix["n0"], self.n)])
         if len(loose):
             tp = pp.time_s[g]
@@ -594,19 +594,15 @@ class Tracker:
             pxy, rs, rv = self._track_radii(loose, t_ref, 0.5 * (tp.max() - tp.min()))
             rmax = float((rp * f).max())
             fmax = float(f.max())
-            r = (rs + rv) * fmax
-            lo = qxy.min(axis=0) - rmax
-            hi = qxy.max(axis=0) + rmax
-            inbox = np.all((pxy >= lo - r[:, None]) & (pxy <= hi + r[:, None]), axis=1)
-            if inbox.any():
-                li = np.flatnonzero(inbox)
-                ptree = cKDTree(qxy)
-                ow, items = _flatten(ptree.query_ball_point(pxy[li], r[li] + rmax))
-                k = li[ow]
-                d = np.hypot(pxy[k, 0] - qxy[items, 0], pxy[k, 1] - qxy[items, 1])
-                keep = d <= (np.sqrt(rs[k] ** 2 + rp[items] ** 2) + rv[k]) * f[items]
-                ti_parts.append(loose[k[keep]])
-                pj_parts.append(items[keep])
+            rq = (rs + rv) * fmax + rmax
+            span = float(np.abs(qxy).max())
+            cell = max(2.0 * rmax, 1.0, span / 2.0**18)
+            keys, order = kn.grid_build(np.ascontiguousarray(qxy), cell)
+            items, k = kn.grid_pairs(
+                keys, order, cell, np.ascontiguousarray(qxy), pxy, rq, rs, rv, rp, f, 0.0, False
+            )
+            ti_parts.append(loose[k])
+            pj_parts.append(items)
         if not ti_parts:
             z = np.zeros(0, np.int64)
             return z, z
