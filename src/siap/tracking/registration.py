@@ -115,7 +115,16 @@ class RegistrationConfig(BaseModel):
         gt=0,
         description="A radar plot is matched once the newest time seen is this far past it (s), so that the ADS-B report and the other radars' plot after it have arrived; longer than the slowest scan period.",
     )
-    buffer_s: float = Field(40.0, gt=0, description="Reports and plots are kept this long for matching (s).")
+    update_interval_s: float = Field(
+        10.0,
+        ge=0,
+        description="Matching and the estimate update run at most this often (s of data time): fewer, larger batches (the result barely depends on it; the cost per plot falls).",
+    )
+    buffer_s: float = Field(
+        45.0,
+        gt=0,
+        description="Reports and plots are kept this long for matching (s); at least match_delay_s + update_interval_s + radar_max_gap_s.",
+    )
     adsb_max_gap_s: float = Field(6.0, gt=0, description="Largest gap between the two ADS-B reports interpolated (s).")
     radar_max_gap_s: float = Field(
         14.0, gt=0, description="Largest gap between the two plots of another radar interpolated (s)."
@@ -314,6 +323,7 @@ class SensorRegistration:
         self.P = np.zeros((0, 0))
         self._n_pairs = np.zeros(0, dtype=np.int64)
         self._t_state = -np.inf
+        self._t_match = -np.inf
         self._newest = -np.inf
         self._radar = np.zeros(0, _RADAR_BUF)
         self._adsb = np.zeros(0, _ADSB_BUF)
@@ -394,7 +404,7 @@ class SensorRegistration:
         else:
             return
         if np.isfinite(self._newest):
-            late = (good_a | good_r) & (t < self._newest - self.cfg.buffer_s + self.cfg.match_delay_s)
+            late = (good_a | good_r) & (t < self._newest - self.cfg.buffer_s + self.cfg.match_delay_s + self.cfg.update_interval_s)
             if late.any():
                 self._stats["late_dropped"] += int(late.sum())
                 good_a &= ~late
@@ -405,7 +415,9 @@ class SensorRegistration:
             self._add_sensor(str(sid))
         self._buffer_adsb(plots[good_a])
         self._buffer_radar(plots[good_r])
-        self._match_and_update()
+        if self._newest - self._t_match >= self.cfg.update_interval_s:
+            self._t_match = self._newest
+            self._match_and_update()
         self._prune()
 
     def correct(self, plots: np.ndarray) -> np.ndarray:
