@@ -263,7 +263,8 @@ def pair_update(
     K = np.empty((6, 3))
     A = np.empty((6, 6))
     AP = np.empty((6, 6))
-    KR = np.empty((6, 3))
+    HP6 = np.empty((3, 6))
+    V = np.empty((6, 3))
     logl = np.empty(nm)
     for p in range(k):
         i = ti[p]
@@ -294,42 +295,37 @@ def pair_update(
                 for c in range(3):
                     s += K[a, c] * nu[c]
                 xm[i, j, a] = x[a] + s
-            # Joseph form: A = I - K [Hp, 0]; P+ = A P A' + K R K'
-            for a in range(6):
-                for b in range(6):
-                    v = 1.0 if a == b else 0.0
-                    if b < 3:
-                        for c in range(3):
-                            v -= K[a, c] * Hp[c, b]
-                    A[a, b] = v
-            for a in range(6):
+            # Joseph form P+ = A P A' + K R K' with A = I - K [Hp, 0], evaluated as
+            # AP = P - K (Hp P_p:), then A P A' + K R K' = AP + (K R - AP_:p Hp') K'.
+            for a in range(3):
                 for b in range(6):
                     s = 0.0
-                    for c in range(6):
-                        s += A[a, c] * P[c, b]
+                    for c in range(3):
+                        s += Hp[a, c] * P[c, b]
+                    HP6[a, b] = s
+            for a in range(6):
+                for b in range(6):
+                    s = P[a, b]
+                    for c in range(3):
+                        s -= K[a, c] * HP6[c, b]
                     AP[a, b] = s
             for a in range(6):
-                for b in range(3):
+                for e in range(3):
                     s = 0.0
-                    for c in range(3):
-                        s += K[a, c] * R[g, c, b]
-                    KR[a, b] = s
-            for a in range(6):
-                for b in range(a, 6):
-                    s = 0.0
-                    for c in range(6):
-                        s += AP[a, c] * A[b, c]
                     s2 = 0.0
                     for c in range(3):
-                        s2 += KR[a, c] * K[b, c]
-                    # symmetrise: (M + M')/2 of the two triangle products
-                    s_t = 0.0
-                    for c in range(6):
-                        s_t += AP[b, c] * A[a, c]
-                    s2_t = 0.0
-                    for c in range(3):
-                        s2_t += KR[b, c] * K[a, c]
-                    v = 0.5 * ((s + s2) + (s_t + s2_t))
+                        s += AP[a, c] * Hp[e, c]
+                        s2 += K[a, c] * R[g, c, e]
+                    V[a, e] = s2 - s
+            for a in range(6):
+                for b in range(6):
+                    s = AP[a, b]
+                    for e in range(3):
+                        s += V[a, e] * K[b, e]
+                    A[a, b] = s
+            for a in range(6):
+                for b in range(a, 6):
+                    v = 0.5 * (A[a, b] + A[b, a])
                     Pm[i, j, a, b] = v
                     Pm[i, j, b, a] = v
         if nm == 2:

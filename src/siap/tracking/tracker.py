@@ -72,6 +72,22 @@ _STAT_KEYS = (
 )
 
 
+_WARM = [False]  # numba kernels loaded in this process
+
+
+def _local_index(label: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rank of each element among the elements with the same label (in index order), and the
+    number of elements per label."""
+    o = np.argsort(label, kind="stable")
+    ls = label[o]
+    first = np.ones(len(o), bool)
+    first[1:] = ls[1:] != ls[:-1]
+    start = np.maximum.accumulate(np.where(first, np.arange(len(o)), 0))
+    loc = np.empty(len(o), np.int64)
+    loc[o] = np.arange(len(o)) - start
+    return loc, np.bincount(label, minlength=n_labels)
+
+
 class Tracker:
     """Multi-sensor IMM-EKF tracker over a local ENU frame. See the module docstring.
 
@@ -109,6 +125,29 @@ class Tracker:
         self.n = 0
         self._n_dead = 0
         self._alloc(256, 1)
+        if not _WARM[0]:
+            self._warm_up()
+            _WARM[0] = True
+
+    def _warm_up(self) -> None:
+        """Load (or compile, the first time) the numba kernels with the argument types the
+        tracker uses, once per process, so the first frames do not pay for it."""
+        z = np.zeros(0, np.int64)
+        pp = PreparedPlots.from_array(np.zeros(1, PREP_DTYPE))
+        self._pairs(z, z, pp)
+        self._update(z, z, pp, {}, z)
+        self._horizontal_prefilter(z, z, pp)
+        self._track_radii(z, 0.0, 0.0)
+        c = self.cfg
+        kn.snapshot_states(
+            z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
+            c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E, self.geo.origin_ecef,
+        )  # fmt: skip
+        xy = np.zeros((1, 2))
+        one = np.ones(1)
+        keys, order = kn.grid_build(xy, 1.0)
+        for flag in (True, False):
+            kn.grid_pairs(keys, order, 1.0, xy, xy, one, one, one, one, one, 1.0, flag)
 
     # ------------------------------------------------------------------ track table (SoA)
     def _alloc(self, cap: int, words: int) -> None:
@@ -693,16 +732,18 @@ class Tracker:
                 chosen.append(pair[r[good], c[good]])
                 return np.sort(np.concatenate(chosen))
             g = coo_matrix((np.ones(len(rt)), (ct, cp + nt)), shape=(nt + npl, nt + npl))
-            _, lab = connected_components(g, directed=False)
+            ncomp, lab = connected_components(g, directed=False)
+            lt, size_t = _local_index(lab[:nt], ncomp)  # row of each track in its component
+            lp, size_p = _local_index(lab[nt:], ncomp)
             plab = lab[ct]
             order = np.argsort(plab, kind="stable")
             bounds = np.flatnonzero(np.diff(plab[order])) + 1
             for grp in np.split(order, bounds):
-                rows, ri = np.unique(ct[grp], return_inverse=True)
-                cols, ci = np.unique(cp[grp], return_inverse=True)
-                C = np.full((len(rows), len(cols)), _BIG)
+                comp = plab[grp[0]]
+                ri, ci = lt[ct[grp]], lp[cp[grp]]
+                C = np.full((size_t[comp], size_p[comp]), _BIG)
                 C[ri, ci] = rc[grp]
-                pair = np.full((len(rows), len(cols)), -1, np.int64)
+                pair = np.full(C.shape, -1, np.int64)
                 pair[ri, ci] = rest[grp]
                 r, c = linear_sum_assignment(C)
                 good = C[r, c] < _BIG / 2
