@@ -327,6 +327,8 @@ class SensorRegistration:
         self._newest = -np.inf
         self._radar = np.zeros(0, _RADAR_BUF)
         self._adsb = np.zeros(0, _ADSB_BUF)
+        self._new_radar: list[np.ndarray] = []  # rows taken in since the last merge
+        self._new_adsb: list[np.ndarray] = []
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
 
     # --- public --------------------------------------------------------------------------------
@@ -417,8 +419,20 @@ class SensorRegistration:
         self._buffer_radar(plots[good_r])
         if self._newest - self._t_match >= self.cfg.update_interval_s:
             self._t_match = self._newest
+            self._merge_buffers()
             self._match_and_update()
-        self._prune()
+            self._prune()
+
+    def _merge_buffers(self) -> None:
+        """Fold the rows taken in since the last update into the sorted buffers."""
+        if self._new_adsb:
+            buf = np.concatenate([self._adsb, *self._new_adsb])
+            self._adsb = buf[np.lexsort((buf["time_s"], buf["key"]))]
+            self._new_adsb = []
+        if self._new_radar:
+            buf = np.concatenate([self._radar, *self._new_radar])
+            self._radar = buf[np.lexsort((buf["time_s"], buf["key"], buf["sensor"]))]
+            self._new_radar = []
 
     def correct(self, plots: np.ndarray) -> np.ndarray:
         """A copy of ``plots`` with the estimated biases removed from the radar plots of sensors
@@ -511,8 +525,7 @@ class SensorRegistration:
         rows["pos"] = geo.geodetic_to_ecef(a["lat_deg"], a["lon_deg"], a["alt_m"])
         R = geo.enu_rotation(a["lat_deg"], a["lon_deg"]).reshape(-1, 3, 3)
         rows["cov"] = np.swapaxes(R, 1, 2) @ a["cov"] @ R  # ENU at the point -> ECEF
-        buf = np.concatenate([self._adsb, rows])
-        self._adsb = buf[np.lexsort((buf["time_s"], buf["key"]))]
+        self._new_adsb.append(rows)
 
     def _buffer_radar(self, r: np.ndarray) -> None:
         if len(r) == 0:
@@ -546,8 +559,7 @@ class SensorRegistration:
         site, rot = _sites(r["sensor_lat_deg"], r["sensor_lon_deg"], r["sensor_alt_m"])
         rows["site"] = site
         rows["rot"] = rot
-        buf = np.concatenate([self._radar, rows])
-        self._radar = buf[np.lexsort((buf["time_s"], buf["key"], buf["sensor"]))]
+        self._new_radar.append(rows)
 
     def _sensor_index(self, names: np.ndarray) -> np.ndarray:
         u, inv = np.unique(names, return_inverse=True)
