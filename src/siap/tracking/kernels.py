@@ -208,28 +208,79 @@ def pair_scores(
 ):  # fmt: skip
     """Per candidate pair (track ti[k], plot gp[k]): IMM mixing and prediction to the plot time,
     innovation, Mahalanobis distance per mode; returns (dmin (K,), cost (K,)) with
-    ``cost = -2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2/2)`` (generalised distance)."""
+    ``cost = -2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2/2)`` (generalised distance).
+
+    Only the predicted positions and their covariances enter the innovation (no sensor
+    measures velocity), and mixing commutes with the linear prediction ``G = [I, T I]``:
+    ``G x0_j = sum_i w_ij G x_i`` and ``G P0_j G' = sum_i w_ij (G P_i G' + (G x_i - G x0_j)(.)')``,
+    so each mode's estimate is predicted (position part only) before mixing."""
     k = len(ti)
     dmin = np.empty(k)
     cost = np.empty(k)
-    x0 = np.empty((nm, 6))
-    P0 = np.empty((nm, 6, 6))
-    cbar = np.empty(nm)
+    y = np.empty((2, 3))
+    C = np.empty((2, 3, 3))
+    x0 = np.empty(6)
+    P0 = np.empty((6, 6))
     nu = np.empty(3)
     Hp = np.empty((3, 3))
     S = np.empty((3, 3))
     Si = np.empty((3, 3))
     e = np.empty(nm)
+    cbar = np.empty(2)
+    w = np.empty((2, 2))  # w[i, j] = mu_{i|j}
     for p in range(k):
         i = ti[p]
         g = gp[p]
         dt = p_time[g] - t_trk[i]
-        _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar)
+        ad = abs(dt)
+        c3 = ad * ad * ad / 3.0
+        for m in range(nm):
+            for a in range(3):
+                y[m, a] = xm[i, m, a] + dt * xm[i, m, a + 3]
+            for a in range(3):
+                for b in range(a, 3):
+                    v = (
+                        Pm[i, m, a, b]
+                        + dt * (Pm[i, m, a + 3, b] + Pm[i, m, a, b + 3])
+                        + dt * dt * Pm[i, m, a + 3, b + 3]
+                    )
+                    C[m, a, b] = v
+                    C[m, b, a] = v
+        if nm == 2:
+            p00, p01, p10, p11 = _transition(dt, tau0, tau1)
+            m0 = mu[i, 0]
+            m1 = mu[i, 1]
+            cbar[0] = max(p00 * m0 + p10 * m1, 1e-300)
+            cbar[1] = max(p01 * m0 + p11 * m1, 1e-300)
+            w[0, 0] = p00 * m0 / cbar[0]
+            w[1, 0] = p10 * m1 / cbar[0]
+            w[0, 1] = p01 * m0 / cbar[1]
+            w[1, 1] = p11 * m1 / cbar[1]
+        else:
+            cbar[0] = 1.0
+            w[0, 0] = 1.0
         dm = np.inf
         em = np.inf
         for j in range(nm):
-            _measure(x0[j], g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
-            d2, det = _innovation_stats(P0[j], Hp, R, g, nu, S, Si)
+            # mixed, predicted position (x0[:3]) and covariance (P0[:3, :3]) of mode j
+            for a in range(3):
+                s = 0.0
+                for m in range(nm):
+                    s += w[m, j] * y[m, a]
+                x0[a] = s
+            for a in range(3):
+                for b in range(a, 3):
+                    s = 0.0
+                    for m in range(nm):
+                        s += w[m, j] * (C[m, a, b] + (y[m, a] - x0[a]) * (y[m, b] - x0[b]))
+                    P0[a, b] = s
+                    P0[b, a] = s
+            q_h = qh[j]
+            P0[0, 0] += c3 * q_h
+            P0[1, 1] += c3 * q_h
+            P0[2, 2] += c3 * qv[j]
+            _measure(x0, g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
+            d2, det = _innovation_stats(P0, Hp, R, g, nu, S, Si)
             dm = min(dm, d2)
             e[j] = d2 + np.log(det)
             em = min(em, e[j])
