@@ -124,7 +124,9 @@ def tracks_near(tracks: np.ndarray, truth_sub: np.ndarray, radius_m: float = ASS
     return tracks[keep]
 
 
-def _nearest_track_error(truth_sub: np.ndarray, tracks: np.ndarray, radius_m: float = ASSOC_M) -> np.ndarray:
+def _nearest_track_error(
+    truth_sub: np.ndarray, tracks: np.ndarray, radius_m: float = ASSOC_M
+) -> np.ndarray:
     """Distance (m) from each truth state to the nearest track at the same time, for states
     that have one within ``radius_m``."""
     from scipy.spatial import cKDTree
@@ -152,7 +154,9 @@ def _sensor_mask(truth, sensors, biased_only=True):
         if s.kind == MeasurementKind.ADSB:
             continue
         b = s.biases or {}
-        if biased_only and not any(abs(b.get(k, 0.0)) > 0 for k in ("range_m", "azimuth_rad", "time_s")):
+        if biased_only and not any(
+            abs(b.get(k, 0.0)) > 0 for k in ("range_m", "azimuth_rad", "time_s")
+        ):
             continue
         if s.platform_track is not None:
             continue
@@ -211,7 +215,11 @@ def run_scenario(name: str, duration_s: float | None, progress=print) -> dict:
     truth_eval = observable_truth(at_times, plots)
     tmin = float(truth["time_s"].min())
     omega_all = turn_rate_deg_s(truth)
-    man_keys = _key(truth["truth_id"][omega_all > TURN_RATE_DEG_S], truth["time_s"][omega_all > TURN_RATE_DEG_S], tmin)
+    man_keys = _key(
+        truth["truth_id"][omega_all > TURN_RATE_DEG_S],
+        truth["time_s"][omega_all > TURN_RATE_DEG_S],
+        tmin,
+    )
     man = np.isin(_key(truth_eval["truth_id"], truth_eval["time_s"], tmin), man_keys)
     ids, n_states = np.unique(truth_eval["truth_id"], return_counts=True)
     n_man = np.bincount(np.searchsorted(ids, truth_eval["truth_id"][man]), minlength=len(ids))
@@ -244,13 +252,19 @@ def run_scenario(name: str, duration_s: float | None, progress=print) -> dict:
             "tracker_stats": stats,
         }
         for sub, tr in subsets.items():
-            tk = tracks if sub == "all" else tracks_near(tracks[tracks["status"] != TrackStatus.DELETED], tr)
+            tk = (
+                tracks
+                if sub == "all"
+                else tracks_near(tracks[tracks["status"] != TrackStatus.DELETED], tr)
+            )
             summ = _summary(evaluate(tr, tk, times="tracks" if sub == "all" else "truth"))
             if sub in GOSPA_ONLY:
                 summ = {k: (v if k.startswith("gospa") else None) for k, v in summ.items()}
                 d = _nearest_track_error(tr, tk)
                 summ["nearest_track_error_mean_m"] = float(np.mean(d)) if len(d) else None
-                summ["nearest_track_error_rms_m"] = float(np.sqrt(np.mean(d**2))) if len(d) else None
+                summ["nearest_track_error_rms_m"] = (
+                    float(np.sqrt(np.mean(d**2))) if len(d) else None
+                )
             res[sub] = summ
         variants[vname] = res
         a = res["all"]
@@ -275,7 +289,9 @@ def run_scenario(name: str, duration_s: float | None, progress=print) -> dict:
     record("imm+declared", tracks, time.perf_counter() - t0, stats)
 
     t0, cpu0[0] = time.perf_counter(), time.process_time()
-    tracks, stats = _track_with_stats(plots, cfg.model_copy(update={"imm_enabled": False}), times, lambda f: None)
+    tracks, stats = _track_with_stats(
+        plots, cfg.model_copy(update={"imm_enabled": False}), times, lambda f: None
+    )
     record("cv", tracks, time.perf_counter() - t0, stats)
 
     # registration alone (observe + correct per 5 s slice): its own plot rate
@@ -334,7 +350,20 @@ def _table(results: list[dict]) -> None:
     con = Console(width=180)
     for sub in ("all", "manoeuvring_objects", "manoeuvring_states", "biased_coverage"):
         t = Table(title=f"network picture accuracy: {sub}")
-        for col in ("scenario", "variant", "GOSPA m", "loc", "missed", "false", "compl.", "ambig.", "spur.", "pos m", "vel m/s", "nearest m"):
+        for col in (
+            "scenario",
+            "variant",
+            "GOSPA m",
+            "loc",
+            "missed",
+            "false",
+            "compl.",
+            "ambig.",
+            "spur.",
+            "pos m",
+            "vel m/s",
+            "nearest m",
+        ):
             t.add_column(col, justify="right" if col not in ("scenario", "variant") else "left")
         for r in results:
             for vn, v in r["variants"].items():
@@ -346,36 +375,85 @@ def _table(results: list[dict]) -> None:
                     return "-" if x is None else f"{x:.{d}f}"
 
                 t.add_row(
-                    r["scenario"], vn, f(m["gospa_mean_m"]), f(m["gospa_localisation_mean"]), f(m["gospa_missed_mean"]),
-                    f(m["gospa_false_mean"]), f(m["siap_completeness"], 3), f(m["siap_ambiguity"], 3),
-                    f(m["siap_spuriousness"], 3), f(m["siap_position_accuracy_m"]), f(m["siap_velocity_accuracy_mps"]),
+                    r["scenario"],
+                    vn,
+                    f(m["gospa_mean_m"]),
+                    f(m["gospa_localisation_mean"]),
+                    f(m["gospa_missed_mean"]),
+                    f(m["gospa_false_mean"]),
+                    f(m["siap_completeness"], 3),
+                    f(m["siap_ambiguity"], 3),
+                    f(m["siap_spuriousness"], 3),
+                    f(m["siap_position_accuracy_m"]),
+                    f(m["siap_velocity_accuracy_mps"]),
                     f(m.get("nearest_track_error_mean_m")),
                 )
         con.print(t)
     t = Table(title="radar biases: declared vs estimated (+- 1 sd)")
-    for col in ("scenario", "radar", "range m", "est. range m", "az deg", "est. az deg", "clock s", "est. clock s", "pairs", "conv."):
+    for col in (
+        "scenario",
+        "radar",
+        "range m",
+        "est. range m",
+        "az deg",
+        "est. az deg",
+        "clock s",
+        "est. clock s",
+        "pairs",
+        "conv.",
+    ):
         t.add_column(col)
     for r in results:
         reg = r["registration"]
         for sid, d in reg["declared"].items():
             e = reg["estimated"].get(sid)
             if e is None:
-                t.add_row(r["scenario"], sid, f"{d['range_m']:.0f}", "-", f"{d['azimuth_deg']:.3f}", "-", f"{d['time_s']:.2f}", "-", "0", "no")
+                t.add_row(
+                    r["scenario"],
+                    sid,
+                    f"{d['range_m']:.0f}",
+                    "-",
+                    f"{d['azimuth_deg']:.3f}",
+                    "-",
+                    f"{d['time_s']:.2f}",
+                    "-",
+                    "0",
+                    "no",
+                )
                 continue
             t.add_row(
-                r["scenario"], sid, f"{d['range_m']:.0f}", f"{e['range_m']:.1f} +- {e['range_sd_m']:.1f}",
-                f"{d['azimuth_deg']:.3f}", f"{e['azimuth_deg']:.4f} +- {e['azimuth_sd_deg']:.4f}",
-                f"{d['time_s']:.2f}", f"{e['time_s']:.3f} +- {e['time_sd_s']:.3f}", str(e["n_pairs"]), "yes" if e["converged"] else "no",
+                r["scenario"],
+                sid,
+                f"{d['range_m']:.0f}",
+                f"{e['range_m']:.1f} +- {e['range_sd_m']:.1f}",
+                f"{d['azimuth_deg']:.3f}",
+                f"{e['azimuth_deg']:.4f} +- {e['azimuth_sd_deg']:.4f}",
+                f"{d['time_s']:.2f}",
+                f"{e['time_s']:.3f} +- {e['time_sd_s']:.3f}",
+                str(e["n_pairs"]),
+                "yes" if e["converged"] else "no",
             )
     con.print(t)
     t = Table(title="throughput (plots per CPU second; wall in the JSON; evaluation not included)")
-    for col in ("scenario", "plots", "imm", "imm+registration", "imm+declared", "cv", "registration alone"):
+    for col in (
+        "scenario",
+        "plots",
+        "imm",
+        "imm+registration",
+        "imm+declared",
+        "cv",
+        "registration alone",
+    ):
         t.add_column(col, justify="right")
     for r in results:
         v = r["variants"]
         t.add_row(
-            r["scenario"], str(r["plots"]), f"{v['imm']['plots_per_cpu_s']:.0f}", f"{v['imm+registration']['plots_per_cpu_s']:.0f}",
-            f"{v['imm+declared']['plots_per_cpu_s']:.0f}", f"{v['cv']['plots_per_cpu_s']:.0f}",
+            r["scenario"],
+            str(r["plots"]),
+            f"{v['imm']['plots_per_cpu_s']:.0f}",
+            f"{v['imm+registration']['plots_per_cpu_s']:.0f}",
+            f"{v['imm+declared']['plots_per_cpu_s']:.0f}",
+            f"{v['cv']['plots_per_cpu_s']:.0f}",
             f"{r['registration']['registration_only_plots_per_cpu_s']:.0f}",
         )
     con.print(t)
@@ -389,9 +467,12 @@ def _versions() -> dict:
         except metadata.PackageNotFoundError:
             out[pkg] = None
     try:
-        out["git_commit"] = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=False
-        ).stdout.strip() or None
+        out["git_commit"] = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True, check=False
+            ).stdout.strip()
+            or None
+        )
     except OSError:
         out["git_commit"] = None
     return out
@@ -400,8 +481,15 @@ def _versions() -> dict:
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="5-minute scenarios (a smoke run)")
-    ap.add_argument("--duration", type=float, default=None, help="scenario duration (s), shorter than the built-in")
-    ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), help="built-in scenario names")
+    ap.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        help="scenario duration (s), shorter than the built-in",
+    )
+    ap.add_argument(
+        "--scenarios", nargs="+", default=list(SCENARIOS), help="built-in scenario names"
+    )
     ap.add_argument("--no-table", action="store_true", help="do not print the tables")
     ap.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON results")
     ap.add_argument("--no-write", action="store_true", help="do not write the JSON results")
@@ -413,9 +501,15 @@ def main(argv=None) -> dict:
         "benchmark": "accuracy",
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "quick": bool(args.quick),
-        "command": " ".join(["python", "bench/bench_accuracy.py", *(sys.argv[1:] if argv is None else argv)]),
+        "command": " ".join(
+            ["python", "bench/bench_accuracy.py", *(sys.argv[1:] if argv is None else argv)]
+        ),
         "duration_s": duration,
-        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpu_count": __import__("os").cpu_count()},
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.machine(),
+            "cpu_count": __import__("os").cpu_count(),
+        },
         "versions": _versions(),
         "evaluation": "siap.evaluation.evaluate(observable_truth at 5 s times, tracker snapshots every 5 s), defaults (GOSPA c=5 km p=1 alpha=2; SIAP association 5 km)",
         "total_s": time.perf_counter() - t0,

@@ -41,7 +41,13 @@ def _circle_truth(rate_deg_s: float, speed_mps: float = 200.0, n: int = 60, trut
 
 
 def test_turn_rate_from_truth_velocities():
-    tr = np.concatenate([_circle_truth(3.0, truth_id=1), _circle_truth(0.0, truth_id=2), _circle_truth(-1.5, truth_id=3)])
+    tr = np.concatenate(
+        [
+            _circle_truth(3.0, truth_id=1),
+            _circle_truth(0.0, truth_id=2),
+            _circle_truth(-1.5, truth_id=3),
+        ]
+    )
     rng = np.random.default_rng(0)
     shuffled = tr[rng.permutation(len(tr))]
     w = b.turn_rate_deg_s(shuffled)
@@ -54,7 +60,12 @@ def test_tracks_near_keeps_tracks_close_to_the_subset_at_the_same_time():
     tr = _circle_truth(2.0, n=3)
     tk = empty_tracks(4)
     tk["time_s"] = [tr["time_s"][0], tr["time_s"][0], tr["time_s"][1], tr["time_s"][2] + 5.0]
-    tk["pos_ecef_m"] = [tr["pos_ecef_m"][0] + [100, 0, 0], tr["pos_ecef_m"][0] + [9000, 0, 0], tr["pos_ecef_m"][1], tr["pos_ecef_m"][2]]
+    tk["pos_ecef_m"] = [
+        tr["pos_ecef_m"][0] + [100, 0, 0],
+        tr["pos_ecef_m"][0] + [9000, 0, 0],
+        tr["pos_ecef_m"][1],
+        tr["pos_ecef_m"][2],
+    ]
     near = b.tracks_near(tk, tr, 5000.0)
     assert len(near) == 2 and np.allclose(near["time_s"], tk["time_s"][[0, 2]])
     d = b._nearest_track_error(tr, tk)
@@ -62,17 +73,31 @@ def test_tracks_near_keeps_tracks_close_to_the_subset_at_the_same_time():
 
 
 def test_remove_declared_undoes_the_simulated_bias():
-    from siap.sensors.base import SensorInfo
     from siap.records import MeasurementKind, empty_plots
+    from siap.sensors.base import SensorInfo
 
     p = empty_plots(2)
     p["sensor_id"] = ["A", "B"]
     p["kind"] = int(MeasurementKind.RADAR_3D)
     p["range_m"], p["azimuth_rad"], p["time_s"] = 1000.0, 0.001, 10.0
-    s = SensorInfo(id="A", partner="JPN", type="ground_radar", kind=MeasurementKind.RADAR_3D, lat_deg=0, lon_deg=0, alt_m=0,
-                   scan_period_s=10, max_range_m=1e5, biases={"range_m": 100.0, "azimuth_rad": 0.002, "time_s": 0.5})
+    s = SensorInfo(
+        id="A",
+        partner="JPN",
+        type="ground_radar",
+        kind=MeasurementKind.RADAR_3D,
+        lat_deg=0,
+        lon_deg=0,
+        alt_m=0,
+        scan_period_s=10,
+        max_range_m=1e5,
+        biases={"range_m": 100.0, "azimuth_rad": 0.002, "time_s": 0.5},
+    )
     out = b._remove_declared(p, [s])
-    assert out["range_m"][0] == 900.0 and math.isclose(out["azimuth_rad"][0], 2 * math.pi - 0.001) and out["time_s"][0] == 9.5
+    assert (
+        out["range_m"][0] == 900.0
+        and math.isclose(out["azimuth_rad"][0], 2 * math.pi - 0.001)
+        and out["time_s"][0] == 9.5
+    )
     assert out[1].tobytes() == p[1].tobytes()
 
 

@@ -41,9 +41,20 @@ def _scenario_yaml(path, duration_s=600, seed=11, n=16):
     def radar(sid, lat, lon, dim, period, rmax, sr, sa, bias, partner="JPN"):
         r, a, t = bias
         d = dict(
-            id=sid, type="ground_radar", partner=partner, lat_deg=lat, lon_deg=lon, alt_m=150, dimension=dim,
-            scan_period_s=period, max_range_km=rmax, range_sigma_m=sr, azimuth_sigma_deg=sa,
-            detection=dict(pd_at_ref_range=0.9, ref_range_km=250), false_alarms_per_scan=2, ssr=dict(pd=0.97),
+            id=sid,
+            type="ground_radar",
+            partner=partner,
+            lat_deg=lat,
+            lon_deg=lon,
+            alt_m=150,
+            dimension=dim,
+            scan_period_s=period,
+            max_range_km=rmax,
+            range_sigma_m=sr,
+            azimuth_sigma_deg=sa,
+            detection=dict(pd_at_ref_range=0.9, ref_range_km=250),
+            false_alarms_per_scan=2,
+            ssr=dict(pd=0.97),
             bias=dict(range_m=r, azimuth_deg=a, time_s=t),
         )
         if dim == "3d":
@@ -54,7 +65,15 @@ def _scenario_yaml(path, duration_s=600, seed=11, n=16):
         radar("R1", 35.6, 134.0, "3d", 10, 250, 60, 0.15, DECLARED["R1"]),
         radar("R2", 34.6, 135.0, "3d", 6, 250, 50, 0.12, DECLARED["R2"]),
         radar("R3", 35.0, 137.0, "2d", 5, 180, 40, 0.10, DECLARED["R3"], partner="USA"),
-        dict(id="ADSB", type="adsb_receiver", partner="AUS", lat_deg=35.0, lon_deg=133.5, alt_m=50, max_range_km=120),
+        dict(
+            id="ADSB",
+            type="adsb_receiver",
+            partner="AUS",
+            lat_deg=35.0,
+            lon_deg=133.5,
+            alt_m=50,
+            max_range_km=120,
+        ),
     ]
     targets = []
     for i in range(n):
@@ -65,17 +84,31 @@ def _scenario_yaml(path, duration_s=600, seed=11, n=16):
         alt, spd = float(rng.uniform(15000, 39000)), float(rng.uniform(350, 480))
         targets.append(
             dict(
-                type="route", name=f"ac{i}", cooperative=bool(i % 5 != 4), adsb_equipped=bool(i % 5 < 3),
+                type="route",
+                name=f"ac{i}",
+                cooperative=bool(i % 5 != 4),
+                adsb_equipped=bool(i % 5 < 3),
                 waypoints=[
                     dict(lat_deg=float(lat0), lon_deg=float(lon0), altitude_ft=alt, speed_kt=spd),
-                    dict(lat_deg=float(lat0 + dlat), lon_deg=float(lon0 + dlon), altitude_ft=alt, speed_kt=spd),
+                    dict(
+                        lat_deg=float(lat0 + dlat),
+                        lon_deg=float(lon0 + dlon),
+                        altitude_ft=alt,
+                        speed_kt=spd,
+                    ),
                 ],
             )
         )
     doc = dict(
-        name="registration-test", start_time_utc="2026-01-01T00:00:00Z", duration_s=duration_s, seed=seed,
-        truth_step_s=1.0, origin=dict(lat_deg=35.0, lon_deg=135.0, alt_m=0.0),
-        partners=[dict(id="JPN"), dict(id="USA"), dict(id="AUS")], sensors=sensors, targets=targets,
+        name="registration-test",
+        start_time_utc="2026-01-01T00:00:00Z",
+        duration_s=duration_s,
+        seed=seed,
+        truth_step_s=1.0,
+        origin=dict(lat_deg=35.0, lon_deg=135.0, alt_m=0.0),
+        partners=[dict(id="JPN"), dict(id="USA"), dict(id="AUS")],
+        sensors=sensors,
+        targets=targets,
     )
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
@@ -142,7 +175,9 @@ def _residuals(plots, sim, clock_bias_s):
     ok = (tr["truth_id"][k] == plots["truth_id"]) & (tr["truth_id"][k + 1] == plots["truth_id"])
     w = ((t_true - tr["time_s"][k]) / (tr["time_s"][k + 1] - tr["time_s"][k]))[:, None]
     pos = (1 - w) * tr["pos_ecef_m"][k] + w * tr["pos_ecef_m"][k + 1]
-    rng, az, _ = geo.ecef_to_polar(pos, plots["sensor_lat_deg"][0], plots["sensor_lon_deg"][0], plots["sensor_alt_m"][0])
+    rng, az, _ = geo.ecef_to_polar(
+        pos, plots["sensor_lat_deg"][0], plots["sensor_lon_deg"][0], plots["sensor_alt_m"][0]
+    )
     dr = plots["range_m"] - rng
     da = (plots["azimuth_rad"] - az + np.pi) % (2 * np.pi) - np.pi
     return dr[ok], np.degrees(da[ok])
@@ -150,11 +185,15 @@ def _residuals(plots, sim, clock_bias_s):
 
 def test_correction_removes_the_bias_against_truth(sim, reg):
     p = sim.plots
-    late = p[(p["sensor_id"] == "R1") & (p["truth_id"] >= 0) & (p["time_s"] > p["time_s"].min() + 300)]
+    late = p[
+        (p["sensor_id"] == "R1") & (p["truth_id"] >= 0) & (p["time_s"] > p["time_s"].min() + 300)
+    ]
     dr0, da0 = _residuals(late, sim, DECLARED["R1"][2])
     fixed = reg.correct(late)
     dr1, da1 = _residuals(fixed, sim, 0.0)  # corrected time stamps are true times
-    assert abs(dr0.mean() - 150.0) < 10 and abs(da0.mean() - 0.25) < 0.02  # the declared bias is there
+    assert (
+        abs(dr0.mean() - 150.0) < 10 and abs(da0.mean() - 0.25) < 0.02
+    )  # the declared bias is there
     assert abs(dr1.mean()) < 15.0 and abs(da1.mean()) < 0.02
     assert abs(dr1.mean()) < 0.2 * abs(dr0.mean()) and abs(da1.mean()) < 0.2 * abs(da0.mean())
     # the estimate's variance is added to the plot covariance
@@ -214,12 +253,20 @@ def test_track_with_registration_returns_tracks_and_estimates(sim):
 
 @settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.tuples(st.integers(0, 3), st.floats(0, 50, allow_nan=False)), min_size=0, max_size=30),
-    st.lists(st.tuples(st.integers(0, 4), st.floats(-2, 52, allow_nan=False)), min_size=1, max_size=10),
+    st.lists(
+        st.tuples(st.integers(0, 3), st.floats(0, 50, allow_nan=False)), min_size=0, max_size=30
+    ),
+    st.lists(
+        st.tuples(st.integers(0, 4), st.floats(-2, 52, allow_nan=False)), min_size=1, max_size=10
+    ),
     st.floats(0.5, 20),
 )
 def test_bracket_matches_brute_force(buf, queries, max_gap):
-    b = np.array(sorted(buf), dtype=[("g", "i8"), ("t", "f8")]) if buf else np.zeros(0, [("g", "i8"), ("t", "f8")])
+    b = (
+        np.array(sorted(buf), dtype=[("g", "i8"), ("t", "f8")])
+        if buf
+        else np.zeros(0, [("g", "i8"), ("t", "f8")])
+    )
     gq = np.array([q[0] for q in queries], dtype=np.int64)
     tq = np.array([q[1] for q in queries])
     i1, i2 = _bracket(b["g"], b["t"], gq, tq, max_gap)
@@ -232,7 +279,9 @@ def test_bracket_matches_brute_force(buf, queries, max_gap):
             assert b["g"][i1[k]] == gq[k] == b["g"][i2[k]]
         elif i1[k] >= 0:
             # only other valid brackets (equal times on the right edge) may be returned
-            assert b["t"][i1[k]] <= tq[k] <= b["t"][i2[k]] and b["t"][i2[k]] - b["t"][i1[k]] <= max_gap
+            assert (
+                b["t"][i1[k]] <= tq[k] <= b["t"][i2[k]] and b["t"][i2[k]] - b["t"][i1[k]] <= max_gap
+            )
             assert b["g"][i1[k]] == gq[k] == b["g"][i2[k]]
 
 
@@ -240,7 +289,14 @@ def test_polar_jacobian_matches_finite_differences():
     rng = np.random.default_rng(5)
     lat, lon, alt = np.full(20, 35.0), np.full(20, 135.0), np.full(20, 100.0)
     site, rot = _sites(lat, lon, alt)
-    p = geo.polar_to_ecef(rng.uniform(20e3, 300e3, 20), rng.uniform(0, 2 * np.pi, 20), rng.uniform(0.01, 0.2, 20), lat, lon, alt)
+    p = geo.polar_to_ecef(
+        rng.uniform(20e3, 300e3, 20),
+        rng.uniform(0, 2 * np.pi, 20),
+        rng.uniform(0.01, 0.2, 20),
+        lat,
+        lon,
+        alt,
+    )
     r, az, J = _polar_and_jacobian(p, site, rot)
     r_ref, az_ref, _ = geo.ecef_to_polar(p, lat, lon, alt)
     assert np.allclose(r, r_ref, atol=1e-3) and np.allclose(az, az_ref, atol=1e-9)
@@ -251,3 +307,30 @@ def test_polar_jacobian_matches_finite_differences():
         r2, az2, _ = geo.ecef_to_polar(p + dp, lat, lon, alt)
         assert np.allclose((r2 - r_ref) / h, J[:, 0, k], atol=1e-4)
         assert np.allclose((az2 - az_ref) / h, J[:, 1, k], atol=1e-8)
+
+
+def test_estimates_do_not_depend_on_batching_or_order_within_a_batch(sim, reg):
+    p = sim.plots
+    # plots shuffled inside each 5 s batch: the buffers are sorted on merge, same constraints
+    rng = np.random.default_rng(9)
+    t = p["time_s"]
+    cuts = np.searchsorted(t, np.arange(t.min(), t.max() + 5.0, 5.0))
+    shuffled = np.concatenate(
+        [p[a:b][rng.permutation(b - a)] for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        + [p[cuts[-1] :]]
+    )
+    r_shuf = _run(shuffled)
+    for sid, e in reg.estimates.items():
+        f = r_shuf.estimates[sid]
+        assert math.isclose(f.range_m, e.range_m, rel_tol=1e-6, abs_tol=1e-6)
+        assert math.isclose(f.azimuth_rad, e.azimuth_rad, rel_tol=1e-6, abs_tol=1e-9)
+        assert f.n_pairs == e.n_pairs
+    # 1 s and 30 s batches: different update instants, same answer within the reported sd
+    for step in (1.0, 30.0):
+        r = _run(p, step_s=step)
+        assert r.stats["late_dropped"] == 0
+        for sid, e in reg.estimates.items():
+            f = r.estimates[sid]
+            assert f.converged
+            assert abs(f.range_m - e.range_m) < 2 * e.range_sd_m
+            assert abs(f.azimuth_rad - e.azimuth_rad) < 2 * e.azimuth_sd_rad

@@ -67,7 +67,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from siap import geo
-from siap.records import NO_MODE_3A, NO_MODE_S, MeasurementKind
+from siap.records import NO_MODE_S, MeasurementKind
 
 __all__ = ["RegistrationConfig", "BiasEstimate", "SensorRegistration", "track_with_registration"]
 
@@ -97,12 +97,22 @@ class RegistrationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    estimate_time_bias: bool = Field(True, description="Estimate each radar's clock offset b_t (s) as well.")
-    prior_range_sd_m: float = Field(1000.0, gt=0, description="Prior standard deviation of a range bias (m).")
-    prior_azimuth_sd_deg: float = Field(1.0, gt=0, description="Prior standard deviation of an azimuth bias (deg).")
-    prior_time_sd_s: float = Field(2.0, gt=0, description="Prior standard deviation of a clock bias (s).")
+    estimate_time_bias: bool = Field(
+        True, description="Estimate each radar's clock offset b_t (s) as well."
+    )
+    prior_range_sd_m: float = Field(
+        1000.0, gt=0, description="Prior standard deviation of a range bias (m)."
+    )
+    prior_azimuth_sd_deg: float = Field(
+        1.0, gt=0, description="Prior standard deviation of an azimuth bias (deg)."
+    )
+    prior_time_sd_s: float = Field(
+        2.0, gt=0, description="Prior standard deviation of a clock bias (s)."
+    )
     range_random_walk_m_per_sqrt_s: float = Field(
-        0.05, ge=0, description="Random-walk intensity of the range bias: sd growth per sqrt(s) (m/sqrt(s))."
+        0.05,
+        ge=0,
+        description="Random-walk intensity of the range bias: sd growth per sqrt(s) (m/sqrt(s)).",
     )
     azimuth_random_walk_deg_per_sqrt_s: float = Field(
         2e-5, ge=0, description="Random-walk intensity of the azimuth bias (deg/sqrt(s))."
@@ -125,36 +135,61 @@ class RegistrationConfig(BaseModel):
         gt=0,
         description="Reports and plots are kept this long for matching (s); at least match_delay_s + update_interval_s + radar_max_gap_s.",
     )
-    adsb_max_gap_s: float = Field(6.0, gt=0, description="Largest gap between the two ADS-B reports interpolated (s).")
+    adsb_max_gap_s: float = Field(
+        6.0, gt=0, description="Largest gap between the two ADS-B reports interpolated (s)."
+    )
     radar_max_gap_s: float = Field(
-        14.0, gt=0, description="Largest gap between the two plots of another radar interpolated (s)."
+        14.0,
+        gt=0,
+        description="Largest gap between the two plots of another radar interpolated (s).",
     )
     interpolation_accel_mps2: float = Field(
-        3.0, ge=0, description="Unmodelled acceleration (m/s^2, per axis) for the interpolation error variance."
+        3.0,
+        ge=0,
+        description="Unmodelled acceleration (m/s^2, per axis) for the interpolation error variance.",
     )
-    use_radar_pairs: bool = Field(True, description="Use relative constraints between radars (common targets).")
-    use_mode_3a: bool = Field(True, description="Pair plots without Mode S by a discrete Mode 3/A code.")
+    use_radar_pairs: bool = Field(
+        True, description="Use relative constraints between radars (common targets)."
+    )
+    use_mode_3a: bool = Field(
+        True, description="Pair plots without Mode S by a discrete Mode 3/A code."
+    )
     noncooperative_pairs: bool = Field(
-        True, description="Pair plots without identity across radars by a tight spatio-temporal gate."
+        True,
+        description="Pair plots without identity across radars by a tight spatio-temporal gate.",
     )
-    noncooperative_max_dt_s: float = Field(1.0, gt=0, description="Largest time difference of such a pair (s).")
+    noncooperative_max_dt_s: float = Field(
+        1.0, gt=0, description="Largest time difference of such a pair (s)."
+    )
     noncooperative_gate_m: float = Field(
-        1500.0, gt=0, description="Spatial gate of such a pair, after correction with the current estimates (m)."
+        1500.0,
+        gt=0,
+        description="Spatial gate of such a pair, after correction with the current estimates (m).",
     )
     noncooperative_isolation_m: float = Field(
-        10_000.0, gt=0, description="Such a pair is used only if no other plot of either radar lies this close (m)."
+        10_000.0,
+        gt=0,
+        description="Such a pair is used only if no other plot of either radar lies this close (m).",
     )
     noncooperative_speed_mps: float = Field(
-        250.0, gt=0, description="Speed assumed for the time difference of such a pair (m/s, variance (v dt)^2 per axis)."
+        250.0,
+        gt=0,
+        description="Speed assumed for the time difference of such a pair (m/s, variance (v dt)^2 per axis).",
     )
     pair_noise_inflation: float = Field(
         2.0,
         ge=1,
         description="Radar-pair noise covariance multiplier: each plot enters up to three pair constraints (once measured, twice interpolated), whose correlation is not modelled.",
     )
-    gate_chi2: float = Field(13.8, gt=0, description="Chi-square gate of a constraint (2 dof; 13.8 is P=0.999).")
-    min_pairs: int = Field(30, ge=1, description="Constraints needed before a radar's estimate counts as converged.")
-    converged_range_sd_m: float = Field(25.0, gt=0, description="Range-bias sd below which an estimate is converged (m).")
+    gate_chi2: float = Field(
+        13.8, gt=0, description="Chi-square gate of a constraint (2 dof; 13.8 is P=0.999)."
+    )
+    min_pairs: int = Field(
+        30, ge=1, description="Constraints needed before a radar's estimate counts as converged."
+    )
+    converged_range_sd_m: float = Field(
+        25.0, gt=0, description="Range-bias sd below which an estimate is converged (m)."
+    )
     converged_azimuth_sd_deg: float = Field(
         0.03, gt=0, description="Azimuth-bias sd below which an estimate is converged (deg)."
     )
@@ -385,7 +420,14 @@ class SensorRegistration:
         t = plots["time_s"]
         cov = plots["cov"]
         finite_t = np.isfinite(t)
-        good_a = isa & finite_t & np.isfinite(plots["lat_deg"]) & np.isfinite(plots["lon_deg"]) & np.isfinite(plots["alt_m"]) & np.isfinite(cov).all(axis=(1, 2))
+        good_a = (
+            isa
+            & finite_t
+            & np.isfinite(plots["lat_deg"])
+            & np.isfinite(plots["lon_deg"])
+            & np.isfinite(plots["alt_m"])
+            & np.isfinite(cov).all(axis=(1, 2))
+        )
         good_r = (
             ~isa
             & finite_t
@@ -406,7 +448,13 @@ class SensorRegistration:
         else:
             return
         if np.isfinite(self._newest):
-            late = (good_a | good_r) & (t < self._newest - self.cfg.buffer_s + self.cfg.match_delay_s + self.cfg.update_interval_s)
+            late = (good_a | good_r) & (
+                t
+                < self._newest
+                - self.cfg.buffer_s
+                + self.cfg.match_delay_s
+                + self.cfg.update_interval_s
+            )
             if late.any():
                 self._stats["late_dropped"] += int(late.sum())
                 good_a &= ~late
@@ -469,8 +517,12 @@ class SensorRegistration:
         is3 = kind[idx] != RADAR_2D
         j = idx[is3 & np.isfinite(out["elevation_rad"][idx]) & np.isfinite(out["range_m"][idx])]
         if len(j):
-            site, rot = _sites(out["sensor_lat_deg"][j], out["sensor_lon_deg"][j], out["sensor_alt_m"][j])
-            p, _ = _polar_to_ecef_jac(out["range_m"][j], out["azimuth_rad"][j], out["elevation_rad"][j], site, rot)
+            site, rot = _sites(
+                out["sensor_lat_deg"][j], out["sensor_lon_deg"][j], out["sensor_alt_m"][j]
+            )
+            p, _ = _polar_to_ecef_jac(
+                out["range_m"][j], out["azimuth_rad"][j], out["elevation_rad"][j], site, rot
+            )
             lat, lon, alt = geo.ecef_to_geodetic(p)
             out["lat_deg"][j], out["lon_deg"][j], out["alt_m"][j] = lat, lon, alt
         return out
@@ -488,7 +540,9 @@ class SensorRegistration:
         P = np.zeros((m + 3, m + 3))
         P[:m, :m] = self.P
         t_var = c.prior_time_sd_s**2 if c.estimate_time_bias else 0.0
-        P[m:, m:] = np.diag([c.prior_range_sd_m**2, math.radians(c.prior_azimuth_sd_deg) ** 2, t_var])
+        P[m:, m:] = np.diag(
+            [c.prior_range_sd_m**2, math.radians(c.prior_azimuth_sd_deg) ** 2, t_var]
+        )
         self.P = P
         self._n_pairs = np.concatenate([self._n_pairs, [0]])
 
@@ -629,7 +683,9 @@ class SensorRegistration:
     def _residual(self, q, p_ref, s_own):
         rng, az, J = _polar_and_jacobian(p_ref, q["site"], q["rot"])
         xs = self.x.reshape(-1, 3)[s_own]
-        nu = np.stack([q["range_m"] - rng - xs[:, 0], _wrap(q["azimuth_rad"] - az - xs[:, 1])], axis=1)
+        nu = np.stack(
+            [q["range_m"] - rng - xs[:, 0], _wrap(q["azimuth_rad"] - az - xs[:, 1])], axis=1
+        )
         return nu, J
 
     def _adsb_constraints(self, q, t_true):
@@ -679,7 +735,10 @@ class SensorRegistration:
         if len(bidx) < 2:
             return []
         b = buf[bidx]
-        lo_t, hi_t = float(np.min(t_true)) - c.radar_max_gap_s - 5.0, float(np.max(t_true)) + c.radar_max_gap_s + 5.0
+        lo_t, hi_t = (
+            float(np.min(t_true)) - c.radar_max_gap_s - 5.0,
+            float(np.max(t_true)) + c.radar_max_gap_s + 5.0,
+        )
         b = b[(b["time_s"] >= lo_t) & (b["time_s"] <= hi_t)]
         out = []
         xs = self.x.reshape(-1, 3)
@@ -713,9 +772,9 @@ class SensorRegistration:
             s = qq["sensor"]
             nu, J = self._residual(qq, p, s)
             jv = np.einsum("nij,nj->ni", J, v)
-            cref = w1[:, None, None] ** 2 * (J1 @ C1 @ np.swapaxes(J1, 1, 2)) + w2[:, None, None] ** 2 * (
-                J2 @ C2 @ np.swapaxes(J2, 1, 2)
-            )
+            cref = w1[:, None, None] ** 2 * (J1 @ C1 @ np.swapaxes(J1, 1, 2)) + w2[
+                :, None, None
+            ] ** 2 * (J2 @ C2 @ np.swapaxes(J2, 1, 2))
             ivar = (c.interpolation_accel_mps2 * (tb - t1) * (t2 - tb) / 2.0) ** 2
             cref = cref + ivar[:, None, None] * np.eye(3)
             R = (qq["cov2"] + J @ cref @ np.swapaxes(J, 1, 2)) * c.pair_noise_inflation
@@ -747,7 +806,11 @@ class SensorRegistration:
             return []
         w = 0.5 * c.radar_max_gap_s + 1.0
         tb = buf["time_s"]
-        cand = buf[np.isfinite(buf["el_rad"]) & (tb >= q["time_s"].min() - w) & (tb <= q["time_s"].max() + w)]
+        cand = buf[
+            np.isfinite(buf["el_rad"])
+            & (tb >= q["time_s"].min() - w)
+            & (tb <= q["time_s"].max() + w)
+        ]
         if len(cand) == 0 or len(q) == 0:
             return []
         pq, _, _ = self._radar_positions(q)
@@ -756,7 +819,9 @@ class SensorRegistration:
         lists = tree.query_ball_point(pq, c.noncooperative_isolation_m)
         counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         owner = np.repeat(np.arange(len(q)), counts)
-        items = np.fromiter((j for lst in lists for j in lst), dtype=np.int64, count=int(counts.sum()))
+        items = np.fromiter(
+            (j for lst in lists for j in lst), dtype=np.int64, count=int(counts.sum())
+        )
         if len(items) == 0:
             return []
         dtp = np.abs(cand["time_s"][items] - q["time_s"][owner])
@@ -764,13 +829,26 @@ class SensorRegistration:
         sens_c = cand["sensor"][items]
         window = np.where(key_c >= 0, 0.5 * c.radar_max_gap_s, c.noncooperative_max_dt_s)
         keep = (sens_c != q["sensor"][owner]) & (dtp <= window)
-        owner, items, dtp, key_c, sens_c = owner[keep], items[keep], dtp[keep], key_c[keep], sens_c[keep]
+        owner, items, dtp, key_c, sens_c = (
+            owner[keep],
+            items[keep],
+            dtp[keep],
+            key_c[keep],
+            sens_c[keep],
+        )
         if len(items) == 0:
             return []
         S = len(self._ids)
         g = owner * (S + 1) + sens_c
         order = np.lexsort((key_c, g))
-        owner, items, dtp, key_c, sens_c, g = owner[order], items[order], dtp[order], key_c[order], sens_c[order], g[order]
+        owner, items, dtp, key_c, sens_c, g = (
+            owner[order],
+            items[order],
+            dtp[order],
+            key_c[order],
+            sens_c[order],
+            g[order],
+        )
         starts = np.flatnonzero(np.r_[True, g[1:] != g[:-1]])
         n_items = np.diff(np.r_[starts, len(g)])
         same_key = np.r_[True, (key_c[1:] == key_c[:-1]) | (g[1:] != g[:-1])]
@@ -790,7 +868,9 @@ class SensorRegistration:
             o = owner[starts[ident]]
             qq = q[o].copy()
             qq["key"] = gkey[ident]
-            out.extend(self._pair_constraints(qq, t_true[o], sens_c[starts[ident]], stat="primary_pairs"))
+            out.extend(
+                self._pair_constraints(qq, t_true[o], sens_c[starts[ident]], stat="primary_pairs")
+            )
         direct = ok & (gkey < 0)
         if direct.any():
             k = starts[direct]
@@ -819,7 +899,11 @@ class SensorRegistration:
         if np.isfinite(self._t_state) and t_now > self._t_state:
             self.P = self.P + np.diag(self._q_diag() * (t_now - self._t_state))
         self._t_state = max(self._t_state, t_now)
-        finite = np.isfinite(nu).all(axis=1) & np.isfinite(R).all(axis=(1, 2)) & np.isfinite(H).all(axis=(1, 2))
+        finite = (
+            np.isfinite(nu).all(axis=1)
+            & np.isfinite(R).all(axis=(1, 2))
+            & np.isfinite(H).all(axis=(1, 2))
+        )
         nu, H, R, sens = nu[finite], H[finite], R[finite], sens[finite]
         if len(nu) == 0:
             return
@@ -851,7 +935,9 @@ class SensorRegistration:
         self._stats["updates"] += 1
 
 
-def track_with_registration(plots, cfg, output_times_s, reg_config: RegistrationConfig | None = None, progress=None):
+def track_with_registration(
+    plots, cfg, output_times_s, reg_config: RegistrationConfig | None = None, progress=None
+):
     """Run registration and the tracker together over a recorded plot batch: per time slice
     ending at each output time, ``observe`` -> ``correct`` -> ``Tracker.process``, with a
     snapshot at each output time (mirrors ``siap.pipeline._track_with_stats``, including its
@@ -865,7 +951,9 @@ def track_with_registration(plots, cfg, output_times_s, reg_config: Registration
     return tracks, reg.estimates
 
 
-def run_with_registration(plots, cfg, output_times_s, reg_config: RegistrationConfig | None = None, progress=None):
+def run_with_registration(
+    plots, cfg, output_times_s, reg_config: RegistrationConfig | None = None, progress=None
+):
     """As :func:`track_with_registration` but returns ``(tracks, registration, tracker_stats)``."""
     from siap.records import empty_tracks
 
