@@ -90,14 +90,15 @@ def hidden_cases(draw):
             "reception_probability": 0.9,
         }
     seed = draw(st.integers(0, 2**16))
-    return recipient, owner, label, form, sensor, seed
+    registration = draw(st.booleans())
+    return recipient, owner, label, form, sensor, seed, registration
 
 
 @settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hidden_cases())
 def test_non_interference_data_not_releasable_to_p_leaves_p_picture_identical(case):
     """Adding any sensor whose data is not releasable to P leaves P's picture bit-for-bit equal."""
-    recipient, owner, label, form, sensor, seed = case
+    recipient, owner, label, form, sensor, seed, registration = case
     sc, sim, times = _base()
     doc = _policy_doc()
     doc["partners"][owner]["sensors"][sensor["id"]] = {"label": label, "share_plots": True}
@@ -109,7 +110,7 @@ def test_non_interference_data_not_releasable_to_p_leaves_p_picture_identical(ca
     hidden = _hidden_plots(sc, sensor, seed)
     assert len(hidden) > 0
     with_hidden = np.concatenate([sim.plots, hidden])
-    kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=True)
+    kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=True, registration=registration)
     without = run_coalition(sim.plots, policy, times, **kwargs)
     withh = run_coalition(with_hidden, policy, times, **kwargs)
     assert _bytes(without.coalition[recipient]) == _bytes(withh.coalition[recipient])
@@ -268,4 +269,4 @@ def test_observable_truth_keeps_only_recently_detected_objects():
     kept = observable_truth(truth, plots, window_s=30.0)
     # object 1: seen at 95 -> observable at 100 and 120, not 200; object 2: not before its
     # detection at 125, then at 140; object 3 never detected (the false alarm does not count)
-    assert list(zip(kept["truth_id"].tolist(), kept["time_s"].tolist())) == [(1, 100.0), (1, 120.0), (2, 140.0)]
+    assert list(zip(kept["truth_id"].tolist(), kept["time_s"].tolist(), strict=True)) == [(1, 100.0), (1, 120.0), (2, 140.0)]

@@ -75,9 +75,10 @@ def demo(
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
     duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
     eval_step_s: Annotated[float, typer.Option(help="evaluate the picture every this many seconds")] = 5.0,
+    registration: Annotated[bool, typer.Option(help="estimate and remove radar biases online")] = True,
 ) -> None:
     """Run the main job: simulate, track (coalition mode by default), evaluate, write the report."""
-    _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s)
+    _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration)
 
 
 @app.command()
@@ -88,12 +89,13 @@ def coalition(
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
     duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
     eval_step_s: Annotated[float, typer.Option(help="evaluate the pictures every this many seconds")] = 5.0,
+    registration: Annotated[bool, typer.Option(help="estimate and remove radar biases online")] = True,
 ) -> None:
     """Run a scenario as a coalition under a policy: per-partner pictures, commonality, audit."""
-    _run_main_job(scenario, out_dir, "coalition", policy, seed, duration_s, eval_step_s)
+    _run_main_job(scenario, out_dir, "coalition", policy, seed, duration_s, eval_step_s, registration)
 
 
-def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s) -> None:
+def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration) -> None:
     from siap.pipeline import run_demo
     from siap.scenario import load_scenario
 
@@ -112,7 +114,9 @@ def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s
 
         pol = load_policy(policy)
     with _progress() as progress:
-        result = run_demo(sc, out_dir, mode=mode, policy=pol, eval_step_s=eval_step_s, progress=_Bars(progress))
+        result = run_demo(
+            sc, out_dir, mode=mode, policy=pol, eval_step_s=eval_step_s, registration=registration, progress=_Bars(progress)
+        )
     _print_summary(result.summary())
     out.print(f"report:  {out_dir / 'report.html'}")
     out.print(f"metrics: {out_dir / 'metrics.json'}")
@@ -203,6 +207,7 @@ def track_cmd(
     output: Annotated[Path, typer.Option("-o", "--output", help="tracks Parquet file to write")] = Path("tracks.parquet"),
     config: Annotated[Path | None, typer.Option(help="tracker configuration YAML")] = None,
     output_interval_s: Annotated[float, typer.Option(help="write the picture every this many seconds")] = 5.0,
+    registration: Annotated[bool, typer.Option(help="estimate and remove radar biases online")] = True,
 ) -> None:
     """Track a plots file; write the picture (track snapshots) every output interval."""
     if output_interval_s <= 0:
@@ -222,10 +227,22 @@ def track_cmd(
         times = np.arange(np.ceil(t0 / output_interval_s) * output_interval_s, t1 + 1e-9, output_interval_s)
     else:
         times = np.zeros(0)
+    from siap.tracking.registration import SensorRegistration
+
+    reg = SensorRegistration() if registration else None
     with _progress() as progress:
         bars = _Bars(progress)
-        tracks, stats = _track_with_stats(plots, cfg, times, lambda f: bars("track", f))
+        tracks, stats = _track_with_stats(plots, cfg, times, lambda f: bars("track", f), registration=reg)
     records.write_parquet(tracks, output, metadata={k: v for k, v in meta.items() if k.startswith("origin") or k in ("scenario", "seed")})
+    if reg is not None:
+        from siap.tracking.registration import estimates_table
+
+        for sid, e in estimates_table(reg).items():
+            if e["converged"]:
+                out.print(
+                    f"bias {sid}: range {e['range_m']:.1f} +/- {e['range_sd_m']:.1f} m, azimuth "
+                    f"{e['azimuth_deg']:.3f} +/- {e['azimuth_sd_deg']:.3f} deg, clock {e['time_s']:.2f} s"
+                )
     rejected = {k: v for k, v in stats.items() if k.startswith("rejected") and v}
     out.print(f"{len(plots)} plots -> {len(np.unique(tracks['track_id']))} tracks, {len(tracks)} states -> {output}")
     if rejected:

@@ -42,6 +42,7 @@ from siap.sharing.policy import Policy
 from siap.sharing.release import release, release_mask
 from siap.sharing.signing import NodeIdentity, RejectedMessage, Signer, TrustStore, Verifier
 from siap.tracking import Tracker, TrackerConfig
+from siap.tracking.registration import SensorRegistration, estimates_table
 from siap.transport import InProcessBus
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,22 @@ class PartnerNode:
         identity: NodeIdentity,
         trust_store: TrustStore,
         audit_path: Path | None,
+        group_ids: list[int],
+        registration: bool = False,
     ) -> None:
         self.partner = partner
         self.groups = groups
+        self.group_ids = group_ids
         self.policy = policy
         self.trackers = [Tracker(tracker_config) for _ in groups]
+        # A group's registration may use as references the partner's sensors whose audience
+        # includes the group's (wider-audience data flowing into a narrower group cannot
+        # change what a partner outside the narrower audience sees).
+        self.reference_ids = [
+            [gid for gid, other in zip(group_ids, groups, strict=True) if other.audience >= g.audience]
+            for g in groups
+        ]
+        self.registrations = [SensorRegistration() for _ in groups] if registration else None
         self.identity = identity
         self.signer = Signer(identity, first_seq=1)
         self.audit = audit_mod.AuditLog(audit_path, identity=identity) if audit_path else None
@@ -153,13 +165,21 @@ class PartnerNode:
         self.coalition_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
         self.own_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
 
-    def local_tracks(self, plots_by_group: list[np.ndarray], time_s: float) -> np.ndarray:
-        """Process each group's new plots and return the node's local tracks at ``time_s``."""
+    def local_tracks(self, plots: np.ndarray, group_of_plot: np.ndarray, time_s: float) -> np.ndarray:
+        """Process the node's new plots (``group_of_plot``: global group index of each) and
+        return its local tracks at ``time_s``."""
         parts = []
-        for group, tracker, plots in zip(self.groups, self.trackers, plots_by_group, strict=True):
-            if len(plots):
-                tracker.process(plots)
-            tracker.advance(time_s)  # the node's plots arrive in time order
+        for i, (group, tracker) in enumerate(zip(self.groups, self.trackers, strict=True)):
+            mine = plots[group_of_plot == self.group_ids[i]]
+            hold_s = 0.0
+            if self.registrations is not None:
+                reg = self.registrations[i]
+                reg.observe(plots[np.isin(group_of_plot, self.reference_ids[i])])
+                mine = reg.correct(mine)
+                hold_s = reg.max_time_correction_s
+            if len(mine):
+                tracker.process(mine)
+            tracker.advance(time_s - hold_s)  # the node's plots arrive in time order
             snap = tracker.snapshot(time_s)
             if len(snap):
                 snap = snap.copy()
@@ -208,6 +228,7 @@ class CoalitionResult:
     rejected: dict[str, dict[str, int]] = field(default_factory=dict)  # partner -> reason -> count
     messages: dict[str, int] = field(default_factory=dict)
     tracker_stats: dict[str, dict[str, int]] = field(default_factory=dict)
+    biases: dict[str, dict[str, dict[str, float | int | bool]]] = field(default_factory=dict)
     audit_paths: dict[str, Path] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
 
@@ -223,6 +244,7 @@ def run_coalition(
     tracker_config: TrackerConfig | None = None,
     fusion_config: FusionConfig | None = None,
     audit_dir: str | Path | None = None,
+    registration: bool = False,
     tamper: Callable[[str, bytes], bytes | list[tuple[str, bytes]] | None] | None = None,
     progress: ProgressFn | None = None,
 ) -> CoalitionResult:
@@ -265,6 +287,8 @@ def run_coalition(
             identities[p],
             trust,
             audit_paths.get(p),
+            [i for i, g in enumerate(groups) if g.partner == p],
+            registration,
         )
         for p in partners
     }
@@ -280,10 +304,8 @@ def run_coalition(
         t = float(t)
         window = slice(start, stop)
         start = stop
-        locals_ = {}
-        for p, node in nodes.items():
-            slices = [plots[window][group_of_plot[window] == g_global] for g_global in _global_indices(groups, node.groups)]
-            locals_[p] = node.local_tracks(slices, t)
+        window_plots, window_groups = plots[window], group_of_plot[window]
+        locals_ = {p: node.local_tracks(window_plots, window_groups, t) for p, node in nodes.items()}
         for p, node in nodes.items():
             node.publish(locals_[p], t, bus, [r for r in partners if r != p])
         if tamper is not None:
@@ -312,6 +334,11 @@ def run_coalition(
         messages={"published": int(sum(bus.published.values())), "delivered": int(sum(bus.delivered.values())),
                   "accepted": int(sum(n.verifier.counts.get("accepted", 0) for n in nodes.values()))},
         tracker_stats={f"{g.partner}#{g.index}": dict(tr.stats) for n in nodes.values() for g, tr in zip(n.groups, n.trackers, strict=True)},
+        biases={
+            f"{g.partner}#{g.index}": estimates_table(reg)
+            for n in nodes.values() if n.registrations is not None
+            for g, reg in zip(n.groups, n.registrations, strict=True)
+        },
         audit_paths=audit_paths,
         timings_s=timings,
     )
@@ -319,7 +346,7 @@ def run_coalition(
         t0 = time.perf_counter()
         for i, p in enumerate(partners):
             mine = plots[release_mask(plots, p, policy)]
-            result.centralised[p] = _centralised_picture(mine, cfg, times, p)
+            result.centralised[p] = _centralised_picture(mine, cfg, times, p, registration)
             if progress is not None:
                 progress("centralised", (i + 1) / len(partners))
         result.timings_s["centralised"] = time.perf_counter() - t0
@@ -344,16 +371,26 @@ def _apply_tamper(bus: InProcessBus, partners: list[str], tamper) -> None:
             bus.requeue(target, data)
 
 
-def _centralised_picture(plots: np.ndarray, cfg: TrackerConfig, times: np.ndarray, partner: str) -> np.ndarray:
+def _centralised_picture(
+    plots: np.ndarray, cfg: TrackerConfig, times: np.ndarray, partner: str, registration: bool
+) -> np.ndarray:
     tracker = Tracker(cfg)
+    reg = SensorRegistration() if registration else None
     cuts = np.searchsorted(plots["time_s"], times, side="right")
     out = []
     start = 0
     for t, stop in zip(times, cuts, strict=True):
+        hold_s = 0.0
         if stop > start:
-            tracker.process(plots[start:stop])
+            chunk = plots[start:stop]
+            if reg is not None:
+                reg.observe(chunk)
+                chunk = reg.correct(chunk)
+            tracker.process(chunk)
             start = stop
-        tracker.advance(float(t))
+        if reg is not None:
+            hold_s = reg.max_time_correction_s
+        tracker.advance(float(t) - hold_s)
         snap = tracker.snapshot(float(t))
         snap["partner"] = partner
         out.append(snap)
@@ -366,10 +403,6 @@ def _group_index(plots: np.ndarray, groups: list[SourceGroup]) -> np.ndarray:
     codes, uniq = pd.factorize(plots["sensor_id"])
     table = np.array([lookup.get(s, -1) for s in uniq.tolist()], dtype=np.int64)
     return table[codes] if len(uniq) else np.zeros(0, np.int64)
-
-
-def _global_indices(groups: list[SourceGroup], mine: list[SourceGroup]) -> list[int]:
-    return [next(i for i, g in enumerate(groups) if g is m) for m in mine]
 
 
 def _cat(parts: list[np.ndarray]) -> np.ndarray:

@@ -56,6 +56,7 @@ class DemoResult:
     commonality: dict[str, dict[str, float | int]] = field(default_factory=dict)
     audit: dict[str, dict[str, object]] = field(default_factory=dict)
     observable_objects: int = 0
+    biases: dict[str, dict[str, dict[str, float | int | bool]]] = field(default_factory=dict)
     out_dir: Path | None = None
 
     def summary(self) -> dict:
@@ -76,6 +77,7 @@ class DemoResult:
             "timings_s": {k: round(v, 3) for k, v in self.timings_s.items()},
             "tracker_stats": self.tracker_stats,
             "metrics": {name: ev.summary() for name, ev in self.evaluations.items()},
+            "registration": self.biases,
         }
         if self.mode == "coalition":
             c = self.coalition
@@ -147,6 +149,7 @@ def run_demo(
     mode: str = "coalition",
     policy=None,
     eval_step_s: float = 5.0,
+    registration: bool = True,
     progress: ProgressFn | None = None,
 ) -> DemoResult:
     """Simulate ``scenario``, build the picture(s), evaluate against truth and (if ``out_dir``)
@@ -166,25 +169,27 @@ def run_demo(
     times = evaluation_times(sim.truth, eval_step_s)
     truth_eval = observable_truth(sim.truth[np.isin(sim.truth["time_s"], times)], sim.plots)
     if mode == "single":
-        result = _run_single(scenario, sim, times, truth_eval, timings, progress)
+        result = _run_single(scenario, sim, times, truth_eval, timings, progress, registration)
     else:
-        result = _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress)
+        result = _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration)
     result.observable_objects = int(len(np.unique(truth_eval["truth_id"])))
     if out_dir is not None:
         write_outputs(result, Path(out_dir), progress=progress)
     return result
 
 
-def _run_single(scenario, sim, times, truth_eval, timings, progress) -> DemoResult:
+def _run_single(scenario, sim, times, truth_eval, timings, progress, registration) -> DemoResult:
     from siap.evaluation import evaluate
+    from siap.tracking.registration import SensorRegistration, estimates_table
 
     cfg = tracker_config_for(scenario)
+    reg = SensorRegistration() if registration else None
     t0 = time.perf_counter()
     def track_progress(fraction: float) -> None:
         if progress is not None:
             progress("track", fraction)
 
-    tracks, stats = _track_with_stats(sim.plots, cfg, times, track_progress)
+    tracks, stats = _track_with_stats(sim.plots, cfg, times, track_progress, registration=reg)
     timings["track"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     evaluation = evaluate(truth_eval, tracks)
@@ -197,10 +202,11 @@ def _run_single(scenario, sim, times, truth_eval, timings, progress) -> DemoResu
         evaluations={"network": evaluation},
         tracker_stats={"network": stats},
         timings_s=timings,
+        biases={"network": estimates_table(reg)} if reg is not None else {},
     )
 
 
-def _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress) -> DemoResult:
+def _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration) -> DemoResult:
     from siap.coalition import run_coalition
     from siap.errors import ConfigError
     from siap.evaluation import evaluate
@@ -227,6 +233,7 @@ def _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, p
         sensor_ids=[s.id for s in sim.sensors],
         tracker_config=tracker_config_for(scenario),
         audit_dir=audit_dir,
+        registration=registration,
         progress=progress,
     )
     timings["coalition"] = time.perf_counter() - t0
@@ -263,11 +270,18 @@ def _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, p
         partner_table=table,
         commonality=common,
         audit=audit,
+        biases=coal.biases,
     )
 
 
-def _track_with_stats(plots, cfg, times, progress):
-    """Run the streaming tracker over the plots, taking a snapshot at each evaluation time."""
+def _track_with_stats(plots, cfg, times, progress, registration=None):
+    """Run the streaming tracker over the plots, taking a snapshot at each evaluation time.
+
+    ``registration`` (a :class:`siap.tracking.registration.SensorRegistration`) observes each
+    slice and corrects the radar plots before the tracker sees them; the tracker is then
+    advanced only to ``t`` less the largest clock correction, so that corrected plots of the
+    next slice are not late.
+    """
     from siap.tracking import Tracker
 
     tracker = Tracker(cfg)
@@ -278,18 +292,26 @@ def _track_with_stats(plots, cfg, times, progress):
     start = 0
     for i, (t, stop) in enumerate(zip(times, cuts, strict=True)):
         if stop > start:
-            tracker.process(plots[start:stop])
+            tracker.process(_registered(plots[start:stop], registration))
             start = stop
-        tracker.advance(float(t))  # input is time sorted: no need to hold plots for reordering
+        hold_s = registration.max_time_correction_s if registration is not None else 0.0
+        tracker.advance(float(t) - hold_s)  # input is time sorted: no reorder wait
         snapshots.append(tracker.snapshot(float(t)))
         if i % 20 == 0:
             progress(i / max(len(times), 1))
     if start < len(plots):
-        tracker.process(plots[start:])
+        tracker.process(_registered(plots[start:], registration))
     tracker.flush()
     progress(1.0)
     tracks = np.concatenate(snapshots) if snapshots else records.empty_tracks(0)
     return tracks, dict(tracker.stats)
+
+
+def _registered(chunk: np.ndarray, registration) -> np.ndarray:
+    if registration is None:
+        return chunk
+    registration.observe(chunk)
+    return registration.correct(chunk)
 
 
 def write_outputs(result: DemoResult, out_dir: Path, *, progress: ProgressFn | None = None) -> None:

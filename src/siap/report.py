@@ -217,6 +217,24 @@ def _commonality_table(common: dict[str, dict[str, float | int]]) -> str:
     return f"<table>{head}{rows}</table>"
 
 
+def _bias_table(biases: dict[str, dict[str, dict]]) -> str:
+    head = (
+        "<tr><th>tracker</th><th>sensor</th><th>range bias (m)</th><th>azimuth bias (deg)</th>"
+        "<th>clock bias (s)</th><th>pairs</th><th>converged</th></tr>"
+    )
+    rows = []
+    for tracker, table in biases.items():
+        for sid, e in table.items():
+            rows.append(
+                f"<tr><td>{html.escape(tracker)}</td><td>{html.escape(sid)}</td>"
+                f"<td>{e['range_m']:.1f} &plusmn; {e['range_sd_m']:.1f}</td>"
+                f"<td>{e['azimuth_deg']:.3f} &plusmn; {e['azimuth_sd_deg']:.3f}</td>"
+                f"<td>{e['time_s']:.2f} &plusmn; {e['time_sd_s']:.2f}</td><td>{e['pairs']}</td>"
+                f"<td>{'yes' if e['converged'] else 'no'}</td></tr>"
+            )
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def _coalition_sections(result, summary: dict) -> list[str]:
     groups = "".join(
         f"<tr><td>{html.escape(g['partner'])}</td><td>{html.escape(', '.join(g['sensors']))}</td>"
@@ -269,6 +287,8 @@ def write_report(result, path: str | Path) -> Path:
     over_time = figure_metrics_over_time(result.evaluations, start_s)
     if over_time:
         parts += ["<h2>Metrics over time</h2>", f"<img alt='metrics over time' src='data:image/png;base64,{over_time}'>"]
+    if summary.get("registration"):
+        parts += ["<h2>Sensor registration: estimated radar biases</h2>", _bias_table(summary["registration"])]
     stats_rows = [(f"{name}: {k}", v) for name, st in summary["tracker_stats"].items() for k, v in sorted(st.items()) if v]
     parts += [
         "<h2>Tracker counters (non-zero)</h2>",

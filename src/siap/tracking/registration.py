@@ -951,6 +951,23 @@ def track_with_registration(
     return tracks, reg.estimates
 
 
+def estimates_table(registration: SensorRegistration) -> dict[str, dict[str, float | int | bool]]:
+    """The bias estimates of ``registration`` as plain numbers (m, deg, s), for reports."""
+    out = {}
+    for sid, e in sorted(registration.estimates.items()):
+        out[sid] = {
+            "range_m": round(float(e.range_m), 2),
+            "range_sd_m": round(float(e.range_sd_m), 2),
+            "azimuth_deg": round(float(np.degrees(e.azimuth_rad)), 4),
+            "azimuth_sd_deg": round(float(np.degrees(e.azimuth_sd_rad)), 4),
+            "time_s": round(float(e.time_s), 3),
+            "time_sd_s": round(float(e.time_sd_s), 3),
+            "pairs": int(e.n_pairs),
+            "converged": bool(e.converged),
+        }
+    return out
+
+
 def run_with_registration(
     plots, cfg, output_times_s, reg_config: RegistrationConfig | None = None, progress=None
 ):
