@@ -50,6 +50,7 @@ __all__ = ["NatsBus", "TransportError", "message_id", "durable_name"]
 T = TypeVar("T")
 
 MSG_ID_HEADER = "Nats-Msg-Id"
+FETCH_BATCH = 64  # messages per fetch request (64 x 1 MiB max_payload stays in nats-py's limits)
 
 
 class TransportError(SiapError):
@@ -168,6 +169,7 @@ class NatsBus:
         self.disconnects = 0
 
         self._subs: dict[str, _Sub] = {}
+        self._epoch = 0  # moves on every disconnect and reconnect
         self._closed = False
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name=f"{self.name}-loop", daemon=True)
@@ -256,19 +258,15 @@ class NatsBus:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __del__(self) -> None:  # pragma: no cover - best effort
-        try:
-            if not self._closed:
-                self.close()
-        except Exception:
-            pass
-
     # ------------------------------------------------------------------ plumbing
     def _check_open(self) -> None:
         if self._closed:
             raise TransportError(f"NATS bus {self.url}: used after close()")
 
     def _run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if threading.current_thread() is self._thread:  # would wait on itself forever
+            coro.close()
+            raise RuntimeError("NatsBus methods cannot be called from its own event-loop thread")
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return fut.result(timeout)
 
@@ -298,12 +296,14 @@ class NatsBus:
 
         async def on_disconnect() -> None:
             self.disconnects += 1
+            self._epoch += 1
             self._connected.clear()
             if not self._closed:
                 log.warning("NATS %s: disconnected", self.url)
 
         async def on_reconnect() -> None:
             self.reconnects += 1
+            self._epoch += 1
             for sub in self._subs.values():
                 sub.needs_reset = True
             self._connected.set()
@@ -503,6 +503,12 @@ class NatsBus:
         await self._retrying(sub.subject, f"re-position consumer of {sub.subject}", attempt)
 
     async def _drain(self, sub: _Sub, wait_s: float, min_messages: int) -> list[bytes]:
+        """Fetch what is pending, hand it out in order, ack it.
+
+        A fetch that overlapped a disconnect or reconnect (``_epoch`` moved) may have lost
+        replies, leaving a gap: its messages are neither handed out nor acked, and the consumer
+        is re-positioned after the last message handed out (:meth:`_reset`) and read again.
+        """
         import nats
 
         loop = asyncio.get_running_loop()
@@ -513,36 +519,41 @@ class NatsBus:
         while True:
             if sub.needs_reset:
                 await self._reset(sub)
+            epoch = self._epoch
             info = await self._retrying(sub.subject, f"consumer info of {sub.subject}", sub.psub.consumer_info)
             want = int(info.num_pending or 0)
-            got = 0
-            while got < want and not sub.needs_reset:
+            batch = []
+            while len(batch) < want and self._epoch == epoch:
                 remaining = deadline - loop.time()
                 try:
-                    msgs = await sub.psub.fetch(min(want - got, 256), timeout=max(remaining, 0.05))
+                    batch += await sub.psub.fetch(min(want - len(batch), FETCH_BATCH), timeout=max(remaining, 0.05))
                 except TimeoutError:
                     if loop.time() >= deadline:
                         # replies to this fetch may still arrive (or be lost): start the next
                         # drain from what was handed out rather than rely on redelivery
                         sub.needs_reset = True
                         break
-                    continue
                 except nats.errors.Error as exc:
                     if isinstance(exc, nats.errors.ConnectionClosedError):
                         raise TransportError(f"NATS connection to {self.url} is closed: drain {sub.subject}") from exc
                     self.retries[sub.subject] += 1
                     sub.needs_reset = True  # a reply may have been lost: fetch again from last_seq
                     break
-                for msg in msgs:
-                    got += 1
-                    seq = int(msg.metadata.sequence.stream)
-                    acks.append(msg)
-                    if seq <= sub.last_seq:
-                        self.redelivered[sub.subject] += 1
-                        continue
-                    sub.last_seq = seq
-                    out.append(msg.data)
-            if sub.needs_reset and got < want and loop.time() < deadline:
+            if self._epoch != epoch:  # the connection dropped meanwhile: fetch again after last_seq
+                self.retries[sub.subject] += 1
+                sub.needs_reset = True
+                if loop.time() < deadline:
+                    continue
+                break
+            for msg in batch:
+                acks.append(msg)
+                seq = int(msg.metadata.sequence.stream)
+                if seq <= sub.last_seq:
+                    self.redelivered[sub.subject] += 1
+                    continue
+                sub.last_seq = seq
+                out.append(msg.data)
+            if sub.needs_reset and len(batch) < want and loop.time() < deadline:
                 continue
             if len(out) >= min_messages or loop.time() >= deadline:
                 break

@@ -26,6 +26,7 @@ with a one-line :class:`NodeError`.
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import logging
 import re
@@ -161,6 +162,7 @@ def run_node(
     tracker_config: TrackerConfig | None = None,
     fusion_config: FusionConfig | None = None,
     step_timeout_s: float = 60.0,
+    registration: bool = False,
 ) -> NodeResult:
     """Run ``partner``'s node over ``plots`` (only its own sensors' plots are used) in lockstep
     with the other partners' nodes on ``bus``; see the module doc for the protocol."""
@@ -176,14 +178,26 @@ def run_node(
     partners = list(policy.partners)
     others = [p for p in partners if p != partner]
     rank = {p: i for i, p in enumerate(partners)}
-    node = PartnerNode(partner, mine, policy, cfg, fcfg, identity, trust, None)
-
     own_sensors = {s for g in mine for s in g.sensor_ids}
     plots = plots[np.isin(plots["sensor_id"], list(own_sensors))]
     plots = label_plots(plots[np.argsort(plots["time_s"], kind="stable")], policy)
-    lookup = {s: i for i, g in enumerate(mine) for s in g.sensor_ids}
-    group_of = np.array([lookup[s] for s in plots["sensor_id"].tolist()], dtype=np.int64)
+    global_index = {s: i for i, g in enumerate(groups) for s in g.sensor_ids}
+    group_of = np.array([global_index[s] for s in plots["sensor_id"].tolist()], dtype=np.int64)
     cuts = np.searchsorted(plots["time_s"], times, side="right")
+    if "group_ids" in inspect.signature(PartnerNode).parameters:  # PartnerNode with registration
+        node = PartnerNode(partner, mine, policy, cfg, fcfg, identity, trust, None,
+                           [i for i, g in enumerate(groups) if g.partner == partner], registration)
+
+        def local_tracks(window: slice, t: float) -> np.ndarray:
+            return node.local_tracks(plots[window], group_of[window], t)
+    else:  # earlier PartnerNode: one plot batch per group
+        if registration:
+            raise ConfigError("(node): registration: this siap's PartnerNode has no sensor registration")
+        node = PartnerNode(partner, mine, policy, cfg, fcfg, identity, trust, None)
+        mine_global = [global_index[g.sensor_ids[0]] for g in mine]
+
+        def local_tracks(window: slice, t: float) -> np.ndarray:
+            return node.local_tracks([plots[window][group_of[window] == g] for g in mine_global], t)
 
     my_tracks, my_steps = tracks_subject(run_id, partner), steps_subject(run_id, partner)
     bus.subscribe(my_tracks)
@@ -198,7 +212,7 @@ def run_node(
         t = float(t)
         window = slice(start, stop)
         start = stop
-        local = node.local_tracks([plots[window][group_of[window] == g] for g in range(len(mine))], t)
+        local = local_tracks(window, t)
         for r in others:
             subject = tracks_subject(run_id, r)
             before = bus.published[subject]
@@ -290,6 +304,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--step-s", type=float, default=5.0, help="evaluation step, s")
     r.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: all)")
     r.add_argument("--step-timeout-s", type=float, default=60.0)
+    r.add_argument("--registration", action="store_true", help="estimate and correct sensor biases (as run_coalition)")
     return ap
 
 
@@ -323,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
                 bus=bus, identity=identity, trust=trust, run_id=args.run,
                 sensor_ids=[s.id for s in sim.sensors], tracker_config=tracker_config_for(scenario),
-                step_timeout_s=args.step_timeout_s,
+                step_timeout_s=args.step_timeout_s, registration=args.registration,
             )
         args.out.mkdir(parents=True, exist_ok=True)
         records.write_parquet(res.coalition, args.out / f"{args.partner}-coalition.parquet")
