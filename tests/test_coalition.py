@@ -148,9 +148,17 @@ def test_network_adds_to_every_partner_and_restricted_data_stays_home(tmp_path):
     aus_own = evaluate(truth, result.own["AUS"]).summary()["siap_completeness"]
     aus_coal = evaluate(truth, result.coalition["AUS"]).summary()["siap_completeness"]
     assert aus_coal > aus_own + 0.1
-    # nothing derived from JPN-R2 (REL TO JPN, USA) reaches AUS
-    for row_sources in result.coalition["AUS"]["sources"].tolist():
-        assert "JPN-R2" not in row_sources
+    # nothing derived from JPN-R2 (REL TO JPN, USA) reaches AUS; every track names its sensors
+    aus = result.coalition["AUS"]
+    multi_partner = 0
+    for row_sources, row_sensors in zip(aus["sources"].tolist(), aus["sensors"].tolist(), strict=True):
+        assert "JPN-R2" not in row_sources and "JPN-R2" not in row_sensors
+        sensors = row_sensors.split(",")
+        assert sensors and all(policy.releasable(policy.sensor_label(s), "AUS") for s in sensors)
+        multi_partner += len({policy.owner(s) for s in sensors}) > 1
+    assert multi_partner > 0
+    # JPN, entitled to JPN-R2, does get its provenance
+    assert any("JPN-R2" in s for s in result.coalition["JPN"]["sensors"].tolist())
     for label in np.unique(result.coalition["AUS"]["label"]).tolist():
         assert policy.releasable(label, "AUS")
     # every message published was delivered and accepted; audit chains verify with signatures

@@ -397,3 +397,13 @@ def test_wiring_with_siap_sharing_combine():
     f = TrackFuser(FusionConfig(associate_after=1), combine_labels=lambda ls: str(combine(ls)))
     out = f.update(np.concatenate(parts), T0)
     assert out["label"].tolist() == ["SIAP//SECRET//REL TO JPN, USA"]
+
+
+def test_sensor_union_is_sorted_deduplicated_and_marks_truncation():
+    from siap.fusion import format_sensor_union
+
+    assert format_sensor_union([["USA-R1", "JPN-R1"], ["JPN-R1", "AUS-ADSB"]]) == "AUS-ADSB,JPN-R1,USA-R1"
+    assert format_sensor_union([["A", "+"], []]) == "A"
+    long = [[f"SENSOR-{i:03d}" for i in range(40)]]
+    text = format_sensor_union(long, width=40)
+    assert len(text) <= 40 and text.endswith(",+") and text.startswith("SENSOR-000,")

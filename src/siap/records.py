@@ -116,7 +116,8 @@ TRACK_DTYPE = np.dtype(
         ("callsign", "U8"),
         ("partner", "U3"),  # partner whose node produced the track ("" for a coalition track)
         ("label", "U64"),
-        ("sources", "U64"),  # provenance: contributing sensor ids, comma separated
+        ("sources", "U64"),  # immediate contributors: sensor ids (local track) or PARTNER:TRACK_ID (fused)
+        ("sensors", "U128"),  # provenance: every sensor id that contributed, sorted, comma separated
     ]
 )
 

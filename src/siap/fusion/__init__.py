@@ -7,7 +7,7 @@ Public API: :class:`TrackFuser`, :class:`FusionConfig`, the CTN encoding helpers
 from .config import FusionConfig
 from .ctn import decode_ctn, local_key, partner_code
 from .estimation import fast_ci_weights, fuse_stack, pair_statistic, predict_cv
-from .fuser import TrackFuser, format_sources, same_label_or_empty
+from .fuser import TrackFuser, format_sensor_union, format_sources, same_label_or_empty
 
 __all__ = [
     "FusionConfig",
@@ -20,5 +20,6 @@ __all__ = [
     "pair_statistic",
     "predict_cv",
     "format_sources",
+    "format_sensor_union",
     "same_label_or_empty",
 ]

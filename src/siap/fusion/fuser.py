@@ -57,7 +57,7 @@ from .ctn import (
 )
 from .estimation import fuse_stack, pair_statistic, predict_cv
 
-__all__ = ["TrackFuser", "same_label_or_empty", "format_sources"]
+__all__ = ["TrackFuser", "same_label_or_empty", "format_sources", "format_sensor_union"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +76,25 @@ def same_label_or_empty(labels: list[str]) -> str:
     """Default label combiner: the common label if all contributors carry the same one, else ""."""
     first = labels[0]
     return first if all(lab == first for lab in labels) else ""
+
+
+_SENSORS_LEN = records.TRACK_DTYPE["sensors"].itemsize // 4
+
+
+def format_sensor_union(lists: Sequence[Sequence[str]], width: int = _SENSORS_LEN) -> str:
+    """Sorted union of contributing sensor ids, comma separated; a trailing ``,+`` marks that
+    the list was cut to fit ``width`` characters. Markers (``+``, ``...``) in the inputs are
+    dropped: a truncated input list stays marked by the output's own cut."""
+    names = sorted({n for ls in lists for n in ls if n and n not in ("+", "...")})
+    text = ",".join(names)
+    if len(text) <= width:
+        return text
+    kept: list[str] = []
+    for n in names:
+        if len(",".join([*kept, n, "+"])) > width:
+            break
+        kept.append(n)
+    return ",".join([*kept, "+"])
 
 
 def format_sources(items: Sequence[tuple[str, int]], width: int = _SOURCES_LEN) -> str:
@@ -708,10 +727,14 @@ class TrackFuser:
             f"{p}:{t}" for p, t in zip(st["partner"].tolist(), st["track_id"].tolist(), strict=True)
         ]
         labels = st["label"].tolist()
+        sensor_lists = [
+            (sen or src).split(",") if (sen or src) else []
+            for sen, src in zip(st["sensors"].tolist(), st["sources"].tolist(), strict=True)
+        ]
         m3a = st["mode_3a"].tolist()
         calls = [c.strip() for c in st["callsign"].tolist()]
         keep = np.ones(K, dtype=bool)
-        label_out, sources_out, m3a_out, call_out = [], [], [], []
+        label_out, sources_out, sensors_out, m3a_out, call_out = [], [], [], [], []
         memo: dict[tuple[str, ...], str | None] = {}
         for k, (s0, cnt) in enumerate(zip(start.tolist(), counts.tolist(), strict=True)):
             e = s0 + cnt
@@ -726,6 +749,7 @@ class TrackFuser:
                 )
                 m3a_out.append(_majority(m3a[s0:e], records.NO_MODE_3A))
                 call_out.append(_majority(calls[s0:e], ""))
+            sensors_out.append(format_sensor_union(sensor_lists[s0:e]))
             labs = tuple(labels[s0:e])
             if labs not in memo:
                 try:
@@ -746,6 +770,7 @@ class TrackFuser:
             label_out.append(lab)
         out["label"] = label_out
         out["sources"] = sources_out
+        out["sensors"] = sensors_out
         out["mode_3a"] = m3a_out
         out["callsign"] = call_out
         return out[keep]
