@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.stats import multivariate_normal
 
 from siap.tracking import TrackerConfig
 from siap.tracking import filters as kf
@@ -45,7 +46,9 @@ def _random_case(seed: int, k: int, m: int):
     z[:, 0] = rng.uniform(5e3, 250e3, m)
     z[:, 1] = rng.uniform(0, 2 * np.pi, m)
     z[:, 2] = np.where(kind == 0, rng.uniform(0, 0.2, m), np.where(has_alt, 9000.0, 0.0))
-    z[kind == 2] = xm[rng.integers(0, k, (kind == 2).sum()), 0, :3] + rng.normal(0, 100, ((kind == 2).sum(), 3))
+    z[kind == 2] = xm[rng.integers(0, k, (kind == 2).sum()), 0, :3] + rng.normal(
+        0, 100, ((kind == 2).sum(), 3)
+    )
     R = np.zeros((m, 3, 3))
     R[:, 0, 0] = 60.0**2
     R[:, 1, 1] = R[:, 2, 2] = 0.003**2
@@ -62,8 +65,9 @@ def _numpy_cycle(g, ti, gp, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p
     pi = kf.transition(dt, TAU0, TAU1)
     x0, P0, cbar = kf.imm_mix(xm[ti], Pm[ti], mu[ti], pi)
     rep = np.repeat(gp, 2)
-    xp, Pp = kf.predict(x0.reshape(-1, 6), P0.reshape(-1, 6, 6), np.repeat(dt, 2),
-                        np.tile(QH, k), np.tile(QV, k))
+    xp, Pp = kf.predict(
+        x0.reshape(-1, 6), P0.reshape(-1, 6, 6), np.repeat(dt, 2), np.tile(QH, k), np.tile(QV, k)
+    )
     hz, Hp = g.h(xp[:, :3], kind[rep], has_alt[rep], site[rep], rot[rep])
     nu = g.innovation(z[rep], hz, kind[rep])
     S = kf.innovation_cov(Pp, Hp, R[rep])
@@ -80,7 +84,25 @@ def _numpy_cycle(g, ti, gp, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p
     mun /= mun.sum(axis=1, keepdims=True)
     xn, Pn = xn.reshape(k, 2, 6), Pn.reshape(k, 2, 6, 6)
     xc, Pc = kf.combine(xn, Pn, mun)
-    return d2.min(axis=1), cost, xn, Pn, mun, xc, Pc
+    return (
+        d2.min(axis=1),
+        cost,
+        xn,
+        Pn,
+        mun,
+        xc,
+        Pc,
+        xp.reshape(k, 2, 6),
+        Pp.reshape(k, 2, 6, 6),
+        cbar,
+    )
+
+
+def _cartesian(seed: int, m: int, centre: np.ndarray):
+    rng = np.random.default_rng(seed + 99)
+    pos = centre + rng.normal(0, 300, (m, 3))
+    B = rng.normal(size=(m, 3, 3)) * 100
+    return pos, B @ np.swapaxes(B, 1, 2) + 10 * np.eye(3)
 
 
 @settings(max_examples=15, deadline=None)
@@ -91,16 +113,27 @@ def test_pair_kernels_equal_numpy_path(seed):
     rng = np.random.default_rng(seed + 1)
     ti = rng.permutation(k)[:m].astype(np.int64)
     gp = np.arange(m, dtype=np.int64)
-    dmin_ref, cost_ref, xn, Pn, mun, xc, Pc = _numpy_cycle(
+    dmin_ref, cost_ref, xn, Pn, mun, xc, Pc, xp, Pp, cbar = _numpy_cycle(
         g, ti, gp, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p_time
     )
+    cart = _cartesian(seed, m, xp[:, 0, :3])
     args = (p_time, kind.astype(np.int64), has_alt, z, R, site, rot, g.re, g.rc)
     dmin, cost = kn.pair_scores(ti, gp, 2, t_trk, xm, Pm, mu, TAU0, TAU1, QH, QV, *args)
     np.testing.assert_allclose(dmin, dmin_ref, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(cost, cost_ref, rtol=1e-7, atol=1e-7)
     xm2, Pm2, mu2, t2 = xm.copy(), Pm.copy(), mu.copy(), t_trk.copy()
     xc2, Pc2 = np.zeros((k, 6)), np.zeros((k, 6, 6))
-    kn.pair_update(ti, gp, 2, t2, xm2, Pm2, mu2, xc2, Pc2, TAU0, TAU1, QH, QV, *args)
+    lnl = kn.pair_update(ti, gp, 2, t2, xm2, Pm2, mu2, xc2, Pc2, TAU0, TAU1, QH, QV, *args, *cart)
+    pos, pc = cart
+    lik = [
+        sum(
+            cbar[n, j]
+            * multivariate_normal(xp[n, j, :2], Pp[n, j, :2, :2] + pc[n, :2, :2]).pdf(pos[n, :2])
+            for j in range(2)
+        )
+        for n in range(m)
+    ]
+    np.testing.assert_allclose(lnl, np.log(lik), rtol=1e-9, atol=1e-9)
     scale = np.abs(Pn).max(axis=(2, 3), keepdims=True)
     np.testing.assert_allclose(xm2[ti], xn, rtol=1e-7, atol=1e-6)
     np.testing.assert_allclose(Pm2[ti] / scale, Pn / scale, atol=1e-8)
@@ -125,7 +158,8 @@ def test_single_mode_kernels_equal_kalman_filter():
     xn, Pn = kf.ekf_update(xp, Pp, nu, Hp, R)
     args = (p_time, kind.astype(np.int64), has_alt, z, R, site, rot, g.re, g.rc)
     xc, Pc = np.zeros((k, 6)), np.zeros((k, 6, 6))
-    kn.pair_update(ti, gp, 1, t_trk, xm, Pm, mu, xc, Pc, TAU0, TAU1, QH, QV, *args)
+    cart = _cartesian(7, m, xp[:, :3])
+    kn.pair_update(ti, gp, 1, t_trk, xm, Pm, mu, xc, Pc, TAU0, TAU1, QH, QV, *args, *cart)
     np.testing.assert_allclose(xc, xn, rtol=1e-7, atol=1e-6)
     scale = np.abs(Pn).max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(Pc / scale, Pn / scale, atol=1e-8)
@@ -142,8 +176,9 @@ def test_snapshot_kernel_equals_predict_and_rotation():
     g = Geometry(TrackerConfig())
     E, o = g.E, g.origin_ecef
     sel = np.arange(k, dtype=np.int64)
-    pos, vel, cov, mup, sig2 = kn.snapshot_states(sel, 12.0, 2, t_trk, xc, Pc, mu, QH, QV, TAU0,
-                                                  TAU1, E, o)
+    pos, vel, cov, mup, sig2 = kn.snapshot_states(
+        sel, 12.0, 2, t_trk, xc, Pc, mu, QH, QV, TAU0, TAU1, E, o
+    )
     dt = 12.0 - t_trk
     x, P = kf.predict(xc, Pc, dt, mu @ QH, mu @ QV)
     T = np.zeros((6, 6))

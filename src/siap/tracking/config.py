@@ -152,6 +152,32 @@ class TrackerConfig(BaseModel):
         description="A track whose predicted horizontal position standard deviation (sqrt of the trace of the horizontal covariance) exceeds this is deleted (m).",
     )
 
+    # --- sequential track score (SPRT), optional -------------------------------------------------
+    false_alarm_density_per_km2: float | None = Field(
+        None,
+        gt=0.0,
+        description="Spatial density of false plots per revisit (per km^2 of horizontal area). When set, every track carries a sequential log-likelihood-ratio score (target vs false alarms, Blackman & Popoli 1999 sec. 6.2) used by score_confirm / score_delete; None turns the score off (M-of-N only).",
+    )
+    detection_probability: float = Field(
+        0.9,
+        gt=0.0,
+        lt=1.0,
+        description="Detection probability per revisit used by the track score (a hit adds ln(P_D N(nu_h; 0, S_h) / lambda), a missed revisit ln(1 - P_D)).",
+    )
+    score_revisit_s: float = Field(
+        10.0,
+        gt=0.0,
+        description="Expected time between detection opportunities (s): the track score charges one miss per score_revisit_s without a plot.",
+    )
+    score_confirm: float = Field(
+        4.5,
+        description="A tentative track is confirmed only once its score reaches this (and it has confirm_hits plots); SPRT upper threshold ln((1 - beta) / alpha), 4.5 for alpha = 0.01, beta = 0.1.",
+    )
+    score_delete: float = Field(
+        -2.3,
+        description="A track whose score (misses included) falls below this is deleted; SPRT lower threshold ln(beta / (1 - alpha)), -2.3 for beta = 0.1.",
+    )
+
     # --- plot validation -------------------------------------------------------------------------
     max_range_m: float = Field(
         1_000_000.0,

@@ -298,11 +298,17 @@ def pair_scores(
 @njit(cache=True)
 def pair_update(
     ti, gp, nm, t_trk, xm, Pm, mu, xc, Pc, tau0, tau1, qh, qv,
-    p_time, kind, has_alt, z, R, site, rot, re, rc,
+    p_time, kind, has_alt, z, R, site, rot, re, rc, pos, pos_cov,
 ):  # fmt: skip
     """One full IMM-EKF cycle of track ti[k] with plot gp[k], written into the track table in
-    place (xm, Pm, mu, xc, Pc, t_trk). Tracks must be distinct."""
+    place (xm, Pm, mu, xc, Pc, t_trk). Tracks must be distinct.
+
+    Returns the log of the plot's horizontal likelihood under the track before the update,
+    ``ln sum_j c_j N(nu_h,j; 0, S_h,j)`` with ``nu_h,j`` the plot's Cartesian horizontal
+    position minus mode j's predicted one and ``S_h,j`` the sum of their horizontal
+    covariances (the plot's first-order Cartesian covariance), for the track score."""
     k = len(ti)
+    lnl = np.empty(k)
     x0 = np.empty((nm, 6))
     P0 = np.empty((nm, 6, 6))
     cbar = np.empty(nm)
@@ -379,6 +385,18 @@ def pair_update(
                     v = 0.5 * (A[a, b] + A[b, a])
                     Pm[i, j, a, b] = v
                     Pm[i, j, b, a] = v
+        # horizontal likelihood of the plot (predicted, before the update)
+        lik = 0.0
+        for j in range(nm):
+            a11 = P0[j, 0, 0] + pos_cov[g, 0, 0]
+            a22 = P0[j, 1, 1] + pos_cov[g, 1, 1]
+            a12 = 0.5 * (P0[j, 0, 1] + P0[j, 1, 0] + pos_cov[g, 0, 1] + pos_cov[g, 1, 0])
+            det2 = a11 * a22 - a12 * a12
+            ex = pos[g, 0] - x0[j, 0]
+            ey = pos[g, 1] - x0[j, 1]
+            dh2 = (a22 * ex * ex - 2.0 * a12 * ex * ey + a11 * ey * ey) / det2
+            lik += cbar[j] * np.exp(-0.5 * dh2) / (_TWO_PI * np.sqrt(det2))
+        lnl[p] = np.log(max(lik, 1e-300))
         if nm == 2:
             lm = max(logl[0], logl[1])
             w0 = cbar[0] * np.exp(logl[0] - lm)
@@ -409,11 +427,13 @@ def pair_update(
                 for b in range(6):
                     Pc[i, a, b] = Pm[i, 0, a, b]
         t_trk[i] = p_time[g]
+    return lnl
 
 
 @njit(cache=True)
-def horizontal_prefilter(ti, gp, nm, t_trk, xc, Pc, xm, Pm, modes, qh_max, p_time, pos, pos_cov,
-                         mode_s, g3, g_wide):
+def horizontal_prefilter(
+    ti, gp, nm, t_trk, xc, Pc, xm, Pm, modes, qh_max, p_time, pos, pos_cov, mode_s, g3, g_wide
+):
     """Cheap necessary condition for the gate (see Tracker._horizontal_prefilter)."""
     k = len(ti)
     keep = np.empty(k, np.bool_)

@@ -115,6 +115,12 @@ class Tracker:
             [c.vertical_process_noise_m2ps3, c.vertical_manoeuvre_process_noise_m2ps3]
         )
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
+        # Sequential track score (log-likelihood ratio, Blackman & Popoli 1999 sec. 6.2).
+        self._score_on = c.false_alarm_density_per_km2 is not None
+        if self._score_on:
+            lam = c.false_alarm_density_per_km2 * 1e-6  # per m^2
+            self._score_hit = float(np.log(c.detection_probability) - np.log(lam))
+            self._score_miss = float(np.log1p(-c.detection_probability))
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
         self._src_cache: dict[tuple[int, ...], str] = {}  # sensor bit mask -> "id1,id2"
@@ -161,6 +167,7 @@ class Tracker:
         self._id = np.zeros(cap, np.int64)
         self._status = np.zeros(cap, np.uint8)
         self._nupd = np.zeros(cap, np.int32)
+        self._score = np.zeros(cap)
         self._modes = np.full(cap, -1, np.int64)
         self._m3a = np.full(cap, -1, np.int64)
         self._cs = np.zeros(cap, "U8")
@@ -177,6 +184,7 @@ class Tracker:
         "_id",
         "_status",
         "_nupd",
+        "_score",
         "_modes",
         "_m3a",
         "_cs",
@@ -275,6 +283,8 @@ class Tracker:
         sel = np.flatnonzero(self._status[:n] == CONFIRMED)
         dt = time_s - self._t[sel]
         keep = dt <= c.delete_after_s
+        if self._score_on:
+            keep &= self._score_now(sel, dt) >= c.score_delete
         sel, dt = sel[keep], dt[keep]
         k = len(sel)
         if k == 0:
@@ -315,9 +325,19 @@ class Tracker:
         out["partner"] = c.partner
         out["label"] = c.label
         out["sources"] = self._sources_strings(self._src[sel])
+        out["sensors"] = out["sources"]  # a local track's contributors are its sensors
         return out
 
     # ------------------------------------------------------------------ internals
+    def _n_revisits(self, dt: np.ndarray) -> np.ndarray:
+        """Detection opportunities in ``dt`` seconds (a quarter revisit of tolerance for
+        jitter)."""
+        return np.floor(np.abs(dt) / self.cfg.score_revisit_s + 0.25)
+
+    def _score_now(self, idx, dt: np.ndarray) -> np.ndarray:
+        """Track score at ``t_last + dt``: the stored score plus one miss per revisit."""
+        return self._score[idx] + self._n_revisits(dt) * self._score_miss
+
     def _sources_strings(self, masks: np.ndarray) -> np.ndarray:
         if masks.shape[1] == 1:
             u1, inv = np.unique(masks[:, 0], return_inverse=True)
@@ -757,15 +777,22 @@ class Tracker:
         with plots ``gp`` (distinct tracks), in one compiled pass over the pairs
         (:func:`.kernels.pair_update`)."""
         c = self.cfg
-        kn.pair_update(
+        gap = pp.time_s[gp] - self._t[ti]
+        lnl = kn.pair_update(
             ti, gp, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc, self._Pc,
             c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self._qh, self._qv,
             pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot,
-            self.geo.re, self.geo.rc,
+            self.geo.re, self.geo.rc, pp.pos, pp.pos_cov,
         )  # fmt: skip
+        if self._score_on:
+            # missed revisits since the last plot, then the hit: ln(P_D N(nu_h; 0, S_h) / lambda)
+            missed = np.maximum(self._n_revisits(gap) - 1, 0)
+            self._score[ti] += missed * self._score_miss + self._score_hit + lnl
         self._ix_dirty = True
         self._nupd[ti] += 1
         conf = (self._status[ti] == TENTATIVE) & (self._nupd[ti] >= c.confirm_hits)
+        if self._score_on:
+            conf &= self._score[ti] >= c.score_confirm
         if conf.any():
             self._status[ti[conf]] = CONFIRMED
             self._stats["tracks_confirmed"] += int(conf.sum())
@@ -814,8 +841,10 @@ class Tracker:
         self._t[sl] = pp.time_s[gp]
         self._id[sl] = np.arange(self._next_id, self._next_id + k)
         self._next_id += k
-        self._status[sl] = CONFIRMED if c.confirm_hits <= 1 else TENTATIVE
+        conf0 = c.confirm_hits <= 1 and (not self._score_on or c.score_confirm <= 0.0)
+        self._status[sl] = CONFIRMED if conf0 else TENTATIVE
         self._nupd[sl] = 1
+        self._score[sl] = 0.0  # first plot: target and false alarm equally likely
         self._modes[sl] = -1
         self._m3a[sl] = -1
         self._cs[sl] = ""
@@ -824,7 +853,7 @@ class Tracker:
         ti = np.arange(self.n, self.n + k)
         self.n += k
         self._stats["tracks_initiated"] += k
-        if c.confirm_hits <= 1:
+        if conf0:
             self._stats["tracks_confirmed"] += k
         self._set_identity(ti, gp, pp)
 
@@ -846,6 +875,8 @@ class Tracker:
         )
         dead = ((st == TENTATIVE) & (dt > c.tentative_max_coast_s)) | (dt > c.delete_after_s)
         dead |= var > c.max_position_std_m**2
+        if self._score_on:
+            dead |= self._score_now(slice(0, n), dt) < c.score_delete
         dead &= st != DELETED
         if dead.any():
             # Deleted tracks are marked and left in place; the table is compacted (slots move,
