@@ -271,6 +271,7 @@ def test_radar_and_adsb_fuse_into_one_track_per_aircraft():
     assert sorted(j.tolist()) == list(range(n))
     both = tracks[np.isin(j, np.arange(0, n, 2))]
     assert all(set(s.split(",")) == {"ADSB", "R3D"} for s in both["sources"])
+    assert all(s == "ADSB,R3D" for s in both["sensors"])  # sorted provenance
     np.testing.assert_array_equal(np.sort(both["mode_s_address"]), addr[0::2])
     p, _ = traj(j, tracks["time_s"])
     err = np.linalg.norm(FRAME.enu_to_ecef(p) - tracks["pos_ecef_m"], axis=1)

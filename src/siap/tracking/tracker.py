@@ -72,6 +72,7 @@ _STAT_KEYS = (
 )
 
 
+_SENSORS_LEN = TRACK_DTYPE["sensors"].itemsize // 4
 _WARM = [False]  # numba kernels loaded in this process
 
 
@@ -123,7 +124,8 @@ class Tracker:
             self._score_miss = float(np.log1p(-c.detection_probability))
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
-        self._src_cache: dict[tuple[int, ...], str] = {}  # sensor bit mask -> "id1,id2"
+        # sensor bit mask -> (sources, sensors) strings
+        self._src_cache: dict[tuple[int, ...], tuple[str, str]] = {}
         self._buf = np.zeros(0, PREP_DTYPE)
         self._watermark = -np.inf
         self._processed_until = -np.inf
@@ -324,7 +326,7 @@ class Tracker:
         out["callsign"] = self._cs[sel]
         out["partner"] = c.partner
         out["label"] = c.label
-        out["sources"] = self._sources_strings(self._src[sel])
+        out["sources"], out["sensors"] = self._sources_strings(self._src[sel])
         out["sensors"] = out["sources"]  # a local track's contributors are its sensors
         return out
 
@@ -338,17 +340,20 @@ class Tracker:
         """Track score at ``t_last + dt``: the stored score plus one miss per revisit."""
         return self._score[idx] + self._n_revisits(dt) * self._score_miss
 
-    def _sources_strings(self, masks: np.ndarray) -> np.ndarray:
+    def _sources_strings(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``sources`` (sensor ids in registration order, cut to 64 characters with ``,...``)
+        and ``sensors`` (sorted ids, cut to fit the field with a trailing ``,+``) of sensor
+        bit masks, cached per distinct mask."""
         if masks.shape[1] == 1:
             u1, inv = np.unique(masks[:, 0], return_inverse=True)
             uniq = u1[:, None]
         else:
             uniq, inv = np.unique(masks, axis=0, return_inverse=True)
-        strs = []
-        for row in uniq:
-            key = tuple(int(w) for w in row)
-            s = self._src_cache.get(key)
-            if s is None:
+        srcs, sens = [], []
+        for row in uniq.tolist():
+            key = tuple(row)
+            v = self._src_cache.get(key)
+            if v is None:
                 names = [
                     self._sensor_names[w * 64 + b]
                     for w in range(len(row))
@@ -358,9 +363,24 @@ class Tracker:
                 s = ",".join(names)
                 if len(s) > 64:
                     s = s[:60].rsplit(",", 1)[0] + ",..."
-                self._src_cache[key] = s
-            strs.append(s)
-        return np.array(strs, dtype="U64")[np.asarray(inv).reshape(-1)]
+                names = sorted(names)
+                u = ",".join(names)
+                if len(u) > _SENSORS_LEN:
+                    kept: list[str] = []
+                    for nme in names:
+                        if len(",".join([*kept, nme, "+"])) > _SENSORS_LEN:
+                            break
+                        kept.append(nme)
+                    u = ",".join([*kept, "+"])
+                v = (s, u)
+                self._src_cache[key] = v
+            srcs.append(v[0])
+            sens.append(v[1])
+        inv = np.asarray(inv).reshape(-1)
+        return (
+            np.array(srcs, dtype=TRACK_DTYPE["sources"])[inv],
+            np.array(sens, dtype=TRACK_DTYPE["sensors"])[inv],
+        )
 
     def _sensor_indices(self, names: np.ndarray) -> np.ndarray:
         uniq, inv = np.unique(names, return_inverse=True)
