@@ -9,7 +9,8 @@ Processing (see docs/tracking.md for the equations and the rules):
    (all sensors together with ``merge_sensors``, else sensor by sensor, sorted by sensor id).
    The grid is absolute, so the result does not depend on how the input stream is cut.
 3. For the plots of a frame, in rounds: candidate (track, plot) pairs come from a
-   ``scipy.spatial.cKDTree`` over the tracks' predicted horizontal positions (radius from the
+   uniform grid index (``kernels.grid_build`` / ``grid_pairs``) over the tracks' predicted
+   horizontal positions (radius from the
    chi-square gate and both covariances) and a cheap horizontal Mahalanobis test; each
    candidate track is then predicted to its plot's own time through the IMM, the innovation
    and Mahalanobis distance are computed in the plot's measurement space (EKF), and pairs
@@ -601,9 +602,9 @@ class Tracker:
         )
 
     def _build_index(self, t_ref: float) -> None:
-        """k-d tree over all live tracks' predicted horizontal positions, built once per frame
+        """Grid index over all live tracks' predicted horizontal positions, built once per frame
         period and queried by every frame and round in it. Tracks with far larger radii than
-        the rest (new, tentative) are kept out of the tree and searched from a tree of the
+        the rest (new, tentative) are kept out of the index and searched from a grid of the
         plots."""
         n = self.n
         idx = np.flatnonzero(self._status[:n] != DELETED) if self._n_dead else np.arange(n)
@@ -637,7 +638,7 @@ class Tracker:
         self._ix_dirty = False
 
     def _candidates(self, pp: PreparedPlots, g: np.ndarray):
-        """Candidate (track, plot) pairs from cKDTree radius queries, ``g`` the plot indices.
+        """Candidate (track, plot) pairs from grid radius queries, ``g`` the plot indices.
 
         A pair is a candidate when the horizontal distance between the track's predicted
         position and the plot is at most ``(s rs + sqrt(rs^2 + rp^2) + rv) f``: ``rp = G sigma_p``
