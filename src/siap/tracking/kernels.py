@@ -637,3 +637,104 @@ def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_
                 ob[m] = j
                 m += 1
     return oa[:m].copy(), ob[:m].copy()
+
+
+# ---------------------------------------------------------------------------- plot validation
+REASONS = (
+    "unknown_kind",
+    "nan",
+    "inf",
+    "negative_range",
+    "impossible_range",
+    "impossible_angle",
+    "impossible_position",
+    "bad_covariance",
+)
+
+
+@njit(cache=True)
+def validate_codes(kind, time_s, slat, slon, salt, rng, az, el, lat, lon, alt, cov, max_range,
+                   min_alt, max_alt):
+    """Reason code per plot: 0 usable, else 1 + the index in :data:`REASONS` of the first rule
+    it breaks (see :func:`siap.tracking.measurements.validate`)."""
+    n = len(kind)
+    out = np.zeros(n, np.int8)
+    half_pi = np.pi / 2
+    for p in range(n):
+        k = kind[p]
+        if k != RADAR_3D and k != RADAR_2D and k != ADSB:
+            out[p] = 1
+            continue
+        # required fields: NaN (code 2) before infinite (code 3), as two passes
+        code = 0
+        for pass_ in range(2):
+            if code:
+                break
+            want_nan = pass_ == 0
+            vals_bad = False
+            if want_nan:
+                vals_bad = np.isnan(time_s[p])
+            else:
+                vals_bad = np.isinf(time_s[p])
+            if k != ADSB:
+                for v in (slat[p], slon[p], salt[p], rng[p], az[p]):
+                    vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
+                if k == RADAR_3D:
+                    vals_bad |= np.isnan(el[p]) if want_nan else np.isinf(el[p])
+            else:
+                for v in (lat[p], lon[p], alt[p]):
+                    vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
+            if k == RADAR_2D:
+                for a in range(2):
+                    for b in range(2):
+                        v = cov[p, a, b]
+                        vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
+            else:
+                for a in range(3):
+                    for b in range(3):
+                        v = cov[p, a, b]
+                        vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
+            if vals_bad:
+                code = 2 if want_nan else 3
+        if code:
+            out[p] = code
+            continue
+        radar = k != ADSB
+        if radar and rng[p] < 0:
+            out[p] = 4
+            continue
+        if radar and (rng[p] == 0 or rng[p] > max_range):
+            out[p] = 5
+            continue
+        if k == RADAR_3D and abs(el[p]) > half_pi:
+            out[p] = 6
+            continue
+        has_modec = k == RADAR_2D and np.isfinite(alt[p]) and np.isfinite(cov[p, 2, 2])
+        lat_bad = (k == ADSB and abs(lat[p]) > 90) or (radar and abs(slat[p]) > 90)
+        alt_used = k == ADSB or has_modec
+        alt_bad = alt_used and (alt[p] < min_alt or alt[p] > max_alt)
+        if lat_bad or alt_bad:
+            out[p] = 7
+            continue
+        c = np.empty((3, 3))
+        cmax = 0.0
+        for a in range(3):
+            for b in range(3):
+                v = cov[p, a, b]
+                c[a, b] = v if np.isfinite(v) else 0.0
+                cmax = max(cmax, abs(c[a, b]))
+        asym = 0.0
+        for a in range(3):
+            for b in range(3):
+                asym = max(asym, abs(c[a, b] - c[b, a]))
+        m1 = c[0, 0]
+        m2 = c[0, 0] * c[1, 1] - c[0, 1] * c[1, 0]
+        m3 = (
+            c[0, 0] * (c[1, 1] * c[2, 2] - c[1, 2] * c[2, 1])
+            - c[0, 1] * (c[1, 0] * c[2, 2] - c[1, 2] * c[2, 0])
+            + c[0, 2] * (c[1, 0] * c[2, 1] - c[1, 1] * c[2, 0])
+        )
+        three = k == RADAR_3D or k == ADSB or has_modec
+        if m1 <= 0 or m2 <= 0 or (three and m3 <= 0) or asym > 1e-9 * cmax:
+            out[p] = 8
+    return out

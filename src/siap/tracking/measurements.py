@@ -27,6 +27,8 @@ import numpy as np
 from siap.geo import LocalFrame, enu_rotation, geodetic_to_ecef
 from siap.records import MeasurementKind
 
+from .kernels import REASONS, validate_codes
+
 logger = logging.getLogger("siap.tracking")
 
 RADAR_3D = int(MeasurementKind.RADAR_3D)
@@ -43,28 +45,6 @@ def gaussian_radius_m(lat_deg: float) -> float:
     return float(WGS84_A * np.sqrt(1.0 - WGS84_E2) / (1.0 - WGS84_E2 * s2))
 
 
-_SCALAR_FIELDS = (
-    "time_s",
-    "sensor_lat_deg",
-    "sensor_lon_deg",
-    "sensor_alt_m",
-    "range_m",
-    "azimuth_rad",
-    "elevation_rad",
-    "lat_deg",
-    "lon_deg",
-    "alt_m",
-)
-_NEED = np.zeros((4, 19), bool)
-_NEED[:, 0] = True  # time for every kind
-_NEED[RADAR_3D, 1:7] = True
-_NEED[RADAR_2D, 1:6] = True
-_NEED[ADSB, 7:10] = True
-_NEED[RADAR_3D, 10:] = True
-_NEED[ADSB, 10:] = True
-_NEED[RADAR_2D, 10 + np.array([0, 1, 3, 4])] = True  # the (range, azimuth) block
-
-
 def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
     """Boolean mask of usable plots and the count of rejected plots per reason.
 
@@ -74,63 +54,25 @@ def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
     altitude outside [min_altitude_m, max_altitude_m]), ``bad_covariance`` (the covariance
     block in use is not symmetric positive definite).
     """
-    n = len(plots)
-    kind = plots["kind"].astype(np.int64)
-    is3 = kind == RADAR_3D
-    is2 = kind == RADAR_2D
-    isa = kind == ADSB
-    radar = is3 | is2
-    reasons: dict[str, np.ndarray] = {}
-    bad = np.zeros(n, bool)
-
-    def flag(name: str, mask: np.ndarray) -> None:
-        nonlocal bad
-        new = mask & ~bad
-        if new.any():
-            reasons[name] = new
-            bad |= new
-
-    flag("unknown_kind", ~(radar | isa))
-    cov = plots["cov"]
-    # Required fields per kind: rows of _NEED (RADAR_3D, RADAR_2D, ADSB, unknown) over
-    # (time, sensor lat/lon/alt, range, azimuth, elevation, lat, lon, alt, cov[0..8]).
-    kidx = np.where(radar | isa, kind, 3).astype(np.intp)
-    need = _NEED[kidx]
-    vals = np.column_stack(
-        [plots[f] for f in _SCALAR_FIELDS] + [np.asarray(cov, float).reshape(n, 9)]
-    )
-    any_nan = (np.isnan(vals) & need).any(axis=1)
-    any_inf = (np.isinf(vals) & need).any(axis=1)
-    flag("nan", any_nan)
-    flag("inf", any_inf)
-    with np.errstate(invalid="ignore"):
-        rng = plots["range_m"]
-        flag("negative_range", radar & (rng < 0))
-        flag("impossible_range", radar & ((rng == 0) | (rng > cfg.max_range_m)))
-        flag("impossible_angle", is3 & (np.abs(plots["elevation_rad"]) > np.pi / 2))
-        lat_bad = (isa & (np.abs(plots["lat_deg"]) > 90)) | (
-            radar & (np.abs(plots["sensor_lat_deg"]) > 90)
-        )
-        alt = plots["alt_m"]
-        has_modec = is2 & np.isfinite(alt) & np.isfinite(cov[:, 2, 2])
-        alt_used = isa | has_modec
-        alt_bad = alt_used & ((alt < cfg.min_altitude_m) | (alt > cfg.max_altitude_m))
-        flag("impossible_position", lat_bad | alt_bad)
-        # Positive definiteness by Sylvester's criterion on the block in use, plus symmetry.
-        c = np.where(np.isfinite(cov), cov, 0.0)
-        m1 = c[:, 0, 0]
-        m2 = c[:, 0, 0] * c[:, 1, 1] - c[:, 0, 1] * c[:, 1, 0]
-        m3 = np.linalg.det(c)
-        three = is3 | isa | has_modec
-        asym = np.abs(c - np.swapaxes(c, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.abs(c).max(axis=(1, 2))
-        cov_bad = (m1 <= 0) | (m2 <= 0) | (three & (m3 <= 0)) | asym
-        flag("bad_covariance", cov_bad & ~bad)
-    counts = {k: int(v.sum()) for k, v in reasons.items()}
-    if counts and logger.isEnabledFor(logging.DEBUG):
-        for k, v in reasons.items():
-            ids = plots["plot_id"][v][:5].tolist()
-            logger.debug("rejected %d plot(s) for %s (first plot ids %s)", int(v.sum()), k, ids)
-    return ~bad, counts
+    codes = validate_codes(
+        plots["kind"], plots["time_s"], plots["sensor_lat_deg"], plots["sensor_lon_deg"],
+        plots["sensor_alt_m"], plots["range_m"], plots["azimuth_rad"], plots["elevation_rad"],
+        plots["lat_deg"], plots["lon_deg"], plots["alt_m"], plots["cov"],
+        float(cfg.max_range_m), float(cfg.min_altitude_m), float(cfg.max_altitude_m),
+    )  # fmt: skip
+    ok = codes == 0
+    if ok.all():
+        return ok, {}
+    per = np.bincount(codes, minlength=len(REASONS) + 1)
+    counts = {REASONS[i - 1]: int(per[i]) for i in range(1, len(per)) if per[i]}
+    if logger.isEnabledFor(logging.DEBUG):
+        for i in range(1, len(per)):
+            if per[i]:
+                ids = plots["plot_id"][codes == i][:5].tolist()
+                logger.debug(
+                    "rejected %d plot(s) for %s (first plot ids %s)", int(per[i]), REASONS[i - 1], ids
+                )
+    return ok, counts
 
 
 PREP_DTYPE = np.dtype(
