@@ -74,6 +74,12 @@ _STAT_KEYS = (
 
 
 _SENSORS_LEN = TRACK_DTYPE["sensors"].itemsize // 4
+_SET_FIELDS = {
+    "time_s", "track_id", "status", "pos_ecef_m", "vel_ecef_mps", "cov_ecef", "lat_deg",
+    "lon_deg", "alt_m", "model_prob", "n_updates", "mode_s_address", "mode_3a", "callsign",
+    "partner", "label", "sources", "sensors",
+}  # fmt: skip
+_UNSET_FIELDS = [f for f in TRACK_DTYPE.names if f not in _SET_FIELDS]
 _WARM = [False]  # numba kernels loaded in this process
 
 
@@ -311,7 +317,9 @@ class Tracker:
             sel, dt, pos, vel, cov, mu = (
                 sel[order], dt[order], pos[order], vel[order], cov[order], mu[order]
             )
-        out = np.zeros(k, TRACK_DTYPE)  # every field is written below
+        out = np.empty(k, TRACK_DTYPE)
+        for f in _UNSET_FIELDS:  # fields this tracker does not fill (none today)
+            out[f] = np.zeros((), TRACK_DTYPE[f])
         out["time_s"] = time_s
         out["track_id"] = self._id[sel]
         out["status"] = np.where(dt > c.coasting_after_s, COASTING, CONFIRMED)
@@ -328,7 +336,6 @@ class Tracker:
         out["partner"] = c.partner
         out["label"] = c.label
         out["sources"], out["sensors"] = self._sources_strings(self._src[sel])
-        out["sensors"] = out["sources"]  # a local track's contributors are its sensors
         return out
 
     # ------------------------------------------------------------------ internals
