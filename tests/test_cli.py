@@ -128,3 +128,31 @@ def test_bad_policy_is_one_line_exit_2(tmp_path):
     path = tmp_path / "pol.yaml"
     path.write_text(yaml.safe_dump(doc))
     _one_line_error(siap("coalition", str(SCENARIO), "--policy", str(path), "--out", str(tmp_path / "o")), "pol.yaml")
+
+
+def test_coalition_over_nats_matches_the_in_process_run(tmp_path):
+    from nats_support import NatsServer
+
+    server = NatsServer(tmp_path / "store").start()
+    try:
+        proc = siap("coalition", str(SCENARIO), "--policy", str(POLICY), "--out", str(tmp_path / "n"),
+                    "--nats-url", server.url)
+    finally:
+        server.stop()
+    assert proc.returncode == 0, proc.stderr
+    over_nats = json.loads((tmp_path / "n" / "metrics.json").read_text())
+    assert siap("coalition", str(SCENARIO), "--policy", str(POLICY), "--out", str(tmp_path / "i")).returncode == 0
+    in_process = json.loads((tmp_path / "i" / "metrics.json").read_text())
+    assert over_nats["messages"] == in_process["messages"]
+    assert over_nats["partner_table"] == in_process["partner_table"]
+    assert over_nats["commonality"] == in_process["commonality"]
+
+
+def test_unreachable_nats_is_one_line_error(tmp_path):
+    from nats_support import free_port
+
+    proc = siap("coalition", str(SCENARIO), "--policy", str(POLICY), "--out", str(tmp_path / "o"),
+                "--nats-url", f"nats://127.0.0.1:{free_port()}")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("siap: error")]) == 1

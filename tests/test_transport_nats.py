@@ -13,9 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import threading
 import time
@@ -26,70 +23,12 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nats_support import MISSING, NATS_SERVER, NatsServer, free_port  # noqa: E402,F401
 
 from siap.errors import SiapError
 from siap.records import empty_tracks
 from siap.sharing import NodeIdentity, Policy, SignedEnvelope, Signer, TrustStore, Verifier
 from siap.transport.nats import NatsBus, TransportError, durable_name, message_id
-
-# Module-level check, so the reason is plain in every failing test.
-NATS_SERVER = shutil.which("nats-server") or next(
-    (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)), None
-)
-MISSING = "nats-server not found: install Debian's nats-server (apt-get install nats-server) to run the NATS transport tests"
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class NatsServer:
-    """A nats-server process with JetStream on 127.0.0.1:port and its own store dir."""
-
-    def __init__(self, store: Path, port: int | None = None) -> None:
-        if NATS_SERVER is None:
-            pytest.fail(MISSING)
-        self.store = store
-        self.port = port or free_port()
-        self.url = f"nats://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen | None = None
-        self.log = store.parent / f"nats-{self.port}.log"
-
-    def start(self) -> NatsServer:
-        cmd = [NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.store)]
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10.0
-        while True:  # wait until it accepts connections and greets with INFO
-            if self.proc.poll() is not None:
-                pytest.fail(f"nats-server exited with {self.proc.returncode}: {self.log.read_text()[-500:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as s:
-                    if s.recv(4).startswith(b"INFO"):
-                        return self
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                pytest.fail(f"nats-server on port {self.port} did not accept connections in 10 s")
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        """Crash it (SIGKILL): no graceful shutdown, no state flush."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -528,30 +467,20 @@ class Attacker:
 
 
 @pytest.mark.parametrize("attack", [False, True])
-def test_coalition_run_over_nats_matches_in_process_bus(server, monkeypatch, attack):
-    """run_coalition with NatsBus in place of InProcessBus: the same messages, rejections and
-    pictures (byte for byte); with an attacker on the link, replays reach the verifier."""
+def test_coalition_run_over_nats_matches_in_process_bus(server, attack):
+    """run_coalition over a NatsBus: the same messages, rejections and pictures as over the
+    in-process bus (byte for byte); with an attacker on the link, replays reach the verifier."""
     import siap.coalition as coalition
 
     plots, policy, times, origin = _small_coalition(12 if not attack else 8)
     ref = coalition.run_coalition(plots, policy, times, origin=origin, centralised=False,
                                   tamper=Attacker() if attack else None)
 
-    buses: list[NatsBus] = []
-    prefix = f"coal{uuid.uuid4().hex[:8]}"
-
-    def nats_bus():
-        buses.append(NatsBus(server.url, durable_prefix=prefix, unreachable_timeout_s=10))
-        return buses[-1]
-
-    monkeypatch.setattr(coalition, "InProcessBus", nats_bus)
-    try:
+    run = uuid.uuid4().hex[:8]
+    with NatsBus(server.url, durable_prefix=f"coal{run}", unreachable_timeout_s=10) as bus:
         res = coalition.run_coalition(plots, policy, times, origin=origin, centralised=False,
-                                      tamper=Attacker() if attack else None)
-    finally:
-        for b in buses:
-            b.close()
-    assert len(buses) == 1
+                                      tamper=Attacker() if attack else None, bus=bus,
+                                      subject_prefix=f"siap.run.{run}.tracks")
     assert res.messages == ref.messages and res.messages["published"] > 0
     assert res.rejected == ref.rejected
     if attack:

@@ -76,9 +76,10 @@ def demo(
     duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
     eval_step_s: Annotated[float, typer.Option(help="evaluate the picture every this many seconds")] = 5.0,
     registration: Annotated[bool, typer.Option(help="estimate and remove radar biases online")] = True,
+    nats_url: Annotated[str | None, typer.Option(help="carry partner messages over NATS JetStream at this URL")] = None,
 ) -> None:
     """Run the main job: simulate, track (coalition mode by default), evaluate, write the report."""
-    _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration)
+    _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration, nats_url)
 
 
 @app.command()
@@ -90,12 +91,13 @@ def coalition(
     duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
     eval_step_s: Annotated[float, typer.Option(help="evaluate the pictures every this many seconds")] = 5.0,
     registration: Annotated[bool, typer.Option(help="estimate and remove radar biases online")] = True,
+    nats_url: Annotated[str | None, typer.Option(help="carry partner messages over NATS JetStream at this URL")] = None,
 ) -> None:
     """Run a scenario as a coalition under a policy: per-partner pictures, commonality, audit."""
-    _run_main_job(scenario, out_dir, "coalition", policy, seed, duration_s, eval_step_s, registration)
+    _run_main_job(scenario, out_dir, "coalition", policy, seed, duration_s, eval_step_s, registration, nats_url)
 
 
-def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration) -> None:
+def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration, nats_url=None) -> None:
     from siap.pipeline import run_demo
     from siap.scenario import load_scenario
 
@@ -115,7 +117,14 @@ def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s
         pol = load_policy(policy)
     with _progress() as progress:
         result = run_demo(
-            sc, out_dir, mode=mode, policy=pol, eval_step_s=eval_step_s, registration=registration, progress=_Bars(progress)
+            sc,
+            out_dir,
+            mode=mode,
+            policy=pol,
+            eval_step_s=eval_step_s,
+            registration=registration,
+            nats_url=nats_url,
+            progress=_Bars(progress),
         )
     _print_summary(result.summary())
     out.print(f"report:  {out_dir / 'report.html'}")

@@ -43,7 +43,7 @@ from siap.sharing.release import release, release_mask
 from siap.sharing.signing import NodeIdentity, RejectedMessage, Signer, TrustStore, Verifier
 from siap.tracking import Tracker, TrackerConfig
 from siap.tracking.registration import SensorRegistration, estimates_table
-from siap.transport import InProcessBus
+from siap.transport import InProcessBus, MessageBus
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ __all__ = [
 ]
 
 GROUP_SHIFT = 32  # local track id = group index << GROUP_SHIFT | tracker track id
+DEFAULT_SUBJECT_PREFIX = "siap.tracks"  # partner P receives on "siap.tracks.P"
 ProgressFn = Callable[[str, float], None]
 
 
@@ -143,8 +144,10 @@ class PartnerNode:
         audit_path: Path | None,
         group_ids: list[int],
         registration: bool = False,
+        subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
     ) -> None:
         self.partner = partner
+        self.subject_prefix = subject_prefix
         self.groups = groups
         self.group_ids = group_ids
         self.policy = policy
@@ -189,17 +192,17 @@ class PartnerNode:
                 parts.append(snap)
         return np.concatenate(parts) if parts else records.empty_tracks(0)
 
-    def publish(self, local: np.ndarray, time_s: float, bus: InProcessBus, recipients: list[str]) -> None:
+    def publish(self, local: np.ndarray, time_s: float, bus: MessageBus, recipients: list[str]) -> None:
         """Release to each recipient what it may see (audited), sign it and publish it."""
         for recipient in recipients:
             rows = release(local, recipient, self.policy, audit=self.audit, time_s=time_s)
             for envelope in self.signer.sign_batch(rows, "tracks", time_s=time_s):
-                bus.publish(subject_for(recipient), envelope.to_bytes())
+                bus.publish(subject_for(recipient, self.subject_prefix), envelope.to_bytes())
 
-    def receive(self, bus: InProcessBus, time_s: float) -> np.ndarray:
+    def receive(self, bus: MessageBus, time_s: float) -> np.ndarray:
         """Verify every message waiting for this node; the accepted track rows."""
         accepted = []
-        for message in bus.drain(subject_for(self.partner)):
+        for message in bus.drain(subject_for(self.partner, self.subject_prefix)):
             try:
                 accepted.append(self.verifier.verify(message, now_s=time_s))
             except RejectedMessage:
@@ -211,8 +214,9 @@ class PartnerNode:
             self.audit.close()
 
 
-def subject_for(partner: str) -> str:
-    return f"siap.tracks.{partner}"
+def subject_for(partner: str, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
+    """The subject on which ``partner`` receives tracks (``siap.tracks.JPN``)."""
+    return f"{prefix}.{partner}"
 
 
 @dataclass
@@ -245,6 +249,8 @@ def run_coalition(
     fusion_config: FusionConfig | None = None,
     audit_dir: str | Path | None = None,
     registration: bool = False,
+    bus: MessageBus | None = None,
+    subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
     tamper: Callable[[str, bytes], bytes | list[tuple[str, bytes]] | None] | None = None,
     progress: ProgressFn | None = None,
 ) -> CoalitionResult:
@@ -289,12 +295,15 @@ def run_coalition(
             audit_paths.get(p),
             [i for i, g in enumerate(groups) if g.partner == p],
             registration,
+            subject_prefix,
         )
         for p in partners
     }
-    bus = InProcessBus()
+    bus = bus if bus is not None else InProcessBus()
     for p in partners:
-        bus.subscribe(subject_for(p))
+        bus.subscribe(subject_for(p, subject_prefix))
+    published_before = sum(bus.published.values())
+    delivered_before = sum(bus.delivered.values())
 
     cuts = np.searchsorted(plots["time_s"], times, side="right")
     coalition = {p: [] for p in partners}
@@ -309,7 +318,7 @@ def run_coalition(
         for p, node in nodes.items():
             node.publish(locals_[p], t, bus, [r for r in partners if r != p])
         if tamper is not None:
-            _apply_tamper(bus, partners, tamper)
+            _apply_tamper(bus, [subject_for(p, subject_prefix) for p in partners], tamper)
         for p, node in nodes.items():
             received = node.receive(bus, t)
             mine = locals_[p]
@@ -331,7 +340,8 @@ def run_coalition(
         coalition={p: _cat(v) for p, v in coalition.items()},
         own={p: _cat(v) for p, v in own.items()},
         rejected={p: {k: int(v) for k, v in n.verifier.counts.items() if k != "accepted"} for p, n in nodes.items()},
-        messages={"published": int(sum(bus.published.values())), "delivered": int(sum(bus.delivered.values())),
+        messages={"published": int(sum(bus.published.values()) - published_before),
+                  "delivered": int(sum(bus.delivered.values()) - delivered_before),
                   "accepted": int(sum(n.verifier.counts.get("accepted", 0) for n in nodes.values()))},
         tracker_stats={f"{g.partner}#{g.index}": dict(tr.stats) for n in nodes.values() for g, tr in zip(n.groups, n.trackers, strict=True)},
         biases={
@@ -353,13 +363,12 @@ def run_coalition(
     return result
 
 
-def _apply_tamper(bus: InProcessBus, partners: list[str], tamper) -> None:
+def _apply_tamper(bus: MessageBus, subjects: list[str], tamper) -> None:
     """Let an attacker rewrite what is in flight: ``tamper(subject, message)`` returns the
     bytes to deliver on that subject, None to drop it, or a list of (subject, bytes) to deliver
     instead (redirection, duplication)."""
     in_flight = []
-    for r in partners:
-        subject = subject_for(r)
+    for subject in subjects:
         messages = bus.drain(subject)
         bus.delivered[subject] -= len(messages)
         in_flight += [(subject, m) for m in messages]

@@ -150,13 +150,15 @@ def run_demo(
     policy=None,
     eval_step_s: float = 5.0,
     registration: bool = True,
+    nats_url: str | None = None,
     progress: ProgressFn | None = None,
 ) -> DemoResult:
     """Simulate ``scenario``, build the picture(s), evaluate against truth and (if ``out_dir``)
     write ``report.html``, ``metrics.json`` and, in coalition mode, the audit logs there.
 
     ``policy``: a :class:`siap.sharing.policy.Policy`, a built-in name or a YAML path; by
-    default the built-in policy named like the scenario.
+    default the built-in policy named like the scenario. ``nats_url``: carry the partners'
+    signed messages over NATS JetStream at that URL instead of the in-process bus.
     """
     from siap.simulation import simulate
 
@@ -171,7 +173,9 @@ def run_demo(
     if mode == "single":
         result = _run_single(scenario, sim, times, truth_eval, timings, progress, registration)
     else:
-        result = _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration)
+        result = _run_coalition(
+            scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url
+        )
     result.observable_objects = int(len(np.unique(truth_eval["truth_id"])))
     if out_dir is not None:
         write_outputs(result, Path(out_dir), progress=progress)
@@ -206,7 +210,9 @@ def _run_single(scenario, sim, times, truth_eval, timings, progress, registratio
     )
 
 
-def _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration) -> DemoResult:
+def _run_coalition(
+    scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url
+) -> DemoResult:
     from siap.coalition import run_coalition
     from siap.errors import ConfigError
     from siap.evaluation import evaluate
@@ -224,18 +230,33 @@ def _run_coalition(scenario, sim, times, truth_eval, timings, policy, out_dir, p
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
     audit_dir = Path(out_dir) / "audit" if out_dir is not None else None
+    bus, subject_prefix = None, "siap.tracks"
+    if nats_url is not None:
+        import uuid
+
+        from siap.transport import NatsBus
+
+        run_id = uuid.uuid4().hex[:12]  # a run's own subjects and consumers on a shared server
+        bus = NatsBus(nats_url, durable_prefix=f"siap-{run_id}")
+        subject_prefix = f"siap.run.{run_id}.tracks"
     t0 = time.perf_counter()
-    coal = run_coalition(
-        sim.plots,
-        policy,
-        times,
-        origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
-        sensor_ids=[s.id for s in sim.sensors],
-        tracker_config=tracker_config_for(scenario),
-        audit_dir=audit_dir,
-        registration=registration,
-        progress=progress,
-    )
+    try:
+        coal = run_coalition(
+            sim.plots,
+            policy,
+            times,
+            origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
+            sensor_ids=[s.id for s in sim.sensors],
+            tracker_config=tracker_config_for(scenario),
+            audit_dir=audit_dir,
+            registration=registration,
+            bus=bus,
+            subject_prefix=subject_prefix,
+            progress=progress,
+        )
+    finally:
+        if bus is not None:
+            bus.close()
     timings["coalition"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     evaluations: dict[str, object] = {}

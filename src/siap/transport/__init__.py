@@ -4,7 +4,22 @@
 and counters that let tests check that no message is lost or duplicated.
 """
 
-from .inprocess import InProcessBus
-from .nats import NatsBus, TransportError  # noqa: F401  (NATS JetStream bus; nats-py imported lazily)
+from collections import Counter
+from typing import Protocol
 
-__all__ = ["InProcessBus"]
+from .inprocess import InProcessBus
+from .nats import NatsBus, TransportError  # NATS JetStream bus; nats-py is imported lazily
+
+__all__ = ["InProcessBus", "MessageBus", "NatsBus", "TransportError"]
+
+
+class MessageBus(Protocol):
+    """What a coalition run needs of a transport (InProcessBus and NatsBus both are one)."""
+
+    published: Counter[str]
+    delivered: Counter[str]
+
+    def subscribe(self, subject: str) -> None: ...
+    def publish(self, subject: str, message: bytes) -> None: ...
+    def drain(self, subject: str) -> list[bytes]: ...
+    def requeue(self, subject: str, message: bytes) -> None: ...

@@ -26,7 +26,6 @@ with a one-line :class:`NodeError`.
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import re
@@ -184,20 +183,11 @@ def run_node(
     global_index = {s: i for i, g in enumerate(groups) for s in g.sensor_ids}
     group_of = np.array([global_index[s] for s in plots["sensor_id"].tolist()], dtype=np.int64)
     cuts = np.searchsorted(plots["time_s"], times, side="right")
-    if "group_ids" in inspect.signature(PartnerNode).parameters:  # PartnerNode with registration
-        node = PartnerNode(partner, mine, policy, cfg, fcfg, identity, trust, None,
-                           [i for i, g in enumerate(groups) if g.partner == partner], registration)
+    node = PartnerNode(partner, mine, policy, cfg, fcfg, identity, trust, None,
+                       [i for i, g in enumerate(groups) if g.partner == partner], registration)
 
-        def local_tracks(window: slice, t: float) -> np.ndarray:
-            return node.local_tracks(plots[window], group_of[window], t)
-    else:  # earlier PartnerNode: one plot batch per group
-        if registration:
-            raise ConfigError("(node): registration: this siap's PartnerNode has no sensor registration")
-        node = PartnerNode(partner, mine, policy, cfg, fcfg, identity, trust, None)
-        mine_global = [global_index[g.sensor_ids[0]] for g in mine]
-
-        def local_tracks(window: slice, t: float) -> np.ndarray:
-            return node.local_tracks([plots[window][group_of[window] == g] for g in mine_global], t)
+    def local_tracks(window: slice, t: float) -> np.ndarray:
+        return node.local_tracks(plots[window], group_of[window], t)
 
     my_tracks, my_steps = tracks_subject(run_id, partner), steps_subject(run_id, partner)
     bus.subscribe(my_tracks)
