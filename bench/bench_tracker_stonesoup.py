@@ -501,6 +501,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--jpda-max-scans", nargs="*", default=[],
                     help="N:scans caps for JPDA, e.g. 200:30 (JPDA at N >= 200 runs 30 scans); "
                          "none by default")
+    ap.add_argument("--trajectories", type=Path, default=None,
+                    help="real trajectories (traffic JSON/Parquet or OpenSky CSV) as truth instead of "
+                         "synthetic CV targets; N is then the most targets taken")
     ap.add_argument("--quick", action="store_true", help="small version (tests): N 5 and 15, 15 scans")
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--no-table", action="store_true")
@@ -524,7 +527,12 @@ def main(argv: list[str] | None = None) -> dict:
     runs = []
     for n in args.n:
         for seed in args.seeds:
-            scn = sc.make_cv_scenario(n, seed, n_scans=args.scans)
+            if args.trajectories is not None:
+                scn = sc.make_trajectory_scenario(args.trajectories, n, seed, n_scans=args.scans)
+                if scn.n_targets < n:
+                    notes.append(f"N={n} seed={seed}: only {scn.n_targets} flights stay in the area")
+            else:
+                scn = sc.make_cv_scenario(n, seed, n_scans=args.scans)
             for name in trackers:
                 if name in ("siap", "siap-imm"):
                     runs.append(run_siap(scn, variant=name))
@@ -546,7 +554,9 @@ def main(argv: list[str] | None = None) -> dict:
         scenario=dict(area_m=100_000.0, n_scans=args.scans, dt_s=1.0, speed_mps=[100, 250],
                       q_m2ps3=0.5, sigma_m=50.0, pd=0.9, clutter_per_scan=5.0,
                       origin_lat_lon_deg=[ORIGIN.lat_deg, ORIGIN.lon_deg], alt_m=ALT_M,
-                      generator="bench/scenarios_cv.py:make_cv_scenario"),
+                      generator=("bench/scenarios_cv.py:make_trajectory_scenario" if args.trajectories
+                                 else "bench/scenarios_cv.py:make_cv_scenario"),
+                      trajectories=str(args.trajectories) if args.trajectories else None),
         gospa=dict(c_m=GOSPA_C_M, p=GOSPA_P, alpha=2, space="2D position",
                    function=GOSPA_FN_NAME, averaged="mean over scans"),
         timing=("tracker wall time per scan (perf_counter) and CPU time of the process "

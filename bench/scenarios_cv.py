@@ -146,20 +146,7 @@ def make_cv_scenario(
     start = rng.uniform(start_lo, start_hi)
     truth_xy = rel_pos + start[None, :, :]
 
-    # Detections.
-    det_scan_parts, det_xy_parts, det_truth_parts = [], [], []
-    detected = rng.random((n_scans, n)) < pd
-    n_clutter = rng.poisson(clutter_per_scan, n_scans)
-    for k in range(n_scans):
-        idx = np.flatnonzero(detected[k])
-        meas = truth_xy[k, idx] + rng.normal(0.0, sigma_m, (idx.size, 2))
-        clut = rng.uniform(0.0, area_m, (n_clutter[k], 2))
-        xy = np.concatenate([meas, clut])
-        tid = np.concatenate([idx, np.full(n_clutter[k], -1)])
-        order = rng.permutation(xy.shape[0])  # trackers must not learn anything from the order
-        det_xy_parts.append(xy[order])
-        det_truth_parts.append(tid[order])
-        det_scan_parts.append(np.full(xy.shape[0], k))
+    det_scan, det_xy, det_truth = _detections(truth_xy, rng, area_m, sigma_m, pd, clutter_per_scan)
     times = EPOCH_S + dt_s * np.arange(n_scans)
     return CVScenario(
         n_targets=n,
@@ -174,13 +161,110 @@ def make_cv_scenario(
         times_s=times,
         truth_xy=truth_xy,
         truth_vel=vel,
-        det_scan=np.concatenate(det_scan_parts).astype(np.int64),
-        det_xy=np.concatenate(det_xy_parts),
-        det_truth=np.concatenate(det_truth_parts).astype(np.int64),
+        det_scan=det_scan,
+        det_xy=det_xy,
+        det_truth=det_truth,
         params=dict(
             n_targets=n, seed=seed, n_scans=n_scans, dt_s=dt_s, area_m=area_m,
             speed_mps=[speed_min_mps, speed_max_mps], q_m2ps3=q, sigma_m=sigma_m, pd=pd,
             clutter_per_scan=clutter_per_scan,
+        ),
+    )
+
+
+def _detections(truth_xy, rng, area_m, sigma_m, pd, clutter_per_scan):
+    """Detections of ``truth_xy`` (n_scans, n, 2) in ``[0, area]^2``: each target detected with
+    probability ``pd`` per scan at its position plus N(0, sigma^2) per axis, and
+    Poisson(``clutter_per_scan``) clutter points uniform over the area, shuffled per scan.
+    Returns (det_scan, det_xy, det_truth) sorted by scan."""
+    n_scans, n = truth_xy.shape[:2]
+    det_scan_parts, det_xy_parts, det_truth_parts = [], [], []
+    detected = rng.random((n_scans, n)) < pd
+    n_clutter = rng.poisson(clutter_per_scan, n_scans)
+    for k in range(n_scans):
+        idx = np.flatnonzero(detected[k])
+        meas = truth_xy[k, idx] + rng.normal(0.0, sigma_m, (idx.size, 2))
+        clut = rng.uniform(0.0, area_m, (n_clutter[k], 2))
+        xy = np.concatenate([meas, clut])
+        tid = np.concatenate([idx, np.full(n_clutter[k], -1)])
+        order = rng.permutation(xy.shape[0])  # trackers must not learn anything from the order
+        det_xy_parts.append(xy[order])
+        det_truth_parts.append(tid[order])
+        det_scan_parts.append(np.full(xy.shape[0], k))
+    return (
+        np.concatenate(det_scan_parts).astype(np.int64),
+        np.concatenate(det_xy_parts),
+        np.concatenate(det_truth_parts).astype(np.int64),
+    )
+
+
+def make_trajectory_scenario(
+    path,
+    n_targets: int,
+    seed: int,
+    *,
+    n_scans: int = 100,
+    dt_s: float = 1.0,
+    area_m: float = 100_000.0,
+    q: float = 0.5,
+    sigma_m: float = 50.0,
+    pd: float = 0.9,
+    clutter_per_scan: float = 5.0,
+) -> CVScenario:
+    """The side-by-side benchmark on REAL trajectories: the same sensing model as
+    :func:`make_cv_scenario` (2D position, ``sigma_m`` noise, ``pd``, Poisson clutter), but the
+    truth is recorded aircraft (traffic JSON/Parquet or OpenSky state-vector CSV, read by
+    :func:`siap.scenario.load_trajectories`).
+
+    Window and area (seeded): a start time is drawn among the times at which the most flights
+    are airborne; the area is the ``area_m`` square centred on the median position of the
+    flights then; the targets are up to ``n_targets`` flights (seeded choice) that stay inside
+    the area for all ``n_scans`` scans. Their positions are projected on the local east/north
+    plane of the area's centre (siap.geo, pyproj). ``n_targets`` in the result is the number
+    actually found. ``q`` is only what the trackers are told (real aircraft manoeuvre)."""
+    from siap.scenario import load_trajectories
+
+    rng = np.random.default_rng(seed)
+    flights = load_trajectories(path).flights
+    if not flights:
+        raise ValueError(f"{path}: no airborne flights")
+    span = n_scans * dt_s
+    starts = np.array([f.time_s[0] for f in flights])
+    ends = np.array([f.time_s[-1] for f in flights])
+    grid = np.arange(starts.min(), ends.max() - span, 10.0)
+    if grid.size == 0:
+        raise ValueError(f"{path}: no flight lasts {span:.0f} s")
+    alive = ((starts[None, :] <= grid[:, None]) & (ends[None, :] >= grid[:, None] + span)).sum(axis=1)
+    best = np.flatnonzero(alive >= 0.8 * alive.max())
+    t0 = float(grid[rng.choice(best)])
+    times = t0 + dt_s * np.arange(n_scans)
+    live = [f for f in flights if f.time_s[0] <= t0 and f.time_s[-1] >= times[-1]]
+    lat0 = np.median([f.interpolate(t0)[0][0] for f in live])
+    lon0 = np.median([f.interpolate(t0)[1][0] for f in live])
+    frame = geo.LocalFrame(float(lat0), float(lon0), 0.0)
+    xy_all, vel_all = [], []
+    for f in live:
+        lat, lon, alt, vel, _ = f.interpolate(times)
+        enu = frame.geodetic_to_enu(lat, lon, np.zeros_like(alt))
+        xy = enu[:, :2] + area_m / 2.0
+        if np.all((xy >= 0.0) & (xy <= area_m)):
+            xy_all.append(xy)
+            vel_all.append(vel[:, :2])
+    if not xy_all:
+        raise ValueError(f"{path}: no flight stays in a {area_m / 1000:.0f} km square for {span:.0f} s")
+    pick = np.sort(rng.choice(len(xy_all), size=min(n_targets, len(xy_all)), replace=False))
+    truth_xy = np.stack([xy_all[i] for i in pick], axis=1)
+    vel = np.stack([vel_all[i] for i in pick], axis=1)
+    det_scan, det_xy, det_truth = _detections(truth_xy, rng, area_m, sigma_m, pd, clutter_per_scan)
+    n = truth_xy.shape[1]
+    return CVScenario(
+        n_targets=n, seed=seed, n_scans=n_scans, dt_s=dt_s, area_m=area_m, sigma_m=sigma_m, pd=pd,
+        clutter_per_scan=clutter_per_scan, q=q, times_s=EPOCH_S + dt_s * np.arange(n_scans),
+        truth_xy=truth_xy, truth_vel=vel, det_scan=det_scan, det_xy=det_xy, det_truth=det_truth,
+        params=dict(
+            trajectories=str(path), n_targets_requested=int(n_targets), n_targets=n, seed=seed,
+            n_scans=n_scans, dt_s=dt_s, area_m=area_m, centre_lat_lon_deg=[float(lat0), float(lon0)],
+            start_time_s=t0, q_m2ps3=q, sigma_m=sigma_m, pd=pd, clutter_per_scan=clutter_per_scan,
         ),
     )
 

@@ -217,3 +217,21 @@ def test_radar_one_plot_per_target_per_revolution(net):
     # consecutive plots of one target by one radar are whole revolutions apart (within the
     # target's own azimuth motion), never two in one revolution
     assert np.all(gaps > 0.9 * period)
+
+
+def test_trajectory_scenario_uses_real_flights_inside_the_area():
+    sample = Path(__file__).parents[1] / "src/siap/scenario/data/paris_2021-10-07_1300-1330.json.gz"
+    scn = sc.make_trajectory_scenario(sample, 20, seed=3, n_scans=60)
+    assert 1 <= scn.n_targets <= 20
+    assert scn.truth_xy.shape == (60, scn.n_targets, 2)
+    assert np.all((scn.truth_xy >= 0) & (scn.truth_xy <= scn.area_m))
+    speeds = np.linalg.norm(scn.truth_vel, axis=-1)
+    assert np.all((speeds > 30) & (speeds < 350))  # airborne aircraft, m/s
+    # position steps agree with the recorded velocities (the projection is consistent)
+    step = np.linalg.norm(np.diff(scn.truth_xy, axis=0), axis=-1)
+    assert np.median(np.abs(step - speeds[:-1] * scn.dt_s)) < 15.0
+    # sensing model as declared: detections of targets only near them, clutter labelled -1
+    own = scn.det_truth >= 0
+    err = scn.det_xy[own] - scn.truth_xy[scn.det_scan[own], scn.det_truth[own]]
+    assert abs(err.std() - scn.sigma_m) < 0.2 * scn.sigma_m
+    assert scn.params["trajectories"].endswith(".json.gz")
