@@ -252,8 +252,8 @@ STONESOUP_TUNING = dict(
 # confirmed ones after 5 (siap measures these in seconds: 1.5 s and 4.5 s at 1 s scans).
 # Its sequential track score gets what Stone Soup's JPDA gets: the clutter density and the
 # detection probability of the scenario (siap_config adds them), and the scan interval as the
-# revisit time; its two thresholds were tuned on seed 2 (score_confirm 2.3 / 3 / 3.5 / 4.5 / 6,
-# score_delete -2.3 / -3 / -4.7).
+# revisit time; its thresholds were tuned on seed 2 (score_confirm 2.3 / 3 / 3.5 / 4.5 / 6,
+# score_delete -2.3 / -3 / -4.7, score_delete_confirmed none / 0 / 1 / 2 / 3 / 4.5).
 # "siap" is a single CV Kalman filter like Stone Soup's; "siap-imm" keeps siap's default
 # two-model IMM (CV + manoeuvre).
 SIAP_TUNING = dict(
@@ -266,6 +266,7 @@ SIAP_TUNING = dict(
     imm_enabled=False,
     score_confirm=3.5,
     score_delete=-3.0,
+    score_delete_confirmed=2.0,
 )
 
 
@@ -569,7 +570,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "min_points 2 / 3, deletion after 3-6 misses, prior velocity sd 100 / 150 / 200 m/s, "
                       "JPDA prob_gate 0.999 / 0.9999. siap tried: confirm_hits 2 / 3, IMM on / off "
                       "(both variants reported), management times matched to Stone Soup's, track-score "
-                      "thresholds score_confirm 2.3 / 3 / 3.5 / 4.5 / 6 and score_delete -2.3 / -3 / -4.7 "
+                      "thresholds score_confirm 2.3 / 3 / 3.5 / 4.5 / 6, score_delete -2.3 / -3 / -4.7 and "
+                      "score_delete_confirmed none / 0 / 1 / 2 / 3 / 4.5 "
                       "(clutter density, Pd and scan interval from the scenario, as JPDA gets them)."),
             stonesoup=STONESOUP_TUNING,
             siap=dict(SIAP_TUNING, cv_process_noise_m2ps3="truth q",

@@ -4,6 +4,7 @@ held back for a weak second plot, deletion after missed revisits."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from scipy.stats import multivariate_normal
 
 from siap.geo import LocalFrame
@@ -85,13 +86,17 @@ def test_weak_second_plot_does_not_confirm_but_the_m_of_n_rule_would():
     assert scored._score[0] < 3.5
 
 
-def test_missed_revisits_delete_a_young_track():
-    """Each revisit without a plot costs ln(1 - P_D); below score_delete the track goes."""
+@pytest.mark.parametrize("delete_confirmed", [None, 2.0])
+def test_missed_revisits_delete_a_young_track(delete_confirmed):
+    """Each revisit without a plot costs ln(1 - P_D); below score_delete (confirmed tracks:
+    score_delete_confirmed when set) the track goes."""
     enu = np.array([[10_000.0, 20_000.0, 10_000.0], [10_150.0, 20_080.0, 10_000.0]])
     times = T0 + np.array([0.0, 1.0])
-    trk = _run(_cfg(coasting_after_s=20.0, delete_after_s=30.0), enu, times)
+    cfg = _cfg(coasting_after_s=20.0, delete_after_s=30.0, score_delete_confirmed=delete_confirmed)
+    trk = _run(cfg, enu, times)
     s0 = float(trk._score[0])
-    n_alive = int(np.floor((s0 + 3.0) / -np.log1p(-PD)))  # misses survived
+    level = -3.0 if delete_confirmed is None else delete_confirmed
+    n_alive = int(np.floor((s0 - level) / -np.log1p(-PD)))  # misses survived
     for m in range(1, n_alive + 3):
         t = float(times[-1] + m)
         trk.advance(t)

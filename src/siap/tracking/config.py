@@ -177,6 +177,10 @@ class TrackerConfig(BaseModel):
         -2.3,
         description="A track whose score (misses included) falls below this is deleted; SPRT lower threshold ln(beta / (1 - alpha)), -2.3 for beta = 0.1.",
     )
+    score_delete_confirmed: float | None = Field(
+        None,
+        description="A confirmed track whose score (misses included) falls below this is deleted; None: score_delete. A confirmed track's score only grows with its plots, so a level above score_delete removes weakly confirmed tracks (most likely false) after fewer misses while established tracks stay under the time rules.",
+    )
 
     # --- plot validation -------------------------------------------------------------------------
     max_range_m: float = Field(

@@ -129,6 +129,9 @@ class Tracker:
             lam = c.false_alarm_density_per_km2 * 1e-6  # per m^2
             self._score_hit = float(np.log(c.detection_probability) - np.log(lam))
             self._score_miss = float(np.log1p(-c.detection_probability))
+            self._score_del_conf = (
+                c.score_delete if c.score_delete_confirmed is None else c.score_delete_confirmed
+            )
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
         # sensor bit mask -> (sources, sensors) strings
@@ -293,7 +296,7 @@ class Tracker:
         dt = time_s - self._t[sel]
         keep = dt <= c.delete_after_s
         if self._score_on:
-            keep &= self._score_now(sel, dt) >= c.score_delete
+            keep &= self._score_now(sel, dt) >= self._score_del_conf
         sel, dt = sel[keep], dt[keep]
         k = len(sel)
         if k == 0:
@@ -904,7 +907,9 @@ class Tracker:
         dead = ((st == TENTATIVE) & (dt > c.tentative_max_coast_s)) | (dt > c.delete_after_s)
         dead |= var > c.max_position_std_m**2
         if self._score_on:
-            dead |= self._score_now(slice(0, n), dt) < c.score_delete
+            dead |= self._score_now(slice(0, n), dt) < np.where(
+                st == TENTATIVE, c.score_delete, self._score_del_conf
+            )
         dead &= st != DELETED
         if dead.any():
             # Deleted tracks are marked and left in place; the table is compacted (slots move,
