@@ -23,15 +23,17 @@ Kernels are compiled on first use and cached on disk (``cache=True``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.typed import Dict
 
 RADAR_3D = 0
 RADAR_2D = 1
 ADSB = 2
 _TWO_PI = 2.0 * np.pi
+_KEY3 = types.UniTuple(types.float64, 3)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _transition(dt, tau0, tau1):
     a = 1.0 / tau0
     b = 1.0 / tau1
@@ -41,7 +43,7 @@ def _transition(dt, tau0, tau1):
     return p00, 1.0 - p00, 1.0 - p11, p11
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar):
     """IMM mixing of track ``i`` (BLK eq. 11.6.6-6 to -10) and CV prediction of each mode over
     ``dt`` into ``x0`` (nm, 6), ``P0`` (nm, 6, 6); ``cbar`` (nm,) the predicted mode
@@ -85,7 +87,7 @@ def _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar):
         _predict_inplace(x0[j], P0[j], dt, qh[j], qv[j], c3, c2, ad)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _predict_inplace(x, P, dt, q_h, q_v, c3, c2, ad):
     """x <- F x, P <- F P F' + Q (blockwise: P_pp + T (P_pv + P_vp) + T^2 P_vv, P_pv + T P_vv)."""
     for a in range(3):
@@ -106,7 +108,7 @@ def _predict_inplace(x, P, dt, q_h, q_v, c3, c2, ad):
         P[ax + 3, ax + 3] += ad * q
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp):
     """Innovation ``nu`` = z - h(x) (azimuth wrapped) and position Jacobian ``Hp`` of plot g."""
     k = kind[g]
@@ -154,7 +156,7 @@ def _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp):
         nu[2] = z[g, 2] - np.arctan2(dz, rho)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", inline="always")
 def _innovation_stats(P, Hp, R, g, nu, S, Si):
     """S = Hp P_pp Hp' + R (symmetrised), its inverse; returns (d^2, det S)."""
     HP = np.empty((3, 3))
@@ -201,7 +203,7 @@ def _innovation_stats(P, Hp, R, g, nu, S, Si):
     return d2, det
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pair_scores(
     ti, gp, nm, t_trk, xm, Pm, mu, tau0, tau1, qh, qv,
     p_time, kind, has_alt, z, R, site, rot, re, rc,
@@ -295,7 +297,7 @@ def pair_scores(
     return dmin, cost
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def pair_update(
     ti, gp, nm, t_trk, xm, Pm, mu, xc, Pc, tau0, tau1, qh, qv,
     p_time, kind, has_alt, z, R, site, rot, re, rc, pos, pos_cov,
@@ -430,7 +432,7 @@ def pair_update(
     return lnl
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def horizontal_prefilter(
     ti, gp, nm, t_trk, xc, Pc, xm, Pm, modes, qh_max, p_time, pos, pos_cov, mode_s, g3, g_wide
 ):
@@ -467,7 +469,7 @@ def horizontal_prefilter(
     return keep
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def track_radii(idx, t_ref, half_s, t_trk, xc, Pc, q, G):
     """Predicted horizontal positions and the two parts of the search radius (see
     Tracker._track_radii)."""
@@ -491,7 +493,7 @@ def track_radii(idx, t_ref, half_s, t_trk, xc, Pc, q, G):
     return pxy, rs, rv
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def snapshot_states(sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, origin):
     """Combined estimates of tracks ``sel`` predicted to ``time_s`` (Q weighted by the mode
     probabilities), converted to ECEF: positions, velocities, covariances ``T P T'`` with
@@ -568,7 +570,7 @@ _OFF = 1 << 20  # cell index offset (cells per axis < 2^21)
 _MUL = 1 << 21
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def grid_build(xy, cell):
     """Uniform-grid index of 2D points: the points' cell keys ``(ix + OFF) * MUL + iy + OFF``
     sorted, and the sorting permutation. Cells are ``cell`` metres wide."""
@@ -582,7 +584,7 @@ def grid_build(xy, cell):
     return keys[order], order
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_grid):
     """All (grid point, query point) pairs with the horizontal distance at most the pair's
     search radius ``(stale rs + sqrt(rs^2 + rp^2) + rv) f`` (``rs``, ``rv`` per track, ``rp``,
@@ -652,7 +654,7 @@ REASONS = (
 )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def validate_codes(kind, time_s, slat, slon, salt, rng, az, el, lat, lon, alt, cov, max_range,
                    min_alt, max_alt):
     """Reason code per plot: 0 usable, else 1 + the index in :data:`REASONS` of the first rule
@@ -738,3 +740,121 @@ def validate_codes(kind, time_s, slat, slon, salt, rng, az, el, lat, lon, alt, c
         if m1 <= 0 or m2 <= 0 or (three and m3 <= 0) or asym > 1e-9 * cmax:
             out[p] = 8
     return out
+
+
+# ---------------------------------------------------------------------------- plot conversion
+@njit(cache=True, error_model="numpy")
+def radar_to_local(rng, az, el, alt_r, is2, ha, salt, cov, site, T, re, default_alt,
+                   default_alt_var):
+    """Radar plots (range, azimuth, elevation or Mode C altitude) to the uniform measurement
+    ``z``, its covariance ``R`` and the Cartesian position and first-order covariance in the
+    tracker frame (see :meth:`siap.tracking.measurements.Geometry.prepare`). ``site`` (K, 3) and
+    ``T`` (K, 3, 3, tracker ENU -> sensor ENU) per plot."""
+    k = len(rng)
+    z = np.empty((k, 3))
+    R = np.empty((k, 3, 3))
+    pos = np.empty((k, 3))
+    pos_cov = np.empty((k, 3, 3))
+    c = np.empty((3, 3))
+    J = np.empty((3, 3))
+    cs = np.empty((3, 3))
+    M = np.empty((3, 3))
+    for p in range(k):
+        r = rng[p]
+        a_z = az[p] % _TWO_PI
+        e = el[p]
+        if is2[p]:
+            ht = alt_r[p] if ha[p] else default_alt
+            rs = re + salt[p]
+            rt = re + ht
+            s = (rt * rt - rs * rs - r * r) / (2 * r * rs)
+            e = np.arcsin(min(max(s, -1.0), 1.0))
+        z[p, 0] = r
+        z[p, 1] = a_z
+        z[p, 2] = (alt_r[p] if ha[p] else 0.0) if is2[p] else e
+        for a in range(3):
+            for b in range(3):
+                c[a, b] = cov[p, a, b]
+        if is2[p] and not ha[p]:
+            for a in range(3):
+                c[2, a] = 0.0
+                c[a, 2] = 0.0
+            c[2, 2] = 1.0
+        for a in range(3):
+            for b in range(3):
+                R[p, a, b] = 0.5 * (c[a, b] + c[b, a])
+        ce = np.cos(e)
+        se = np.sin(e)
+        ca = np.cos(a_z)
+        sa = np.sin(a_z)
+        d0 = r * ce * sa
+        d1 = r * ce * ca
+        d2 = r * se
+        J[0, 0], J[0, 1], J[0, 2] = ce * sa, r * ce * ca, -r * se * sa
+        J[1, 0], J[1, 1], J[1, 2] = ce * ca, -r * ce * sa, -r * se * ca
+        J[2, 0], J[2, 1], J[2, 2] = se, 0.0, r * ce
+        if is2[p]:
+            alt_var = c[2, 2] if ha[p] else default_alt_var
+            for a in range(3):
+                c[2, a] = 0.0
+                c[a, 2] = 0.0
+            c[2, 2] = alt_var / max(r * ce, 1.0) ** 2
+        # cs = J c J'
+        for a in range(3):
+            for b in range(3):
+                s = 0.0
+                for u in range(3):
+                    s += J[a, u] * c[u, b]
+                M[a, b] = s
+        for a in range(3):
+            for b in range(3):
+                s = 0.0
+                for u in range(3):
+                    s += M[a, u] * J[b, u]
+                cs[a, b] = s
+        # pos = site + T' d ; pos_cov = T' cs T
+        for a in range(3):
+            pos[p, a] = site[p, a] + T[p, 0, a] * d0 + T[p, 1, a] * d1 + T[p, 2, a] * d2
+        for a in range(3):
+            for b in range(3):
+                s = 0.0
+                for u in range(3):
+                    s += T[p, u, a] * cs[u, b]
+                M[a, b] = s
+        for a in range(3):
+            for b in range(3):
+                s = 0.0
+                for u in range(3):
+                    s += M[a, u] * T[p, u, b]
+                pos_cov[p, a, b] = s
+    return z, R, pos, pos_cov
+
+
+@njit(cache=True, error_model="numpy")
+def unique_rows3(a0, a1, a2):
+    """Distinct (a0, a1, a2) triples in order of first appearance and the index of each row's
+    triple (consecutive repeats, the usual case for radar sites, skip the hash lookup)."""
+    n = len(a0)
+    inv = np.empty(n, np.int64)
+    seen = Dict.empty(key_type=_KEY3, value_type=types.int64)
+    first = np.empty(n, np.int64)
+    u = 0
+    for p in range(n):
+        if p > 0 and a0[p] == a0[p - 1] and a1[p] == a1[p - 1] and a2[p] == a2[p - 1]:
+            inv[p] = inv[p - 1]
+            continue
+        key = (a0[p], a1[p], a2[p])
+        if key in seen:
+            j = seen[key]
+        else:
+            j = u
+            seen[key] = u
+            first[u] = p
+            u += 1
+        inv[p] = j
+    out = np.empty((u, 3))
+    for j in range(u):
+        out[j, 0] = a0[first[j]]
+        out[j, 1] = a1[first[j]]
+        out[j, 2] = a2[first[j]]
+    return out, inv

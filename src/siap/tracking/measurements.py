@@ -27,7 +27,7 @@ import numpy as np
 from siap.geo import LocalFrame, enu_rotation, geodetic_to_ecef
 from siap.records import MeasurementKind
 
-from .kernels import REASONS, validate_codes
+from .kernels import REASONS, radar_to_local, unique_rows3, validate_codes
 
 logger = logging.getLogger("siap.tracking")
 
@@ -162,54 +162,22 @@ class Geometry:
             slon = plots["sensor_lon_deg"][ir]
             salt = plots["sensor_alt_m"][ir]
             rng = plots["range_m"][ir]
-            az = np.mod(plots["azimuth_rad"][ir], 2 * np.pi)
+            az = plots["azimuth_rad"][ir]
             el = np.array(plots["elevation_rad"][ir], dtype=float)
             alt_r = np.nan_to_num(alt[ir])
             # Sites are few (ground radars) or move slowly (airborne): convert each distinct one.
-            sites, inv = np.unique(np.column_stack([slat, slon, salt]), axis=0, return_inverse=True)
-            inv = np.asarray(inv).reshape(-1)
+            sites, inv = unique_rows3(slat, slon, salt)
             site_ecef = geodetic_to_ecef(sites[:, 0], sites[:, 1], sites[:, 2])
             site[ir] = ((site_ecef - self.origin_ecef) @ self.E.T)[inv]
             T = (enu_rotation(sites[:, 0], sites[:, 1]) @ self.E.T)[
                 inv
             ]  # tracker ENU -> sensor ENU
             rot[ir] = T
-            r2 = is2[ir]
-            ha = has_alt[ir]
-            # Elevation of a 2D plot from its altitude (Mode C) or the default altitude, by the
-            # law of cosines on a sphere of radius re (no refraction).
-            ht = np.where(ha, alt_r, self.default_alt)
-            rs = self.re + salt
-            rt = self.re + ht
-            sin_el = np.clip((rt**2 - rs**2 - rng**2) / (2 * rng * rs), -1.0, 1.0)
-            el = np.where(r2, np.arcsin(sin_el), el)
-            zr = np.stack([rng, az, np.where(r2, np.where(ha, alt_r, 0.0), el)], axis=1)
-            z[ir] = zr
-            c = cov[ir].copy()
-            # 2D radar: altitude row off (R33 = 1, no cross terms) when there is no Mode C.
-            no_alt = r2 & ~ha
-            c[no_alt, 2, :] = 0.0
-            c[no_alt, :, 2] = 0.0
-            c[no_alt, 2, 2] = 1.0
-            R[ir] = 0.5 * (c + np.swapaxes(c, 1, 2))
-            # Cartesian position and first-order covariance, in the sensor frame then rotated.
-            ce, se, ca, sa = np.cos(el), np.sin(el), np.cos(az), np.sin(az)
-            d = np.stack([rng * ce * sa, rng * ce * ca, rng * se], axis=1)
-            J = np.empty((len(ir), 3, 3))  # d(e, n, u)/d(range, az, el)
-            J[:, 0, 0], J[:, 0, 1], J[:, 0, 2] = ce * sa, rng * ce * ca, -rng * se * sa
-            J[:, 1, 0], J[:, 1, 1], J[:, 1, 2] = ce * ca, -rng * ce * sa, -rng * se * ca
-            J[:, 2, 0], J[:, 2, 1], J[:, 2, 2] = se, 0.0, rng * ce
-            cpol = c.copy()
-            # For 2D plots the elevation variance comes from the altitude variance
-            # (d el ~ d h / (r cos el)).
-            alt_var = np.where(ha, c[:, 2, 2], self.default_alt_var)
-            cpol[r2, 2, :] = 0.0
-            cpol[r2, :, 2] = 0.0
-            cpol[r2, 2, 2] = (alt_var / np.maximum(rng * ce, 1.0) ** 2)[r2]
-            cs = J @ cpol @ np.swapaxes(J, 1, 2)
-            Tt = np.swapaxes(T, 1, 2)
-            pos[ir] = site[ir] + np.einsum("kij,kj->ki", Tt, d)
-            pos_cov[ir] = Tt @ cs @ T
+            zr, Rr, pr, pcr = radar_to_local(
+                rng, az, el, alt_r, is2[ir], has_alt[ir], salt, cov[ir], site[ir], T, self.re,
+                self.default_alt, self.default_alt_var,
+            )  # fmt: skip
+            z[ir], R[ir], pos[ir], pos_cov[ir] = zr, Rr, pr, pcr
         if isa.any():
             ia = np.flatnonzero(isa)
             alat, alon = plots["lat_deg"][ia], plots["lon_deg"][ia]

@@ -37,7 +37,7 @@ from scipy.stats import chi2
 
 from siap.errors import InputError
 from siap.geo import ecef_to_geodetic
-from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_tracks
+from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_plots, empty_tracks
 
 from . import kernels as kn
 from .config import TrackerConfig
@@ -150,13 +150,24 @@ class Tracker:
     def _warm_up(self) -> None:
         """Load (or compile, the first time) the numba kernels with the argument types the
         tracker uses, once per process, so the first frames do not pay for it."""
+        c = self.cfg
+        pl = empty_plots(3)
+        pl["kind"] = [0, 1, 2]
+        pl["time_s"] = 0.0
+        pl["sensor_lat_deg"] = pl["lat_deg"] = c.origin_lat_deg
+        pl["sensor_lon_deg"] = pl["lon_deg"] = c.origin_lon_deg
+        pl["sensor_alt_m"] = 0.0
+        pl["range_m"], pl["azimuth_rad"], pl["elevation_rad"] = 1e4, 0.0, 0.1
+        pl["alt_m"] = 1000.0
+        pl["cov"] = np.eye(3)
+        validate(pl, c)
+        self.geo.prepare(pl, np.zeros(3, np.int64))
         z = np.zeros(0, np.int64)
         pp = PreparedPlots.from_array(np.zeros(1, PREP_DTYPE))
         self._pairs(z, z, pp)
         self._update(z, z, pp, {}, z)
         self._horizontal_prefilter(z, z, pp)
         self._track_radii(z, 0.0, 0.0)
-        c = self.cfg
         kn.snapshot_states(
             z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
             c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E, self.geo.origin_ecef,
