@@ -278,3 +278,14 @@ def test_observable_truth_keeps_only_recently_detected_objects():
     # object 1: seen at 95 -> observable at 100 and 120, not 200; object 2: not before its
     # detection at 125, then at 140; object 3 never detected (the false alarm does not count)
     assert list(zip(kept["truth_id"].tolist(), kept["time_s"].tolist(), strict=True)) == [(1, 100.0), (1, 120.0), (2, 140.0)]
+
+
+@pytest.mark.parametrize("name", ["pacific", "paris-real"])
+def test_builtin_policy_declares_exactly_the_builtin_scenario_sensors(name):
+    sc = siap.load_scenario(name)
+    policy = load_policy(name)
+    assert set(policy.sensors) == {s.id for s in sc.sensors}
+    for s in sc.sensors:
+        assert policy.owner(s.id) == s.partner
+    # at least one sensor is not releasable to every partner (the demo shows releasability)
+    assert any(not all(policy.releasable(policy.sensor_label(s), p) for p in policy.partners) for s in policy.sensors)

@@ -148,17 +148,15 @@ def _print_summary(summary: dict) -> None:
             table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
         out.print(table)
         return
-    table = Table(title="per partner: own sensors alone | coalition picture | centralised")
+    table = Table(title="per partner: own sensors | coalition | centralised (more in the report)")
     columns = (
-        ("completeness", "siap_completeness", 1.0, ".3f"),
+        ("compl.", "siap_completeness", 1.0, ".3f"),
         ("GOSPA km", "gospa_mean_m", 1000.0, ".1f"),
-        ("pos. acc. m", "siap_position_accuracy_m", 1.0, ".0f"),
-        ("ambiguity", "siap_ambiguity", 1.0, ".3f"),
     )
     table.add_column("partner")
     for title, *_ in columns:
         for kind in ("own", "coal.", "cent."):
-            table.add_column(f"{title}\n{kind}", justify="right")
+            table.add_column(f"{title}\n{kind}", justify="right", no_wrap=True)
     table.add_column("audit")
     for partner, row in summary["partner_table"].items():
         cells = []
