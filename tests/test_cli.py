@@ -156,3 +156,19 @@ def test_unreachable_nats_is_one_line_error(tmp_path):
     assert proc.returncode != 0
     assert "Traceback" not in proc.stderr
     assert len([ln for ln in proc.stderr.splitlines() if ln.startswith("siap: error")]) == 1
+
+
+def test_traffic_with_no_feasible_route_is_one_line_exit_2(tmp_path):
+    doc = yaml.safe_load((Path(__file__).parents[1] / "src/siap/scenario/builtin/pacific.yaml").read_text())
+    traffic = next(t for t in doc["targets"] if t["type"] == "traffic")
+    traffic["min_route_km"], traffic["max_route_km"] = 9000, 9500  # no such airport pair
+    path = tmp_path / "noroute.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    _one_line_error(siap("simulate", str(path), "-o", str(tmp_path / "p.parquet")), "noroute.yaml", "airport")
+    traffic["min_route_km"], traffic["max_route_km"] = 900, 800
+    path.write_text(yaml.safe_dump(doc))
+    _one_line_error(siap("simulate", str(path), "-o", str(tmp_path / "p.parquet")), "min_route_km")
+
+
+def test_loader_only_field_is_rejected(tmp_path):
+    _one_line_error(siap("simulate", str(_broken_scenario(tmp_path, lambda d: d.update(source_path="/etc")))), "source_path")

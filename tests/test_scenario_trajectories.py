@@ -178,3 +178,19 @@ def test_parquet_reads_like_json(tmp_path, paris):
         np.testing.assert_allclose(a.time_s, b.time_s)
         np.testing.assert_allclose(a.lat_deg, b.lat_deg)
         np.testing.assert_allclose(a.vel_enu_mps, b.vel_enu_mps)
+
+
+@pytest.mark.parametrize("flags", [("False", "True"), ("false", "true"), (0, 1), ("0", "1")])
+def test_onground_given_as_strings_or_numbers(tmp_path, flags):
+    off, on = flags
+    rows = [
+        {"timestamp": 1633611600000 + 1000 * i, "icao24": "abc123", "callsign": "TEST1", "latitude": 48.0 + 0.001 * i,
+         "longitude": 2.0, "altitude": 10000.0, "groundspeed": 300.0, "track": 0.0, "vertical_rate": 0.0,
+         "squawk": 1000.0, "onground": on if i == 3 else off}
+        for i in range(6)
+    ]
+    p = tmp_path / "t.json"
+    p.write_text(json.dumps(rows))
+    ts = load_trajectories(p)
+    assert ts.dropped["onground"] == 1
+    assert len(ts.flights[0].time_s) == 5

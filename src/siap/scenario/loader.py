@@ -118,7 +118,8 @@ def load_scenario(name_or_path: str | Path = DEFAULT_SCENARIO, *, seed: int | No
         raise ConfigError(f"{file}: (top level): a mapping of scenario fields (got {_short(raw)})")
     if seed is not None:
         raw["seed"] = int(seed)
-    raw.pop("source_path", None)
+    if "source_path" in raw:
+        raise ConfigError(f"{file}: source_path: no such scenario field (it is set by the loader)")
     try:
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:

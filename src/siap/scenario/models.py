@@ -365,6 +365,20 @@ class TrafficTarget(_Model):
     area: Area
     seed_offset: int = 0
 
+    @model_validator(mode="after")
+    def _routes_exist(self):
+        if self.min_route_km >= self.max_route_km:
+            raise ValueError("min_route_km < max_route_km")
+        if self.airliners:
+            from siap.scenario.traffic import _routes  # the route network the generator uses
+
+            if not _routes(self):
+                raise ValueError(
+                    f"at least one pair of the airports {self.min_route_km:g}-{self.max_route_km:g} km apart "
+                    "for the airliners"
+                )
+        return self
+
     @field_validator("airports")
     @classmethod
     def _known(cls, v):

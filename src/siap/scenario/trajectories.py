@@ -140,7 +140,7 @@ def _normalise(df: pd.DataFrame, fmt: str, path: Path) -> pd.DataFrame:
                 "gs_mps": pd.to_numeric(df["velocity"], errors="coerce"),
                 "track_deg": pd.to_numeric(df["heading"], errors="coerce"),
                 "vz_mps": pd.to_numeric(df["vertrate"], errors="coerce"),
-                "onground": df["onground"].astype(str).str.lower().isin(["true", "1"]),
+                "onground": _truthy(df["onground"]),
             }
         )
         return out
@@ -175,9 +175,17 @@ def _normalise(df: pd.DataFrame, fmt: str, path: Path) -> pd.DataFrame:
             "gs_mps": col("groundspeed", KT_TO_MPS),
             "track_deg": col("track"),
             "vz_mps": col("vertical_rate", FPM_TO_MPS),
-            "onground": df["onground"].fillna(False).astype(bool) if "onground" in df.columns else False,
+            "onground": _truthy(df["onground"]) if "onground" in df.columns else False,
         }
     )
+
+
+def _truthy(col: pd.Series) -> pd.Series:
+    """Booleans from a column of bools, 0/1 or the strings "true"/"false" (any case); missing
+    values are False. (``astype(bool)`` would make the string "False" True.)"""
+    if col.dtype == bool:
+        return col
+    return col.astype(str).str.strip().str.lower().isin(["true", "1", "1.0", "t", "yes"])
 
 
 def load_trajectories(path: str | Path, *, format: str = "auto", max_gap_s: float = 60.0) -> TrajectorySet:
