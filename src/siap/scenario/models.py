@@ -132,7 +132,7 @@ class Detection(_Model):
 
     Swerling I target, square-law detector with a fixed false-alarm probability ``pfa`` per
     resolution cell: ``Pd = Pfa ** (1 / (1 + SNR))`` (Skolnik, *Introduction to Radar Systems*,
-    3rd ed., sec. 2.8; Richards, *Fundamentals of Radar Signal Processing*, eq. 6.36), with
+    3rd ed., sec. 2.8; Richards, *Fundamentals of Radar Signal Processing*, 2nd ed., eq. 7.60), with
     ``SNR = SNR_ref * (ref_range / r)**4`` (radar range equation). ``SNR_ref`` follows from the
     declared ``pd_at_ref_range``.
     """
