@@ -176,8 +176,10 @@ def test_snapshot_kernel_equals_predict_and_rotation():
     g = Geometry(TrackerConfig())
     E, o = g.E, g.origin_ecef
     sel = np.arange(k, dtype=np.int64)
-    pos, vel, cov, mup, sig2 = kn.snapshot_states(
-        sel, 12.0, 2, t_trk, xc, Pc, mu, QH, QV, TAU0, TAU1, E, o
+    pos, vel = np.empty((k, 3)), np.empty((k, 3))
+    cov, mup = np.empty((k, 6, 6)), np.empty((k, 2))
+    sig2 = kn.snapshot_states(
+        sel, 12.0, 2, t_trk, xc, Pc, mu, QH, QV, TAU0, TAU1, E, o, pos, vel, cov, mup
     )
     dt = 12.0 - t_trk
     x, P = kf.predict(xc, Pc, dt, mu @ QH, mu @ QV)

@@ -68,12 +68,12 @@ def _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar):
             for a in range(6):
                 d0a = xm[i, 0, a] - x0[j, a]
                 d1a = xm[i, 1, a] - x0[j, a]
-                for b in range(6):
+                for b in range(a, 6):  # the mode covariances are symmetric
                     d0b = xm[i, 0, b] - x0[j, b]
                     d1b = xm[i, 1, b] - x0[j, b]
-                    P0[j, a, b] = w0 * (Pm[i, 0, a, b] + d0a * d0b) + w1 * (
-                        Pm[i, 1, a, b] + d1a * d1b
-                    )
+                    v = w0 * (Pm[i, 0, a, b] + d0a * d0b) + w1 * (Pm[i, 1, a, b] + d1a * d1b)
+                    P0[j, a, b] = v
+                    P0[j, b, a] = v
     else:
         cbar[0] = 1.0
         for a in range(6):
@@ -494,16 +494,15 @@ def track_radii(idx, t_ref, half_s, t_trk, xc, Pc, q, G):
 
 
 @njit(cache=True, error_model="numpy")
-def snapshot_states(sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, origin):
+def snapshot_states(
+    sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, origin, pos, vel, cov, mup
+):
     """Combined estimates of tracks ``sel`` predicted to ``time_s`` (Q weighted by the mode
     probabilities), converted to ECEF: positions, velocities, covariances ``T P T'`` with
-    ``T = diag(E', E')``, the predicted mode probabilities and the horizontal position variance
-    in the tracker frame."""
+    ``T = diag(E', E')`` and the predicted mode probabilities, written into ``pos`` (K, 3),
+    ``vel`` (K, 3), ``cov`` (K, 6, 6), ``mup`` (K, 2) (e.g. the fields of the output records);
+    returns the horizontal position variance in the tracker frame."""
     k = len(sel)
-    pos = np.empty((k, 3))
-    vel = np.empty((k, 3))
-    cov = np.empty((k, 6, 6))
-    mup = np.empty((k, 2))
     sig2 = np.empty(k)
     x = np.empty(6)
     P = np.empty((6, 6))
@@ -562,7 +561,7 @@ def snapshot_states(sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, o
                 v = 0.5 * (s + s_t)
                 cov[p, a, b] = v
                 cov[p, b, a] = v
-    return pos, vel, cov, mup, sig2
+    return sig2
 
 
 # ---------------------------------------------------------------------------- spatial hashing
@@ -655,8 +654,9 @@ REASONS = (
 
 
 @njit(cache=True, error_model="numpy")
-def validate_codes(kind, time_s, slat, slon, salt, rng, az, el, lat, lon, alt, cov, max_range,
-                   min_alt, max_alt):
+def validate_codes(
+    kind, time_s, slat, slon, salt, rng, az, el, lat, lon, alt, cov, max_range, min_alt, max_alt
+):
     """Reason code per plot: 0 usable, else 1 + the index in :data:`REASONS` of the first rule
     it breaks (see :func:`siap.tracking.measurements.validate`)."""
     n = len(kind)
@@ -744,8 +744,9 @@ def validate_codes(kind, time_s, slat, slon, salt, rng, az, el, lat, lon, alt, c
 
 # ---------------------------------------------------------------------------- plot conversion
 @njit(cache=True, error_model="numpy")
-def radar_to_local(rng, az, el, alt_r, is2, ha, salt, cov, site, T, re, default_alt,
-                   default_alt_var):
+def radar_to_local(
+    rng, az, el, alt_r, is2, ha, salt, cov, site, T, re, default_alt, default_alt_var
+):
     """Radar plots (range, azimuth, elevation or Mode C altitude) to the uniform measurement
     ``z``, its covariance ``R`` and the Cartesian position and first-order covariance in the
     tracker frame (see :meth:`siap.tracking.measurements.Geometry.prepare`). ``site`` (K, 3) and

@@ -168,9 +168,11 @@ class Tracker:
         self._update(z, z, pp, {}, z)
         self._horizontal_prefilter(z, z, pp)
         self._track_radii(z, 0.0, 0.0)
+        o = np.empty(2, TRACK_DTYPE)
         kn.snapshot_states(
             z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
             c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E, self.geo.origin_ecef,
+            o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"], o["model_prob"],
         )  # fmt: skip
         xy = np.zeros((1, 2))
         one = np.ones(1)
@@ -312,37 +314,32 @@ class Tracker:
         k = len(sel)
         if k == 0:
             return empty_tracks(0)
-        # Both modes share F, so predicting each mode and combining equals predicting the
-        # combined estimate with the mode-probability-weighted Q: F P F' + sum_j mu_j Q_j.
-        pos, vel, cov, mu, sig2 = kn.snapshot_states(
-            sel, float(time_s), self._nm, self._t, self._xc, self._Pc, self._mu, self._qh,
-            self._qv, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E,
-            self.geo.origin_ecef,
-        )  # fmt: skip
-        ok = sig2 <= c.max_position_std_m**2
-        if not ok.all():
-            sel, dt, pos, vel, cov, mu = sel[ok], dt[ok], pos[ok], vel[ok], cov[ok], mu[ok]
-            k = len(sel)
-            if k == 0:
-                return empty_tracks(0)
         ids = self._id[sel]
         if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
             order = np.argsort(ids, kind="stable")
-            sel, dt, pos, vel, cov, mu = (
-                sel[order], dt[order], pos[order], vel[order], cov[order], mu[order]
-            )
+            sel, dt = sel[order], dt[order]
         out = np.empty(k, TRACK_DTYPE)
         for f in _UNSET_FIELDS:  # fields this tracker does not fill (none today)
             out[f] = np.zeros((), TRACK_DTYPE[f])
+        # Both modes share F, so predicting each mode and combining equals predicting the
+        # combined estimate with the mode-probability-weighted Q: F P F' + sum_j mu_j Q_j.
+        sig2 = kn.snapshot_states(
+            sel, float(time_s), self._nm, self._t, self._xc, self._Pc, self._mu, self._qh,
+            self._qv, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E,
+            self.geo.origin_ecef, out["pos_ecef_m"], out["vel_ecef_mps"], out["cov_ecef"],
+            out["model_prob"],
+        )  # fmt: skip
+        ok = sig2 <= c.max_position_std_m**2
+        if not ok.all():
+            sel, dt, out = sel[ok], dt[ok], out[ok]
+            k = len(sel)
+            if k == 0:
+                return empty_tracks(0)
         out["time_s"] = time_s
         out["track_id"] = self._id[sel]
         out["status"] = np.where(dt > c.coasting_after_s, COASTING, CONFIRMED)
-        out["pos_ecef_m"] = pos
-        out["vel_ecef_mps"] = vel
-        out["cov_ecef"] = cov
-        lat, lon, alt = ecef_to_geodetic(pos)
+        lat, lon, alt = ecef_to_geodetic(out["pos_ecef_m"])
         out["lat_deg"], out["lon_deg"], out["alt_m"] = lat, lon, alt
-        out["model_prob"] = mu
         out["n_updates"] = self._nupd[sel]
         out["mode_s_address"] = self._modes[sel]
         out["mode_3a"] = self._m3a[sel]
