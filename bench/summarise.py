@@ -1,0 +1,223 @@
+"""Write docs/performance.md from the JSON in bench/results/ (the last step of `make bench`).
+
+Every number in the document comes from a results file; the document names the command,
+the machine and the date each file records, so a reader can reproduce or dispute it.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+DOC = ROOT / "docs" / "performance.md"
+
+
+def _load(name: str) -> dict | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _f(v, fmt=".3g") -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return format(v, fmt)
+    return str(v)
+
+
+def _machine(d: dict) -> str:
+    m = d.get("machine", {})
+    cpu = m.get("cpu_model") or m.get("cpu") or m.get("processor") or "?"
+    count = m.get("cpu_count") or m.get("cpus") or "?"
+    plat = m.get("platform", "?")
+    return f"{cpu}, {count} cores, {plat}"
+
+
+def _when(d: dict) -> str:
+    return d.get("timestamp_utc") or d.get("timestamp") or "?"
+
+
+def _header(d: dict) -> list[str]:
+    return [
+        f"- command: `{d.get('command') or 'python bench/bench_' + d.get('benchmark', '?') + '.py'}`",
+        f"- machine: {_machine(d)}",
+        f"- date (UTC): {_when(d)}",
+        "",
+    ]
+
+
+def section_tracker(d: dict) -> list[str]:
+    out = ["## 1. Tracker side by side with Stone Soup (same inputs, one run)", ""]
+    out += _header(d)
+    s = d["scenario"]
+    out += [
+        f"Scenario: {s['area_m'] / 1000:.0f} km x {s['area_m'] / 1000:.0f} km, {s['n_scans']} scans of "
+        f"{s['dt_s']:g} s, constant-velocity targets at {s['speed_mps'][0]}-{s['speed_mps'][1]} m/s, position "
+        f"noise {s['sigma_m']:g} m, Pd {s['pd']:g}, Poisson clutter {s['clutter_per_scan']:g} per scan "
+        f"({s['generator']}). GOSPA c = {d['gospa']['c_m']:g} m, p = {d['gospa']['p']:g}, alpha = 2, "
+        "2D, mean over scans, computed by the same function for every tracker. Seeds: "
+        f"{sorted({sd for r in d['summary'] for sd in r['seeds']})}. Tuning protocol and the full per-scan data "
+        "are in the JSON.",
+        "",
+        "| tracker | N | ms / scan | detections / s | GOSPA | localisation | missed | false |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in sorted(d["summary"], key=lambda r: (r["n_targets"], r["tracker"])):
+        out.append(
+            f"| {r['tracker']} | {r['n_targets']} | {r['per_scan_ms_mean']:.2f} | {r['detections_per_s']:,.0f} | "
+            f"{r['gospa_mean']:.1f} | {r['gospa_localisation_mean']:.1f} | {r['gospa_missed_mean']:.1f} | "
+            f"{r['gospa_false_mean']:.1f} |"
+        )
+    out += ["", "Ratios (mean over seeds), siap = the default `siap` variant:", ""]
+    out += ["| N | siap speed-up vs GNN | vs JPDA | GOSPA siap | GOSPA best Stone Soup | siap no worse? |",
+            "|---|---|---|---|---|---|"]
+    by = {(r["tracker"], r["n_targets"]): r for r in d["summary"]}
+    for n in sorted({r["n_targets"] for r in d["summary"]}):
+        siap = by.get(("siap", n))
+        gnn = by.get(("stonesoup-gnn", n))
+        jpda = by.get(("stonesoup-jpda", n))
+        if not siap or not gnn:
+            continue
+        best = min(x["gospa_mean"] for x in (gnn, jpda) if x)
+        out.append(
+            f"| {n} | {gnn['per_scan_ms_mean'] / siap['per_scan_ms_mean']:.0f}x | "
+            f"{(jpda['per_scan_ms_mean'] / siap['per_scan_ms_mean']) if jpda else float('nan'):.0f}x | "
+            f"{siap['gospa_mean']:.1f} | {best:.1f} | {'yes' if siap['gospa_mean'] <= best + 1e-9 else 'no'} "
+            f"({100 * (siap['gospa_mean'] - best) / best:+.2f} %) |"
+        )
+    out.append("")
+    return out
+
+
+def section_scale(d: dict) -> list[str]:
+    out = ["## 2. Scale: thousands of targets, 20 radars, one core", ""]
+    out += _header(d)
+    out += [d.get("measurement", ""), "",
+            "| targets | plots | plots / s (all) | plots / s (steady) | batch p50 ms | batch p99 ms | x real time | tracker memory MiB | tracks at end | targets seen 3+ times |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in d["runs"]:
+        out.append(
+            f"| {r['n_targets']:,} | {r['n_plots']:,} | {r['plots_per_s']:,.0f} | {r['plots_per_s_steady']:,.0f} | "
+            f"{r['batch_latency_ms_p50']:.1f} | {r['batch_latency_ms_p99']:.1f} | {r['realtime_factor']:.0f} | "
+            f"{r['tracker_peak_rss_increase_mib']:.0f} | {r['tracks_confirmed_or_coasting_at_end']:,} | {r['targets_seen_3_times']:,} |"
+        )
+    g = d.get("growth")
+    if g:
+        out += ["", f"From {g['from_targets']:,} to {g['to_targets']:,} targets the plots grow {g['plots_ratio']:.1f}x and "
+                f"the tracker's time {g['wall_time_ratio']:.1f}x (time ~ N^{g['exponent_time_vs_targets']:.2f}); "
+                f"time per plot changes by {g['time_per_plot_ratio']:.2f}x."]
+    out.append("")
+    return out
+
+
+def section_accuracy(d: dict) -> list[str]:
+    out = ["## 3. Accuracy on the realistic scenarios (network picture, one tracker over all plots)", ""]
+    out += _header(d)
+    out += [d.get("evaluation", ""), ""]
+    for sc in d["scenarios"]:
+        out += [f"### `{sc['scenario']}` ({sc['duration_s']:.0f} s, {sc['plots']:,} plots, {sc['observable_objects']} observable aircraft)", "",
+                "| variant | GOSPA mean (m) | completeness | ambiguity | spuriousness | position acc. (m) | velocity acc. (m/s) | manoeuvring: GOSPA / pos. acc. | plots / s |",
+                "|---|---|---|---|---|---|---|---|---|"]
+        for name, v in sc["variants"].items():
+            a = v["all"]
+            m = v.get("manoeuvring_objects", {})
+            out.append(
+                f"| {name} | {a['gospa_mean_m']:,.0f} | {a['siap_completeness']:.3f} | {a['siap_ambiguity']:.3f} | "
+                f"{a['siap_spuriousness']:.3f} | {a['siap_position_accuracy_m']:.1f} | {a['siap_velocity_accuracy_mps']:.1f} | "
+                f"{_f(m.get('gospa_mean_m'), ',.0f')} / {_f(m.get('siap_position_accuracy_m'), '.0f')} | {v['plots_per_s']:,.0f} |"
+            )
+        reg = sc.get("registration") or {}
+        declared, estimated = reg.get("declared", {}), reg.get("estimated", {})
+        if estimated:
+            out += ["", "Registration: estimated vs declared radar biases:", "",
+                    "| sensor | declared range / azimuth / clock | estimated range (m) | estimated azimuth (deg) | estimated clock (s) |",
+                    "|---|---|---|---|---|"]
+            for sid in sorted(estimated):
+                e, dcl = estimated[sid], declared.get(sid, {})
+                out.append(
+                    f"| {sid} | {_f(dcl.get('range_m'), 'g')} m / {_f(dcl.get('azimuth_deg'), 'g')} deg / "
+                    f"{_f(dcl.get('time_s'), 'g')} s | {_f(e.get('range_m'), '.1f')} +/- {_f(e.get('range_sd_m'), '.1f')} | "
+                    f"{_f(e.get('azimuth_deg'), '.4f')} +/- {_f(e.get('azimuth_sd_deg'), '.4f')} | "
+                    f"{_f(e.get('time_s'), '.3f')} +/- {_f(e.get('time_sd_s'), '.3f')} |"
+                )
+        out.append("")
+    return out
+
+
+def section_coalition(d: dict) -> list[str]:
+    out = [f"## 4. Coalition on `{d['scenario']}`: own sensors alone vs federated vs centralised", ""]
+    out += _header(d)
+    out += [
+        f"{d['duration_s']:.0f} s, {d['plots']:,} plots, {d['observable_truth_objects']} observable aircraft, "
+        f"evaluation every {d['eval_step_s']:g} s; messages {d['messages']}; rejected {d['rejected']}.",
+        "",
+        "| partner | metric | own sensors | coalition (federated) | centralised |",
+        "|---|---|---|---|---|",
+    ]
+    for p, row in d["partner_table"].items():
+        for key, label, fmt in (
+            ("siap_completeness", "completeness", ".3f"),
+            ("gospa_mean_m", "GOSPA mean (m)", ",.0f"),
+            ("siap_position_accuracy_m", "position accuracy (m)", ".0f"),
+            ("siap_ambiguity", "ambiguity", ".3f"),
+            ("siap_spuriousness", "spuriousness", ".3f"),
+        ):
+            out.append(
+                f"| {p} | {label} | {_f(row['own'].get(key), fmt)} | {_f(row['coalition'].get(key), fmt)} | "
+                f"{_f(row.get('centralised', {}).get(key), fmt)} |"
+            )
+    out += ["", "Commonality (docs/metrics.md):", ""]
+    for pair, v in d["commonality"].items():
+        out.append(f"- {pair}: {v['commonality']:.3f} over {v['common']:,} common (object, time) pairs")
+    out += ["", f"Stage timings (s): {d['timings_s']}", ""]
+    return out
+
+
+def section_metrics(d: dict) -> list[str]:
+    out = ["## 5. Evaluation metrics: siap vs Stone Soup on the same inputs", ""]
+    out += _header(d)
+    out += ["| case | size | siap (s) | Stone Soup (s) | speed-up | max difference |", "|---|---|---|---|---|---|"]
+    for c in d["cases"]:
+        out.append(
+            f"| {c['case']} | {c['size']} | {_f(c['siap_s'], '.3f')} | {_f(c['stonesoup_s'], '.1f')} | "
+            f"{_f(c['speedup'], '.0f')}x | {_f(c['max_abs_diff'], '.1e')} |"
+        )
+    out.append("")
+    return out
+
+
+def main() -> int:
+    parts = [
+        "# Performance",
+        "",
+        "Generated by `python bench/summarise.py` from `bench/results/*.json` (the last step of",
+        "`make bench`); do not edit by hand. Each section names the command, machine and date of",
+        "its results file. Times are wall-clock on a shared 2-core machine unless marked CPU; the",
+        "JSON files also hold CPU times, which are steadier when the machine is busy.",
+        "",
+    ]
+    for name, fn in (
+        ("tracker_vs_stonesoup", section_tracker),
+        ("tracker_scale", section_scale),
+        ("accuracy", section_accuracy),
+        ("coalition", section_coalition),
+        ("metrics", section_metrics),
+    ):
+        d = _load(name)
+        if d is None:
+            parts += [f"(no bench/results/{name}.json yet: run `make bench`)", ""]
+            continue
+        parts += fn(d)
+    notes = ROOT / "bench" / "performance_notes.md"
+    if notes.exists():
+        parts += [notes.read_text().rstrip(), ""]
+    DOC.write_text("\n".join(parts))
+    print(f"wrote {DOC}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
