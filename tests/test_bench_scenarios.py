@@ -222,7 +222,7 @@ def test_radar_one_plot_per_target_per_revolution(net):
 def test_trajectory_scenario_uses_real_flights_inside_the_area():
     sample = Path(__file__).parents[1] / "src/siap/scenario/data/paris_2021-10-07_1300-1330.json.gz"
     scn = sc.make_trajectory_scenario(sample, 20, seed=3, n_scans=60)
-    assert 1 <= scn.n_targets <= 20
+    assert scn.n_targets >= 1 and scn.n_targets <= 20
     assert scn.truth_xy.shape == (60, scn.n_targets, 2)
     assert np.all((scn.truth_xy >= 0) & (scn.truth_xy <= scn.area_m))
     speeds = np.linalg.norm(scn.truth_vel, axis=-1)
