@@ -8,25 +8,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine import machine_info  # noqa: E402
+
 RESULTS = HERE / "results"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -59,13 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "coalition",
         "timestamp_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python bench/bench_coalition.py " + " ".join(argv or []),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu": _cpu_model(),
-            "cpu_count": os.cpu_count(),
-            "python": sys.version.split()[0],
-            "numpy": np.__version__,
-        },
+        "machine": machine_info(),
         "scenario": sc.name,
         "duration_s": float(sc.duration_s),
         "seed": int(sc.seed),

@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> dict:
             args.generator = "builtin"
     if args.quick:
         args.targets, args.duration = [100, 300], 30.0
-    from bench_tracker_stonesoup import machine_info
+    from machine import machine_info
 
     runs = []
     for n in args.targets:

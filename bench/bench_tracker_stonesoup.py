@@ -37,8 +37,6 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -49,6 +47,7 @@ if str(HERE) not in sys.path:
 
 import numpy as np  # noqa: E402
 import scenarios_cv as sc  # noqa: E402
+from machine import machine_info  # noqa: E402
 
 from siap import geo  # noqa: E402
 from siap.records import TrackStatus  # noqa: E402
@@ -82,39 +81,8 @@ GOSPA_FN, GOSPA_FN_NAME = _gospa_function()
 
 
 # ------------------------------------------------------------------------------------------
-# Machine description (shared with the scale benchmark)
+# Machine description: bench/machine.py
 # ------------------------------------------------------------------------------------------
-
-
-def machine_info() -> dict:
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info = dict(
-        platform=platform.platform(),
-        cpu_model=cpu or platform.processor(),
-        cpu_count=os.cpu_count(),
-        python=platform.python_version(),
-        numpy=np.__version__,
-    )
-    try:
-        import stonesoup
-
-        info["stonesoup"] = stonesoup.__version__
-    except Exception:  # pragma: no cover - optional
-        info["stonesoup"] = None
-    try:
-        import siap
-
-        info["siap"] = siap.__version__
-    except Exception:  # pragma: no cover
-        info["siap"] = None
-    return info
 
 
 # ------------------------------------------------------------------------------------------
