@@ -18,7 +18,15 @@ from siap import records
 
 ProgressFn = Callable[[str, float], None]
 
-__all__ = ["DemoResult", "run_demo", "evaluation_times", "observable_truth", "tracker_config_for", "default_policy_name", "PARTNER_METRICS"]
+__all__ = [
+    "DemoResult",
+    "run_demo",
+    "evaluation_times",
+    "observable_truth",
+    "tracker_config_for",
+    "default_policy_name",
+    "PARTNER_METRICS",
+]
 
 
 # Metrics shown per partner in the coalition tables (keys of Evaluation.summary()).
@@ -188,11 +196,12 @@ def _run_single(scenario, sim, times, truth_eval, timings, progress, registratio
 
     cfg = tracker_config_for(scenario)
     reg = SensorRegistration() if registration else None
-    t0 = time.perf_counter()
+
     def track_progress(fraction: float) -> None:
         if progress is not None:
             progress("track", fraction)
 
+    t0 = time.perf_counter()
     tracks, stats = _track_with_stats(sim.plots, cfg, times, track_progress, registration=reg)
     timings["track"] = time.perf_counter() - t0
     t0 = time.perf_counter()
