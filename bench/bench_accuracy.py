@@ -51,10 +51,11 @@ import numpy as np
 
 from siap import geo
 from siap.evaluation import evaluate
-from siap.pipeline import _track_with_stats, evaluation_times, observable_truth, tracker_config_for
+from siap.pipeline import evaluation_times, observable_truth, tracker_config_for
 from siap.records import MeasurementKind, TrackStatus
 from siap.scenario import load_scenario
 from siap.simulation import simulate
+from siap.tracking import track_with_stats
 from siap.tracking.registration import RegistrationConfig, SensorRegistration, run_with_registration
 
 HERE = Path(__file__).resolve().parent
@@ -180,26 +181,24 @@ def _remove_declared(plots: np.ndarray, sensors) -> np.ndarray:
     return out
 
 
-def _track_declared(plots, cfg, times, sensors):
-    """As siap.pipeline._track_with_stats on plots with the declared biases removed."""
-    from siap.records import empty_tracks
-    from siap.tracking import Tracker
+class _DeclaredBiases:
+    """A plot corrector that removes each radar's declared biases (the reference registration
+    could at best reach)."""
 
-    hold = max([0.0] + [float((s.biases or {}).get("time_s", 0.0)) for s in sensors])
-    tracker = Tracker(cfg)
-    plots = plots[np.argsort(plots["time_s"], kind="stable")]
-    cuts = np.searchsorted(plots["time_s"], times, side="right")
-    snaps, start = [], 0
-    for t, stop in zip(times, cuts, strict=True):
-        if stop > start:
-            tracker.process(_remove_declared(plots[start:stop], sensors))
-            start = stop
-        tracker.advance(float(t) - hold)
-        snaps.append(tracker.snapshot(float(t)))
-    if start < len(plots):
-        tracker.process(_remove_declared(plots[start:], sensors))
-    tracker.flush()
-    return (np.concatenate(snaps) if snaps else empty_tracks(0)), dict(tracker.stats)
+    def __init__(self, sensors) -> None:
+        self.sensors = sensors
+        self.max_time_correction_s = max([0.0] + [float((s.biases or {}).get("time_s", 0.0)) for s in sensors])
+
+    def observe(self, plots: np.ndarray) -> None:
+        pass
+
+    def correct(self, plots: np.ndarray) -> np.ndarray:
+        return _remove_declared(plots, self.sensors)
+
+
+def _track_declared(plots, cfg, times, sensors):
+    """siap.tracking.track_with_stats on plots with the declared biases removed."""
+    return track_with_stats(plots, cfg, times, registration=_DeclaredBiases(sensors))
 
 
 def run_scenario(name: str, duration_s: float | None, progress=print) -> dict:
@@ -274,7 +273,7 @@ def run_scenario(name: str, duration_s: float | None, progress=print) -> dict:
         )
 
     t0, cpu0[0] = time.perf_counter(), time.process_time()
-    tracks, stats = _track_with_stats(plots, cfg, times, lambda f: None)
+    tracks, stats = track_with_stats(plots, cfg, times)
     record("imm", tracks, time.perf_counter() - t0, stats)
 
     t0, cpu0[0] = time.perf_counter(), time.process_time()
@@ -289,9 +288,7 @@ def run_scenario(name: str, duration_s: float | None, progress=print) -> dict:
     record("imm+declared", tracks, time.perf_counter() - t0, stats)
 
     t0, cpu0[0] = time.perf_counter(), time.process_time()
-    tracks, stats = _track_with_stats(
-        plots, cfg.model_copy(update={"imm_enabled": False}), times, lambda f: None
-    )
+    tracks, stats = track_with_stats(plots, cfg.model_copy(update={"imm_enabled": False}), times)
     record("cv", tracks, time.perf_counter() - t0, stats)
 
     # registration alone (observe + correct per 5 s slice): its own plot rate

@@ -222,8 +222,7 @@ def track_cmd(
     plots, meta = _read_batch(plots_path, "plots")
 
     from siap import records
-    from siap.pipeline import _track_with_stats
-    from siap.tracking import TrackerConfig
+    from siap.tracking import TrackerConfig, track_with_stats
 
     if config is not None:
         cfg = TrackerConfig.from_yaml(config)
@@ -239,7 +238,7 @@ def track_cmd(
     reg = SensorRegistration() if registration else None
     with _progress() as progress:
         bars = _Bars(progress)
-        tracks, stats = _track_with_stats(plots, cfg, times, lambda f: bars("track", f), registration=reg)
+        tracks, stats = track_with_stats(plots, cfg, times, registration=reg, progress=lambda f: bars("track", f))
     records.write_parquet(tracks, output, metadata={k: v for k, v in meta.items() if k.startswith("origin") or k in ("scenario", "seed")})
     if reg is not None:
         from siap.tracking.registration import estimates_table

@@ -41,7 +41,7 @@ from siap.sharing.labels import combine
 from siap.sharing.policy import Policy
 from siap.sharing.release import release, release_mask
 from siap.sharing.signing import NodeIdentity, RejectedMessage, Signer, TrustStore, Verifier
-from siap.tracking import Tracker, TrackerConfig
+from siap.tracking import Tracker, TrackerConfig, track_with_stats
 from siap.tracking.registration import SensorRegistration, estimates_table
 from siap.transport import InProcessBus, MessageBus
 
@@ -383,27 +383,10 @@ def _apply_tamper(bus: MessageBus, subjects: list[str], tamper) -> None:
 def _centralised_picture(
     plots: np.ndarray, cfg: TrackerConfig, times: np.ndarray, partner: str, registration: bool
 ) -> np.ndarray:
-    tracker = Tracker(cfg)
     reg = SensorRegistration() if registration else None
-    cuts = np.searchsorted(plots["time_s"], times, side="right")
-    out = []
-    start = 0
-    for t, stop in zip(times, cuts, strict=True):
-        hold_s = 0.0
-        if stop > start:
-            chunk = plots[start:stop]
-            if reg is not None:
-                reg.observe(chunk)
-                chunk = reg.correct(chunk)
-            tracker.process(chunk)
-            start = stop
-        if reg is not None:
-            hold_s = reg.max_time_correction_s
-        tracker.advance(float(t) - hold_s)
-        snap = tracker.snapshot(float(t))
-        snap["partner"] = partner
-        out.append(snap)
-    return _cat(out)
+    tracks, _ = track_with_stats(plots, cfg, times, registration=reg)
+    tracks["partner"] = partner
+    return tracks
 
 
 def _group_index(plots: np.ndarray, groups: list[SourceGroup]) -> np.ndarray:

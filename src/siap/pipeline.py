@@ -192,6 +192,7 @@ def run_demo(
 
 def _run_single(scenario, sim, times, truth_eval, timings, progress, registration) -> DemoResult:
     from siap.evaluation import evaluate
+    from siap.tracking import track_with_stats
     from siap.tracking.registration import SensorRegistration, estimates_table
 
     cfg = tracker_config_for(scenario)
@@ -202,7 +203,7 @@ def _run_single(scenario, sim, times, truth_eval, timings, progress, registratio
             progress("track", fraction)
 
     t0 = time.perf_counter()
-    tracks, stats = _track_with_stats(sim.plots, cfg, times, track_progress, registration=reg)
+    tracks, stats = track_with_stats(sim.plots, cfg, times, registration=reg, progress=track_progress)
     timings["track"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     evaluation = evaluate(truth_eval, tracks)
@@ -302,46 +303,6 @@ def _run_coalition(
         audit=audit,
         biases=coal.biases,
     )
-
-
-def _track_with_stats(plots, cfg, times, progress, registration=None):
-    """Run the streaming tracker over the plots, taking a snapshot at each evaluation time.
-
-    ``registration`` (a :class:`siap.tracking.registration.SensorRegistration`) observes each
-    slice and corrects the radar plots before the tracker sees them; the tracker is then
-    advanced only to ``t`` less the largest clock correction, so that corrected plots of the
-    next slice are not late.
-    """
-    from siap.tracking import Tracker
-
-    tracker = Tracker(cfg)
-    order = np.argsort(plots["time_s"], kind="stable")
-    plots = plots[order]
-    cuts = np.searchsorted(plots["time_s"], times, side="right")
-    snapshots = []
-    start = 0
-    for i, (t, stop) in enumerate(zip(times, cuts, strict=True)):
-        if stop > start:
-            tracker.process(_registered(plots[start:stop], registration))
-            start = stop
-        hold_s = registration.max_time_correction_s if registration is not None else 0.0
-        tracker.advance(float(t) - hold_s)  # input is time sorted: no reorder wait
-        snapshots.append(tracker.snapshot(float(t)))
-        if i % 20 == 0:
-            progress(i / max(len(times), 1))
-    if start < len(plots):
-        tracker.process(_registered(plots[start:], registration))
-    tracker.flush()
-    progress(1.0)
-    tracks = np.concatenate(snapshots) if snapshots else records.empty_tracks(0)
-    return tracks, dict(tracker.stats)
-
-
-def _registered(chunk: np.ndarray, registration) -> np.ndarray:
-    if registration is None:
-        return chunk
-    registration.observe(chunk)
-    return registration.correct(chunk)
 
 
 def write_outputs(result: DemoResult, out_dir: Path, *, progress: ProgressFn | None = None) -> None:

@@ -11,6 +11,6 @@ Public API::
 from __future__ import annotations
 
 from .config import TrackerConfig
-from .tracker import Tracker, track
+from .tracker import PlotCorrector, Tracker, track, track_with_stats
 
-__all__ = ["Tracker", "TrackerConfig", "track"]
+__all__ = ["Tracker", "TrackerConfig", "track", "track_with_stats", "PlotCorrector"]

@@ -940,7 +940,7 @@ def track_with_registration(
 ):
     """Run registration and the tracker together over a recorded plot batch: per time slice
     ending at each output time, ``observe`` -> ``correct`` -> ``Tracker.process``, with a
-    snapshot at each output time (mirrors ``siap.pipeline._track_with_stats``, including its
+    snapshot at each output time (:func:`siap.tracking.track_with_stats` with this registration:
     ``Tracker.advance`` to each output time, held back by the largest clock correction).
 
     Returns ``(tracks, estimates)``: the concatenated snapshots (TRACK_DTYPE) and the final
@@ -972,37 +972,8 @@ def run_with_registration(
     plots, cfg, output_times_s, reg_config: RegistrationConfig | None = None, progress=None
 ):
     """As :func:`track_with_registration` but returns ``(tracks, registration, tracker_stats)``."""
-    from siap.records import empty_tracks
+    from .tracker import track_with_stats
 
-    from .tracker import Tracker
-
-    tracker = Tracker(cfg)
     reg = SensorRegistration(reg_config)
-    order = np.argsort(plots["time_s"], kind="stable")
-    plots = plots[order]
-    times = np.asarray(output_times_s, dtype=float)
-    cuts = np.searchsorted(plots["time_s"], times, side="right")
-    snapshots = []
-    start = 0
-    for i, (t, stop) in enumerate(zip(times, cuts, strict=True)):
-        if stop > start:
-            chunk = plots[start:stop]
-            reg.observe(chunk)
-            tracker.process(reg.correct(chunk))
-            start = stop
-        # input is time sorted: process up to the snapshot time without waiting for the
-        # reorder window, less the clock corrections (plots of the next slice may be
-        # corrected to before t).
-        tracker.advance(float(t) - reg.max_time_correction_s)
-        snapshots.append(tracker.snapshot(float(t)))
-        if progress is not None and i % 20 == 0:
-            progress(i / max(len(times), 1))
-    if start < len(plots):
-        chunk = plots[start:]
-        reg.observe(chunk)
-        tracker.process(reg.correct(chunk))
-    tracker.flush()
-    if progress is not None:
-        progress(1.0)
-    tracks = np.concatenate(snapshots) if snapshots else empty_tracks(0)
-    return tracks, reg, dict(tracker.stats)
+    tracks, stats = track_with_stats(plots, cfg, output_times_s, registration=reg, progress=progress)
+    return tracks, reg, stats

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -936,15 +937,33 @@ class Tracker:
                 self._n_dead = 0
 
 
-def track(
+class PlotCorrector(Protocol):
+    """What :func:`track_with_stats` needs of a plot pre-processor such as
+    :class:`siap.tracking.registration.SensorRegistration`."""
+
+    max_time_correction_s: float
+
+    def observe(self, plots: np.ndarray) -> None: ...
+    def correct(self, plots: np.ndarray) -> np.ndarray: ...
+
+
+def track_with_stats(
     plots: np.ndarray,
     cfg: TrackerConfig | None,
     output_times_s: Sequence[float] | np.ndarray,
     *,
+    registration: PlotCorrector | None = None,
     progress: Callable[[float], None] | None = None,
-) -> np.ndarray:
-    """Run a tracker over a whole recording: plots are taken in time order and the confirmed
-    tracks at each output time are returned, concatenated (TRACK_DTYPE)."""
+) -> tuple[np.ndarray, dict[str, int]]:
+    """Run a tracker over a whole recording: plots are taken in time order, one slice per
+    output time, and the confirmed tracks at each output time are returned, concatenated
+    (TRACK_DTYPE), with the tracker's counters.
+
+    ``registration`` (optional) observes each slice and corrects it before the tracker sees it;
+    the tracker is then advanced only to the output time less the largest clock correction, so
+    that corrected plots of the next slice are not late. Without it the tracker is advanced to
+    each output time (the input is time sorted, so nothing waits for the reorder window).
+    """
     trk = Tracker(cfg if cfg is not None else TrackerConfig())
     plots = np.asarray(plots)
     if plots.dtype != PLOT_DTYPE:
@@ -954,20 +973,40 @@ def track(
     plots = plots[order]
     ptimes = plots["time_s"]
     outs = np.sort(np.asarray(output_times_s, dtype=float).reshape(-1))
+
+    def feed(chunk: np.ndarray) -> None:
+        if registration is not None:
+            registration.observe(chunk)
+            chunk = registration.correct(chunk)
+        trk.process(chunk)
+
     snaps = []
     start = 0
     for i, t_out in enumerate(outs.tolist()):
         stop = int(np.searchsorted(ptimes, t_out, side="right"))
         if stop > start:
-            trk.process(plots[start:stop])
+            feed(plots[start:stop])
             start = stop
-        trk.advance(t_out)
+        hold_s = registration.max_time_correction_s if registration is not None else 0.0
+        trk.advance(t_out - hold_s)
         snaps.append(trk.snapshot(t_out))
         if progress is not None:
             progress((i + 1) / len(outs))
     # Plots that are NaN-timed or after the last output time are still validated and counted.
     if start < len(plots):
-        trk.process(plots[start:])
-    if not snaps:
-        return np.zeros(0, TRACK_DTYPE)
-    return np.concatenate(snaps)
+        feed(plots[start:])
+    trk.flush()
+    tracks = np.concatenate(snaps) if snaps else np.zeros(0, TRACK_DTYPE)
+    return tracks, dict(trk.stats)
+
+
+def track(
+    plots: np.ndarray,
+    cfg: TrackerConfig | None,
+    output_times_s: Sequence[float] | np.ndarray,
+    *,
+    progress: Callable[[float], None] | None = None,
+) -> np.ndarray:
+    """Run a tracker over a whole recording: plots are taken in time order and the confirmed
+    tracks at each output time are returned, concatenated (TRACK_DTYPE)."""
+    return track_with_stats(plots, cfg, output_times_s, progress=progress)[0]
