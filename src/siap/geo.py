@@ -72,15 +72,10 @@ def enu_rotation(lat_deg, lon_deg) -> np.ndarray:
     lon = np.radians(np.asarray(lon_deg, dtype=float))
     sl, cl = np.sin(lat), np.cos(lat)
     so, co = np.sin(lon), np.cos(lon)
-    zero = np.zeros_like(lat)
-    rot = np.stack(
-        [
-            np.stack([-so, co, zero], axis=-1),
-            np.stack([-sl * co, -sl * so, cl], axis=-1),
-            np.stack([cl * co, cl * so, sl], axis=-1),
-        ],
-        axis=-2,
-    )
+    rot = np.empty((*np.broadcast_shapes(lat.shape, lon.shape), 3, 3))
+    rot[..., 0, 0], rot[..., 0, 1], rot[..., 0, 2] = -so, co, 0.0
+    rot[..., 1, 0], rot[..., 1, 1], rot[..., 1, 2] = -sl * co, -sl * so, cl
+    rot[..., 2, 0], rot[..., 2, 1], rot[..., 2, 2] = cl * co, cl * so, sl
     return rot
 
 
