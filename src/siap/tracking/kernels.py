@@ -23,7 +23,9 @@ Kernels are compiled on first use and cached on disk (``cache=True``).
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, types
+from numba.extending import intrinsic
 from numba.typed import Dict
 
 RADAR_3D = 0
@@ -31,6 +33,29 @@ RADAR_2D = 1
 ADSB = 2
 _TWO_PI = 2.0 * np.pi
 _KEY3 = types.UniTuple(types.float64, 3)
+
+
+@intrinsic
+def _fma(typingctx, a, b, c):
+    """``a * b + c`` rounded once (LLVM's ``llvm.fma``)."""
+    if not all(isinstance(t, types.Float) and t.bitwidth == 64 for t in (a, b, c)):
+        return None
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        d = ir.DoubleType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _dot3(a0, a1, a2, b0, b1, b2):
+    """``a0 b0 + a1 b1 + a2 b2`` accumulated in that order with fused multiply-adds, the way
+    OpenBLAS's dgemm kernels (and so NumPy's ``@`` on float64) accumulate a length-3 product:
+    the same number to the last bit as the NumPy formulation."""
+    return _fma(a2, b2, _fma(a1, b1, a0 * b0))
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -43,7 +68,7 @@ def _transition(dt, tau0, tau1):
     return p00, 1.0 - p00, 1.0 - p11, p11
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar):
     """IMM mixing of track ``i`` (BLK eq. 11.6.6-6 to -10) and CV prediction of each mode over
     ``dt`` into ``x0`` (nm, 6), ``P0`` (nm, 6, 6); ``cbar`` (nm,) the predicted mode
@@ -84,43 +109,47 @@ def _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar):
     c3 = ad * ad * ad / 3.0
     c2 = dt * ad / 2.0
     for j in range(nm):
-        _predict_inplace(x0[j], P0[j], dt, qh[j], qv[j], c3, c2, ad)
+        _predict_inplace(x0, P0, j, dt, qh[j], qv[j], c3, c2, ad)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _predict_inplace(x, P, dt, q_h, q_v, c3, c2, ad):
-    """x <- F x, P <- F P F' + Q (blockwise: P_pp + T (P_pv + P_vp) + T^2 P_vv, P_pv + T P_vv)."""
+def _predict_inplace(x, P, j, dt, q_h, q_v, c3, c2, ad):
+    """x[j] <- F x[j], P[j] <- F P[j] F' + Q (blockwise: P_pp + T (P_pv + P_vp) + T^2 P_vv,
+    P_pv + T P_vv). (Indexed rather than passed as views: no reference counting per call.)"""
     for a in range(3):
-        x[a] += dt * x[a + 3]
-    for a in range(3):
-        for b in range(3):
-            ppv = P[a, b + 3] + dt * P[a + 3, b + 3]
-            P[a, b] = P[a, b] + dt * (P[a + 3, b] + ppv)
-            P[a, b + 3] = ppv
+        x[j, a] += dt * x[j, a + 3]
     for a in range(3):
         for b in range(3):
-            P[a + 3, b] = P[b, a + 3]
+            ppv = P[j, a, b + 3] + dt * P[j, a + 3, b + 3]
+            P[j, a, b] = P[j, a, b] + dt * (P[j, a + 3, b] + ppv)
+            P[j, a, b + 3] = ppv
+    for a in range(3):
+        for b in range(3):
+            P[j, a + 3, b] = P[j, b, a + 3]
     for ax in range(3):
         q = q_h if ax < 2 else q_v
-        P[ax, ax] += c3 * q
-        P[ax, ax + 3] += c2 * q
-        P[ax + 3, ax] += c2 * q
-        P[ax + 3, ax + 3] += ad * q
+        P[j, ax, ax] += c3 * q
+        P[j, ax, ax + 3] += c2 * q
+        P[j, ax + 3, ax] += c2 * q
+        P[j, ax + 3, ax + 3] += ad * q
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp):
-    """Innovation ``nu`` = z - h(x) (azimuth wrapped) and position Jacobian ``Hp`` of plot g."""
+def _measure(x0, x1, x2, g, kind, has_alt, z, site, rot, re, rc, nu, Hp):
+    """Innovation ``nu`` = z - h(x) (azimuth wrapped) and position Jacobian ``Hp`` of plot g at
+    the position (x0, x1, x2)."""
     k = kind[g]
     if k == ADSB:
+        nu[0] = z[g, 0] - x0
+        nu[1] = z[g, 1] - x1
+        nu[2] = z[g, 2] - x2
         for a in range(3):
-            nu[a] = z[g, a] - x[a]
             for b in range(3):
                 Hp[a, b] = 1.0 if a == b else 0.0
         return
-    p0 = x[0] - site[g, 0]
-    p1 = x[1] - site[g, 1]
-    p2 = x[2] - site[g, 2]
+    p0 = x0 - site[g, 0]
+    p1 = x1 - site[g, 1]
+    p2 = x2 - site[g, 2]
     dx = rot[g, 0, 0] * p0 + rot[g, 0, 1] * p1 + rot[g, 0, 2] * p2
     dy = rot[g, 1, 0] * p0 + rot[g, 1, 1] * p1 + rot[g, 1, 2] * p2
     dz = rot[g, 2, 0] * p0 + rot[g, 2, 1] * p1 + rot[g, 2, 2] * p2
@@ -141,11 +170,11 @@ def _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp):
     nu[1] = (daz + np.pi) % _TWO_PI - np.pi
     if k == RADAR_2D:
         if has_alt[g]:
-            v2 = rc + x[2]
-            nv = np.sqrt(x[0] * x[0] + x[1] * x[1] + v2 * v2)
+            v2 = rc + x2
+            nv = np.sqrt(x0 * x0 + x1 * x1 + v2 * v2)
             nu[2] = z[g, 2] - (nv - re)
-            Hp[2, 0] = x[0] / nv
-            Hp[2, 1] = x[1] / nv
+            Hp[2, 0] = x0 / nv
+            Hp[2, 1] = x1 / nv
             Hp[2, 2] = v2 / nv
         else:
             nu[2] = z[g, 2]
@@ -157,14 +186,14 @@ def _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _innovation_stats(P, Hp, R, g, nu, S, Si):
-    """S = Hp P_pp Hp' + R (symmetrised), its inverse; returns (d^2, det S)."""
-    HP = np.empty((3, 3))
+def _innovation_stats(P, j, Hp, R, g, nu, S, Si, HP):
+    """S = Hp P_pp Hp' + R (symmetrised) with P_pp of ``P[j]``, its inverse; returns
+    (d^2, det S); ``HP`` = Hp P_pp."""
     for a in range(3):
         for b in range(3):
             s = 0.0
             for c in range(3):
-                s += Hp[a, c] * P[c, b]
+                s += Hp[a, c] * P[j, c, b]
             HP[a, b] = s
     for a in range(3):
         for b in range(3):
@@ -221,12 +250,13 @@ def pair_scores(
     cost = np.empty(k)
     y = np.empty((2, 3))
     C = np.empty((2, 3, 3))
-    x0 = np.empty(6)
-    P0 = np.empty((6, 6))
+    x0 = np.empty(3)
+    P0 = np.empty((1, 3, 3))
     nu = np.empty(3)
     Hp = np.empty((3, 3))
     S = np.empty((3, 3))
     Si = np.empty((3, 3))
+    HP = np.empty((3, 3))
     e = np.empty(nm)
     cbar = np.empty(2)
     w = np.empty((2, 2))  # w[i, j] = mu_{i|j}
@@ -275,14 +305,14 @@ def pair_scores(
                     s = 0.0
                     for m in range(nm):
                         s += w[m, j] * (C[m, a, b] + (y[m, a] - x0[a]) * (y[m, b] - x0[b]))
-                    P0[a, b] = s
-                    P0[b, a] = s
+                    P0[0, a, b] = s
+                    P0[0, b, a] = s
             q_h = qh[j]
-            P0[0, 0] += c3 * q_h
-            P0[1, 1] += c3 * q_h
-            P0[2, 2] += c3 * qv[j]
-            _measure(x0, g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
-            d2, det = _innovation_stats(P0, Hp, R, g, nu, S, Si)
+            P0[0, 0, 0] += c3 * q_h
+            P0[0, 1, 1] += c3 * q_h
+            P0[0, 2, 2] += c3 * qv[j]
+            _measure(x0[0], x0[1], x0[2], g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
+            d2, det = _innovation_stats(P0, 0, Hp, R, g, nu, S, Si, HP)
             dm = min(dm, d2)
             e[j] = d2 + np.log(det)
             em = min(em, e[j])
@@ -318,6 +348,7 @@ def pair_update(
     Hp = np.empty((3, 3))
     S = np.empty((3, 3))
     Si = np.empty((3, 3))
+    HP = np.empty((3, 3))
     PHt = np.empty((6, 3))
     K = np.empty((6, 3))
     A = np.empty((6, 6))
@@ -331,17 +362,15 @@ def pair_update(
         dt = p_time[g] - t_trk[i]
         _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar)
         for j in range(nm):
-            x = x0[j]
-            P = P0[j]
-            _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
-            d2, det = _innovation_stats(P, Hp, R, g, nu, S, Si)
+            _measure(x0[j, 0], x0[j, 1], x0[j, 2], g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
+            d2, det = _innovation_stats(P0, j, Hp, R, g, nu, S, Si, HP)
             logl[j] = -0.5 * (d2 + np.log(det))
             # K = P[:, :3] Hp' S^-1 (BLK eq. 5.2.3-11)
             for a in range(6):
                 for b in range(3):
                     s = 0.0
                     for c in range(3):
-                        s += P[a, c] * Hp[b, c]
+                        s += P0[j, a, c] * Hp[b, c]
                     PHt[a, b] = s
             for a in range(6):
                 for b in range(3):
@@ -353,18 +382,21 @@ def pair_update(
                 s = 0.0
                 for c in range(3):
                     s += K[a, c] * nu[c]
-                xm[i, j, a] = x[a] + s
+                xm[i, j, a] = x0[j, a] + s
             # Joseph form P+ = A P A' + K R K' with A = I - K [Hp, 0], evaluated as
             # AP = P - K (Hp P_p:), then A P A' + K R K' = AP + (K R - AP_:p Hp') K'.
+            # (Hp P_p:)[:, :3] is HP from _innovation_stats.
             for a in range(3):
-                for b in range(6):
+                for b in range(3):
+                    HP6[a, b] = HP[a, b]
+                for b in range(3, 6):
                     s = 0.0
                     for c in range(3):
-                        s += Hp[a, c] * P[c, b]
+                        s += Hp[a, c] * P0[j, c, b]
                     HP6[a, b] = s
             for a in range(6):
                 for b in range(6):
-                    s = P[a, b]
+                    s = P0[j, a, b]
                     for c in range(3):
                         s -= K[a, c] * HP6[c, b]
                     AP[a, b] = s
@@ -504,24 +536,28 @@ def snapshot_states(
     returns the horizontal position variance in the tracker frame."""
     k = len(sel)
     sig2 = np.empty(k)
-    x = np.empty(6)
-    P = np.empty((6, 6))
+    x = np.empty((1, 6))
+    P = np.empty((1, 6, 6))
     TP = np.empty((6, 6))
+    Et = np.empty((3, 3))  # E' (rows of Et: columns of E)
+    for a in range(3):
+        for c in range(3):
+            Et[a, c] = E[c, a]
     for p in range(k):
         i = sel[p]
         dt = time_s - t_trk[i]
         for a in range(6):
-            x[a] = xc[i, a]
+            x[0, a] = xc[i, a]
             for b in range(6):
-                P[a, b] = Pc[i, a, b]
+                P[0, a, b] = Pc[i, a, b]
         q_h = 0.0
         q_v = 0.0
         for j in range(nm):
             q_h += mu[i, j] * qh[j]
             q_v += mu[i, j] * qv[j]
         ad = abs(dt)
-        _predict_inplace(x, P, dt, q_h, q_v, ad * ad * ad / 3.0, dt * ad / 2.0, ad)
-        sig2[p] = P[0, 0] + P[1, 1]
+        _predict_inplace(x, P, 0, dt, q_h, q_v, ad * ad * ad / 3.0, dt * ad / 2.0, ad)
+        sig2[p] = P[0, 0, 0] + P[0, 1, 1]
         if nm == 2:
             p00, p01, p10, p11 = _transition(dt, tau0, tau1)
             mup[p, 0] = mu[i, 0] * p00 + mu[i, 1] * p10
@@ -533,34 +569,34 @@ def snapshot_states(
             sp = 0.0
             sv = 0.0
             for c in range(3):
-                sp += x[c] * E[c, a]
-                sv += x[c + 3] * E[c, a]
+                sp += x[0, c] * Et[a, c]
+                sv += x[0, c + 3] * Et[a, c]
             pos[p, a] = sp + origin[a]
             vel[p, a] = sv
-        # TP = T P with T = diag(E', E'): (T P)[a, b] = sum_c E[c, a mod 3] P[c + off, b]
-        for a in range(6):
-            oa = 3 * (a // 3)
-            aa = a % 3
-            for b in range(6):
-                s = 0.0
-                for c in range(3):
-                    s += E[c, aa] * P[c + oa, b]
-                TP[a, b] = s
-        for a in range(6):
-            for b in range(a, 6):
-                ob = 3 * (b // 3)
-                bb = b % 3
-                s = 0.0
-                for c in range(3):
-                    s += TP[a, c + ob] * E[c, bb]
-                oa = 3 * (a // 3)
-                aa = a % 3
-                s_t = 0.0
-                for c in range(3):
-                    s_t += TP[b, c + oa] * E[c, aa]
-                v = 0.5 * (s + s_t)
-                cov[p, a, b] = v
-                cov[p, b, a] = v
+        # TP = T P with T = diag(E', E'): (T P)[oa + aa, b] = sum_c E[c, aa] P[oa + c, b]
+        for oa in range(0, 6, 3):
+            for aa in range(3):
+                for b in range(6):
+                    s = 0.0
+                    for c in range(3):
+                        s += Et[aa, c] * P[0, c + oa, b]
+                    TP[oa + aa, b] = s
+        # cov = sym(TP T'): (TP T')[a, b] = sum_c TP[a, ob + c] E[c, bb], b = ob + bb
+        for oa in range(0, 6, 3):
+            for aa in range(3):
+                a = oa + aa
+                for b in range(a, 6):
+                    ob = 0 if b < 3 else 3
+                    bb = b - ob
+                    s = 0.0
+                    for c in range(3):
+                        s += TP[a, c + ob] * Et[bb, c]
+                    s_t = 0.0
+                    for c in range(3):
+                        s_t += TP[b, c + oa] * Et[aa, c]
+                    v = 0.5 * (s + s_t)
+                    cov[p, a, b] = v
+                    cov[p, b, a] = v
     return sig2
 
 
@@ -744,39 +780,102 @@ def validate_codes(
 
 # ---------------------------------------------------------------------------- plot conversion
 @njit(cache=True, error_model="numpy")
-def radar_to_local(
-    rng, az, el, alt_r, is2, ha, salt, cov, site, T, re, default_alt, default_alt_var
-):
-    """Radar plots (range, azimuth, elevation or Mode C altitude) to the uniform measurement
-    ``z``, its covariance ``R`` and the Cartesian position and first-order covariance in the
-    tracker frame (see :meth:`siap.tracking.measurements.Geometry.prepare`). ``site`` (K, 3) and
-    ``T`` (K, 3, 3, tracker ENU -> sensor ENU) per plot."""
-    k = len(rng)
-    z = np.empty((k, 3))
-    R = np.empty((k, 3, 3))
-    pos = np.empty((k, 3))
-    pos_cov = np.empty((k, 3, 3))
+def plots_to_local(
+    kind, rng, az, el, alt, salt, cov, lat, lon, inv, site_u, T_u, ecef, origin, E, re,
+    default_alt, default_alt_var, has_alt, dim, z, R, site, rot, pos, pos_cov,
+):  # fmt: skip
+    """The per-plot part of :meth:`siap.tracking.measurements.Geometry.prepare`, one pass over
+    the plots (the inputs may be strided fields of the plot records, the outputs fields of the
+    PREP_DTYPE records).
+
+    Radar plots (range, azimuth, elevation or Mode C altitude): the uniform measurement ``z``,
+    its covariance ``R``, the sensor site and rotation (``site_u[inv[p]]``,
+    ``T_u[inv[p]]``: tracker ENU -> sensor ENU) and the Cartesian position and first-order
+    covariance in the tracker frame.
+
+    ADS-B plots (``ecef``: their ECEF positions, one row per ADS-B plot in order): ``z = pos =
+    E (ecef - origin)`` and ``R = pos_cov = sym(A C A')`` with ``A = E E_p'`` (``E_p`` the
+    ECEF-to-ENU rotation at the report, :func:`siap.geo.enu_rotation`), ``site`` 0, ``rot``
+    the identity. The 3x3 products are accumulated as NumPy's ``@`` does (:func:`_dot3`).
+
+    Every plot: ``has_alt`` (RADAR_2D with a finite Mode C altitude and variance) and the
+    measurement dimension ``dim`` (2 for RADAR_2D without Mode C, else 3)."""
     c = np.empty((3, 3))
     J = np.empty((3, 3))
     cs = np.empty((3, 3))
     M = np.empty((3, 3))
-    for p in range(k):
+    Ep = np.empty((3, 3))
+    A = np.empty((3, 3))
+    na = 0  # ADS-B plots so far
+    for p in range(len(kind)):
+        k = kind[p]
+        if k == ADSB:
+            has_alt[p] = False
+            dim[p] = 3
+            for a in range(3):
+                site[p, a] = 0.0
+                for b in range(3):
+                    rot[p, a, b] = 1.0 if a == b else 0.0
+            d0 = ecef[na, 0] - origin[0]
+            d1 = ecef[na, 1] - origin[1]
+            d2 = ecef[na, 2] - origin[2]
+            for a in range(3):
+                v = _dot3(d0, d1, d2, E[a, 0], E[a, 1], E[a, 2])
+                z[p, a] = v
+                pos[p, a] = v
+            la = np.radians(lat[p])
+            lo = np.radians(lon[p])
+            sl = np.sin(la)
+            cl = np.cos(la)
+            so = np.sin(lo)
+            co = np.cos(lo)
+            Ep[0, 0], Ep[0, 1], Ep[0, 2] = -so, co, 0.0
+            Ep[1, 0], Ep[1, 1], Ep[1, 2] = -sl * co, -sl * so, cl
+            Ep[2, 0], Ep[2, 1], Ep[2, 2] = cl * co, cl * so, sl
+            for a in range(3):  # A = E Ep'
+                for b in range(3):
+                    A[a, b] = _dot3(E[a, 0], E[a, 1], E[a, 2], Ep[b, 0], Ep[b, 1], Ep[b, 2])
+            for a in range(3):  # M = A C
+                for b in range(3):
+                    M[a, b] = _dot3(
+                        A[a, 0], A[a, 1], A[a, 2], cov[p, 0, b], cov[p, 1, b], cov[p, 2, b]
+                    )
+            for a in range(3):  # cs = M A'
+                for b in range(3):
+                    cs[a, b] = _dot3(M[a, 0], M[a, 1], M[a, 2], A[b, 0], A[b, 1], A[b, 2])
+            for a in range(3):
+                for b in range(3):
+                    v = 0.5 * (cs[a, b] + cs[b, a])
+                    R[p, a, b] = v
+                    pos_cov[p, a, b] = v
+            na += 1
+            continue
+        is2 = k == RADAR_2D
+        ha = is2 and np.isfinite(alt[p]) and np.isfinite(cov[p, 2, 2])
+        has_alt[p] = ha
+        dim[p] = 2 if is2 and not ha else 3
+        u = inv[p]
+        for a in range(3):
+            site[p, a] = site_u[u, a]
+            for b in range(3):
+                rot[p, a, b] = T_u[u, a, b]
+        T = T_u[u]
         r = rng[p]
         a_z = az[p] % _TWO_PI
         e = el[p]
-        if is2[p]:
-            ht = alt_r[p] if ha[p] else default_alt
+        if is2:
+            ht = alt[p] if ha else default_alt
             rs = re + salt[p]
             rt = re + ht
             s = (rt * rt - rs * rs - r * r) / (2 * r * rs)
             e = np.arcsin(min(max(s, -1.0), 1.0))
         z[p, 0] = r
         z[p, 1] = a_z
-        z[p, 2] = (alt_r[p] if ha[p] else 0.0) if is2[p] else e
+        z[p, 2] = (alt[p] if ha else 0.0) if is2 else e
         for a in range(3):
             for b in range(3):
                 c[a, b] = cov[p, a, b]
-        if is2[p] and not ha[p]:
+        if is2 and not ha:
             for a in range(3):
                 c[2, a] = 0.0
                 c[a, 2] = 0.0
@@ -794,8 +893,8 @@ def radar_to_local(
         J[0, 0], J[0, 1], J[0, 2] = ce * sa, r * ce * ca, -r * se * sa
         J[1, 0], J[1, 1], J[1, 2] = ce * ca, -r * ce * sa, -r * se * ca
         J[2, 0], J[2, 1], J[2, 2] = se, 0.0, r * ce
-        if is2[p]:
-            alt_var = c[2, 2] if ha[p] else default_alt_var
+        if is2:
+            alt_var = c[2, 2] if ha else default_alt_var
             for a in range(3):
                 c[2, a] = 0.0
                 c[a, 2] = 0.0
@@ -804,46 +903,52 @@ def radar_to_local(
         for a in range(3):
             for b in range(3):
                 s = 0.0
-                for u in range(3):
-                    s += J[a, u] * c[u, b]
+                for w in range(3):
+                    s += J[a, w] * c[w, b]
                 M[a, b] = s
         for a in range(3):
             for b in range(3):
                 s = 0.0
-                for u in range(3):
-                    s += M[a, u] * J[b, u]
+                for w in range(3):
+                    s += M[a, w] * J[b, w]
                 cs[a, b] = s
         # pos = site + T' d ; pos_cov = T' cs T
         for a in range(3):
-            pos[p, a] = site[p, a] + T[p, 0, a] * d0 + T[p, 1, a] * d1 + T[p, 2, a] * d2
+            pos[p, a] = site_u[u, a] + T[0, a] * d0 + T[1, a] * d1 + T[2, a] * d2
         for a in range(3):
             for b in range(3):
                 s = 0.0
-                for u in range(3):
-                    s += T[p, u, a] * cs[u, b]
+                for w in range(3):
+                    s += T[w, a] * cs[w, b]
                 M[a, b] = s
         for a in range(3):
             for b in range(3):
                 s = 0.0
-                for u in range(3):
-                    s += M[a, u] * T[p, u, b]
+                for w in range(3):
+                    s += M[a, w] * T[w, b]
                 pos_cov[p, a, b] = s
-    return z, R, pos, pos_cov
 
 
 @njit(cache=True, error_model="numpy")
-def unique_rows3(a0, a1, a2):
-    """Distinct (a0, a1, a2) triples in order of first appearance and the index of each row's
-    triple (consecutive repeats, the usual case for radar sites, skip the hash lookup)."""
-    n = len(a0)
+def radar_sites(kind, a0, a1, a2):
+    """Distinct sensor sites (a0, a1, a2) of the radar plots (ADS-B plots skipped) in order of
+    first appearance, and the index of each plot's site (-1 for ADS-B plots). Consecutive
+    repeats, the usual case for radar sites, skip the hash lookup."""
+    n = len(kind)
     inv = np.empty(n, np.int64)
     seen = Dict.empty(key_type=_KEY3, value_type=types.int64)
     first = np.empty(n, np.int64)
     u = 0
+    last = -1
     for p in range(n):
-        if p > 0 and a0[p] == a0[p - 1] and a1[p] == a1[p - 1] and a2[p] == a2[p - 1]:
-            inv[p] = inv[p - 1]
+        if kind[p] == ADSB:
+            inv[p] = -1
             continue
+        if last >= 0 and a0[p] == a0[last] and a1[p] == a1[last] and a2[p] == a2[last]:
+            inv[p] = inv[last]
+            last = p
+            continue
+        last = p
         key = (a0[p], a1[p], a2[p])
         if key in seen:
             j = seen[key]

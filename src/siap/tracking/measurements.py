@@ -27,7 +27,7 @@ import numpy as np
 from siap.geo import LocalFrame, enu_rotation, geodetic_to_ecef
 from siap.records import MeasurementKind
 
-from .kernels import REASONS, radar_to_local, unique_rows3, validate_codes
+from .kernels import REASONS, plots_to_local, radar_sites, validate_codes
 
 logger = logging.getLogger("siap.tracking")
 
@@ -141,72 +141,44 @@ class Geometry:
         return np.sqrt(p[..., 0] ** 2 + p[..., 1] ** 2 + (self.rc + p[..., 2]) ** 2) - self.re
 
     def prepare(self, plots: np.ndarray, sensor_index: np.ndarray) -> np.ndarray:
-        """Convert validated plots to the compact internal form (PREP_DTYPE)."""
+        """Convert validated plots to the compact internal form (PREP_DTYPE).
+
+        pyproj converts the distinct radar sites and the ADS-B reports to ECEF; one compiled
+        pass (:func:`.kernels.plots_to_local`) does the rest and writes straight into the
+        output records."""
         m = len(plots)
-        kind = plots["kind"].astype(np.int64)
-        isa = kind == ADSB
-        is2 = kind == RADAR_2D
-        radar = ~isa
-        cov = np.array(plots["cov"], dtype=float)
-        alt = plots["alt_m"]
-        has_alt = is2 & np.isfinite(alt) & np.isfinite(cov[:, 2, 2])
-        z = np.zeros((m, 3))
-        R = np.zeros((m, 3, 3))
-        site = np.zeros((m, 3))
-        rot = np.broadcast_to(np.eye(3), (m, 3, 3)).copy()
-        pos = np.zeros((m, 3))
-        pos_cov = np.zeros((m, 3, 3))
-        if radar.any():
-            ir = np.flatnonzero(radar)
-            slat = plots["sensor_lat_deg"][ir]
-            slon = plots["sensor_lon_deg"][ir]
-            salt = plots["sensor_alt_m"][ir]
-            rng = plots["range_m"][ir]
-            az = plots["azimuth_rad"][ir]
-            el = np.array(plots["elevation_rad"][ir], dtype=float)
-            alt_r = np.nan_to_num(alt[ir])
-            # Sites are few (ground radars) or move slowly (airborne): convert each distinct one.
-            sites, inv = unique_rows3(slat, slon, salt)
-            site_ecef = geodetic_to_ecef(sites[:, 0], sites[:, 1], sites[:, 2])
-            site[ir] = ((site_ecef - self.origin_ecef) @ self.E.T)[inv]
-            T = (enu_rotation(sites[:, 0], sites[:, 1]) @ self.E.T)[
-                inv
-            ]  # tracker ENU -> sensor ENU
-            rot[ir] = T
-            zr, Rr, pr, pcr = radar_to_local(
-                rng, az, el, alt_r, is2[ir], has_alt[ir], salt, cov[ir], site[ir], T, self.re,
-                self.default_alt, self.default_alt_var,
-            )  # fmt: skip
-            z[ir], R[ir], pos[ir], pos_cov[ir] = zr, Rr, pr, pcr
-        if isa.any():
-            ia = np.flatnonzero(isa)
-            alat, alon = plots["lat_deg"][ia], plots["lon_deg"][ia]
-            ecef = geodetic_to_ecef(alat, alon, alt[ia])
-            p = (ecef - self.origin_ecef) @ self.E.T
-            A = self.E @ np.swapaxes(enu_rotation(alat, alon), 1, 2)
-            c = A @ cov[ia] @ np.swapaxes(A, 1, 2)
-            c = 0.5 * (c + np.swapaxes(c, 1, 2))
-            z[ia] = p
-            R[ia] = c
-            pos[ia] = p
-            pos_cov[ia] = c
-        dim = np.where(is2 & ~has_alt, 2, 3)
         out = np.empty(m, PREP_DTYPE)
         out["time_s"] = plots["time_s"]
         out["plot_id"] = plots["plot_id"]
         out["sensor"] = sensor_index
+        kind = plots["kind"]
         out["kind"] = kind
-        out["has_alt"] = has_alt
-        out["dim"] = dim
-        out["z"] = z
-        out["R"] = R
-        out["site"] = site
-        out["rot"] = rot
-        out["pos"] = pos
-        out["pos_cov"] = pos_cov
         out["mode_s"] = plots["mode_s_address"]
         out["mode_3a"] = plots["mode_3a"]
         out["callsign"] = plots["callsign"]
+        lat, lon, alt = plots["lat_deg"], plots["lon_deg"], plots["alt_m"]
+        # Sites are few (ground radars) or move slowly (airborne): convert each distinct one.
+        sites, inv = radar_sites(
+            kind, plots["sensor_lat_deg"], plots["sensor_lon_deg"], plots["sensor_alt_m"]
+        )
+        if len(sites):
+            site_ecef = geodetic_to_ecef(sites[:, 0], sites[:, 1], sites[:, 2])
+            site_u = (site_ecef - self.origin_ecef) @ self.E.T
+            T_u = enu_rotation(sites[:, 0], sites[:, 1]) @ self.E.T  # tracker ENU -> sensor ENU
+        else:
+            site_u, T_u = np.zeros((0, 3)), np.zeros((0, 3, 3))
+        if len(sites) == 0:  # ADS-B only
+            ecef = geodetic_to_ecef(lat, lon, alt)
+        else:
+            ia = np.flatnonzero(inv < 0)
+            ecef = geodetic_to_ecef(lat[ia], lon[ia], alt[ia]) if len(ia) else np.zeros((0, 3))
+        plots_to_local(
+            kind, plots["range_m"], plots["azimuth_rad"], plots["elevation_rad"], alt,
+            plots["sensor_alt_m"], plots["cov"], lat, lon, inv, site_u, T_u, ecef,
+            self.origin_ecef, self.E, self.re, self.default_alt, self.default_alt_var,
+            out["has_alt"], out["dim"], out["z"], out["R"], out["site"], out["rot"], out["pos"],
+            out["pos_cov"],
+        )  # fmt: skip
         return out
 
     def h(
