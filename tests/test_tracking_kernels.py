@@ -190,3 +190,49 @@ def test_snapshot_kernel_equals_predict_and_rotation():
     np.testing.assert_allclose(cov, T @ P @ T.T, rtol=1e-9, atol=1e-6)
     np.testing.assert_allclose(mup, (mu[:, None, :] @ kf.transition(dt, TAU0, TAU1))[:, 0])
     np.testing.assert_allclose(sig2, P[:, 0, 0] + P[:, 1, 1])
+
+
+def _grid_pairs_brute(gxy, qxy, rs, rv, rp, f, stale, tracks_in_grid):
+    d = np.hypot(gxy[:, None, 0] - qxy[None, :, 0], gxy[:, None, 1] - qxy[None, :, 1])
+    if tracks_in_grid:  # grid points are tracks (rs, rv per grid point), queries plots
+        rad = (stale * rs[:, None] + np.sqrt(rs[:, None] ** 2 + rp[None, :] ** 2) + rv[:, None])
+        rad = rad * f[None, :]
+    else:  # grid points are plots, queries tracks
+        rad = (stale * rs[None, :] + np.sqrt(rs[None, :] ** 2 + rp[:, None] ** 2) + rv[None, :])
+        rad = rad * f[:, None]
+    gi, qj = np.nonzero(d <= rad)
+    o = np.lexsort((gi, qj))  # by query, then grid point
+    return gi[o], qj[o]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans(), st.booleans())
+def test_grid_pairs_equal_brute_force(seed, tracks_in_grid, sparse):
+    """kernels.grid_pairs (uniform grid over kernels.grid_build keys) returns exactly the
+    pairs within the search radius, ordered by query then grid point; ``sparse`` spreads the
+    points over far more grid columns than points (the kernel's plain binary-search path)."""
+    rng = np.random.default_rng(seed)
+    n, q = int(rng.integers(0, 60)), int(rng.integers(0, 40))
+    span = 5e6 if sparse else 2e5
+    gxy = rng.uniform(-span, span, (n, 2))
+    qxy = np.concatenate([gxy[: q // 2] + rng.normal(0, 3e3, (min(q // 2, n), 2)),
+                          rng.uniform(-span, span, (q - min(q // 2, n), 2))])
+    nt, npl = (n, q) if tracks_in_grid else (q, n)
+    rs, rv = rng.uniform(500, 5e3, nt), rng.uniform(0, 2e3, nt)
+    rp = rng.uniform(100, 3e3, npl)
+    f = np.where(rng.random(npl) < 0.3, 1.4, 1.0)
+    stale = float(rng.integers(0, 2))
+    fmax = f.max() if npl else 1.0
+    if tracks_in_grid:
+        rmax = float(rs.max() * (1 + stale) + rv.max()) if n else 0.0
+        rq = (rmax + rp) * f
+    else:
+        rq = (rs * (1 + stale) + rv) * fmax + (float(rp.max()) * fmax if n else 0.0)
+    cell = 1e3 if sparse else max(2.0 * float(rq.max()) if q else 1.0, 1.0)
+    keys, order = kn.grid_build(gxy, cell)
+    if sparse and n > 2:
+        assert (keys[-1] // 2**21 - keys[0] // 2**21) > 4 * n + 1024
+    gi, qj = kn.grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_grid)
+    bi, bj = _grid_pairs_brute(gxy, qxy, rs, rv, rp, f, stale, tracks_in_grid)
+    np.testing.assert_array_equal(gi, bi)
+    np.testing.assert_array_equal(qj, bj)

@@ -626,11 +626,25 @@ def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_
     ``f`` per plot; the tracks are the grid points if ``tracks_in_grid``, else the queries).
     ``rq`` (per query point) must bound that radius. Returns (grid index, query index) arrays,
     ordered by query point, then grid point."""
+    n = len(keys)
+    # Start of each grid column (cells with the same ix) in ``keys``, so that a row query
+    # searches one column rather than all keys; skipped when the columns are too sparse.
+    c0 = keys[0] // _MUL if n else 0
+    ncol = keys[n - 1] // _MUL - c0 + 1 if n else 0
+    use_cols = ncol <= 4 * n + 1024
+    colstart = np.empty(ncol + 1 if use_cols else 1, np.int64)
+    if use_cols:
+        t = 0
+        for c in range(ncol + 1):
+            target = (c0 + c) * _MUL
+            while t < n and keys[t] < target:
+                t += 1
+            colstart[c] = t
     cap = 4 * len(qxy) + 16
     oa = np.empty(cap, np.int64)
     ob = np.empty(cap, np.int64)
     m = 0
-    hits = np.empty(64, np.int64)
+    hits = np.empty(max(n, 1), np.int64)  # a grid point is hit at most once per query
     for j in range(len(qxy)):
         x = qxy[j, 0]
         y = qxy[j, 1]
@@ -641,9 +655,35 @@ def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_
         iy1 = np.int64(np.floor((y + r) / cell)) + _OFF
         nh = 0
         for ix in range(ix0, ix1 + 1):
-            lo = np.searchsorted(keys, ix * _MUL + iy0)
-            hi = np.searchsorted(keys, ix * _MUL + iy1, side="right")
-            for t in range(lo, hi):
+            if use_cols:
+                c = ix - c0
+                if c < 0 or c >= ncol:
+                    continue
+                lo = colstart[c]
+                hi = colstart[c + 1]
+            else:
+                lo = 0
+                hi = n
+            # first key >= ix * MUL + iy0, first key > ix * MUL + iy1, within [lo, hi)
+            v = ix * _MUL + iy0
+            a = lo
+            b = hi
+            while a < b:
+                mid = (a + b) >> 1
+                if keys[mid] < v:
+                    a = mid + 1
+                else:
+                    b = mid
+            start = a
+            v = ix * _MUL + iy1
+            b = hi
+            while a < b:
+                mid = (a + b) >> 1
+                if keys[mid] <= v:
+                    a = mid + 1
+                else:
+                    b = mid
+            for t in range(start, a):
                 i = order[t]
                 dx = gxy[i, 0] - x
                 dy = gxy[i, 1] - y
@@ -653,14 +693,16 @@ def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_
                 else:
                     rad = (stale * rs[j] + np.sqrt(rs[j] * rs[j] + rp[i] * rp[i]) + rv[j]) * f[i]
                 if d <= rad:
-                    if nh == len(hits):
-                        h2 = np.empty(2 * nh, np.int64)
-                        h2[:nh] = hits
-                        hits = h2
                     hits[nh] = i
                     nh += 1
         if nh:
-            hs = np.sort(hits[:nh])
+            for u in range(1, nh):  # insertion sort: the hits of one query are few
+                h = hits[u]
+                w = u - 1
+                while w >= 0 and hits[w] > h:
+                    hits[w + 1] = hits[w]
+                    w -= 1
+                hits[w + 1] = h
             if m + nh > cap:
                 cap = 2 * (m + nh)
                 oa2 = np.empty(cap, np.int64)
@@ -670,7 +712,7 @@ def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_
                 oa = oa2
                 ob = ob2
             for u in range(nh):
-                oa[m] = hs[u]
+                oa[m] = hits[u]
                 ob[m] = j
                 m += 1
     return oa[:m].copy(), ob[:m].copy()
