@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -127,6 +128,15 @@ class TrackerConfig(BaseModel):
     mode_3a_bonus: float = Field(
         3.0, ge=0.0, description="Cost bonus when track and plot carry the same Mode 3/A code."
     )
+    association: Literal["gnn", "jpda"] = Field(
+        "gnn",
+        description="How ambiguous clusters are resolved. 'gnn': global nearest neighbour (one plot per track, linear_sum_assignment). 'jpda': clusters of confirmed tracks whose gates share plots of one sensor are updated with joint probabilistic data association (exact JPDA marginals, PDA update with the spread-of-innovations term); every other cluster stays GNN. Needs false_alarm_density_per_km2.",
+    )
+    jpda_max_hypotheses: int = Field(
+        20_000,
+        ge=1,
+        description="A JPDA cluster whose joint association events could exceed this many is resolved by GNN instead (counted in the stats as jpda_clusters_too_large).",
+    )
 
     # --- track management ------------------------------------------------------------------------
     confirm_hits: int = Field(
@@ -207,6 +217,8 @@ class TrackerConfig(BaseModel):
     def _check_times(self) -> TrackerConfig:
         if self.delete_after_s < self.coasting_after_s:
             raise ValueError("delete_after_s must be >= coasting_after_s")
+        if self.association == "jpda" and self.false_alarm_density_per_km2 is None:
+            raise ValueError("association 'jpda' needs false_alarm_density_per_km2 (the clutter density)")
         return self
 
     @classmethod

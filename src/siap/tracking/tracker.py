@@ -40,6 +40,7 @@ from siap.errors import InputError
 from siap.geo import ecef_to_geodetic
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_plots, empty_tracks
 
+from . import jpda as jp
 from . import kernels as kn
 from .config import TrackerConfig
 from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
@@ -71,6 +72,8 @@ _STAT_KEYS = (
     "rejected_impossible_angle",
     "rejected_impossible_position",
     "rejected_bad_covariance",
+    "jpda_clusters",
+    "jpda_clusters_too_large",
 )
 
 
@@ -126,6 +129,8 @@ class Tracker:
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         # Sequential track score (log-likelihood ratio, Blackman & Popoli 1999 sec. 6.2).
         self._score_on = c.false_alarm_density_per_km2 is not None
+        self._jpda = c.association == "jpda"
+        self._clutter_per_m2 = (c.false_alarm_density_per_km2 or 1.0) * 1e-6
         if self._score_on:
             lam = c.false_alarm_density_per_km2 * 1e-6  # per m^2
             self._score_hit = float(np.log(c.detection_probability) - np.log(lam))
@@ -508,14 +513,25 @@ class Tracker:
                 break
             conf = sel[self._status[ti[sel]] == CONFIRMED]
             near_confirmed[gp[conf] - s] = True
-            a = sel[self._assign(ti[sel], pj[sel], cost[sel], len(active))]
-            if len(a) == 0:
-                break
-            self._update(ti[a], gp[a], pp, pr, a)
-            assigned[gp[a] - s] = True
             again = np.zeros(len(active), bool)
             again[pj[sel]] = True
-            again[pj[a]] = False
+            n_soft = 0
+            if self._jpda:
+                soft = sel[
+                    self._jpda_clusters(ti[sel], gp[sel], pj[sel], pr["cost"][sel], cost[sel], pp)
+                ]
+                n_soft = len(soft)
+                if n_soft:
+                    assigned[gp[soft] - s] = True
+                    again[pj[soft]] = False
+                    sel = np.setdiff1d(sel, soft, assume_unique=True)
+            a = sel[self._assign(ti[sel], pj[sel], cost[sel], len(active))]
+            if len(a):
+                self._update(ti[a], gp[a], pp, pr, a)
+                assigned[gp[a] - s] = True
+                again[pj[a]] = False
+            if len(a) == 0 and n_soft == 0:
+                break
             active = active[again]
         # A plot that fell in a confirmed track's gate but lost the assignment is most likely
         # clutter near the target or a split plot: it does not start a track.
@@ -810,6 +826,96 @@ class Tracker:
                 chosen.append(pair[r[good], c[good]])
         return np.sort(np.concatenate(chosen))
 
+    def _jpda_clusters(
+        self, ti: np.ndarray, gp: np.ndarray, pj: np.ndarray, raw_cost: np.ndarray,
+        cost: np.ndarray, pp: PreparedPlots,
+    ) -> np.ndarray:
+        """JPDA for the ambiguous clusters of gated pairs (a track with several plots, or a plot
+        in several tracks' gates) whose tracks are all confirmed and whose plots come from one
+        sensor and share a measurement model: exact marginals (:func:`.jpda.jpda_marginals`)
+        and an IMM-PDA update (:func:`.jpda.pda_update`) of every track whose probability of
+        having a plot is at least one half. Returns the indices of the pairs handled (their
+        plots are used up); the other pairs are left to global nearest neighbour."""
+        none = np.zeros(0, np.int64)
+        if len(ti) < 2:
+            return none
+        deg_t = np.bincount(ti)
+        deg_p = np.bincount(pj)
+        amb = np.flatnonzero((deg_t[ti] > 1) | (deg_p[pj] > 1))
+        if len(amb) == 0:
+            return none
+        at, ag, ap = ti[amb], gp[amb], pj[amb]
+        ut, ct = np.unique(at, return_inverse=True)
+        up, cp = np.unique(ap, return_inverse=True)
+        nt, npl = len(ut), len(up)
+        g = coo_matrix((np.ones(len(amb)), (ct, cp + nt)), shape=(nt + npl, nt + npl))
+        ncomp, lab = connected_components(g, directed=False)
+        comp = lab[ct]
+        key = (pp.sensor[ag] * 4 + pp.kind[ag]) * 2 + pp.has_alt[ag]
+        kmin = np.full(ncomp, np.iinfo(np.int64).max)
+        kmax = np.full(ncomp, -1)
+        np.minimum.at(kmin, comp, key)
+        np.maximum.at(kmax, comp, key)
+        tentative = np.bincount(comp, weights=self._status[at] != CONFIRMED, minlength=ncomp)
+        # bound on the joint events: prod over tracks of (1 + gated plots)
+        log_events = np.bincount(lab[:nt], weights=np.log1p(np.bincount(ct)), minlength=ncomp)
+        small = log_events <= np.log(self.cfg.jpda_max_hypotheses)
+        ok_comp = (kmin == kmax) & (tentative == 0)
+        self._stats["jpda_clusters_too_large"] += int((ok_comp & ~small).sum())
+        ok_comp &= small
+        use = np.flatnonzero(ok_comp[comp])
+        if len(use) == 0:
+            return none
+        self._stats["jpda_clusters"] += int(ok_comp.sum())
+        at, ag, ct, cp, comp = at[use], ag[use], ct[use], cp[use], comp[use]
+        c = self.cfg
+        lnl_h = jp.pair_horizontal_loglik(
+            at, ag, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, pp.time_s,
+            pp.pos, pp.pos_cov,
+        )  # fmt: skip
+        bonus = raw_cost[amb[use]] - cost[amb[use]]  # identity evidence, as for GNN
+        lr = c.detection_probability * np.exp(lnl_h + 0.5 * bonus) / self._clutter_per_m2
+        miss = 1.0 - c.detection_probability * c.gate_probability
+        o = np.lexsort((cp, ct, comp))
+        at, ag, ct, cp, comp, lr = at[o], ag[o], ct[o], cp[o], comp[o], lr[o]
+        beta = np.empty(len(o))
+        # per track of the used clusters: its pairs are contiguous
+        tfirst = np.flatnonzero(np.r_[True, ct[1:] != ct[:-1]])
+        tptr = np.r_[tfirst, len(o)]
+        tcomp = comp[tfirst]
+        beta0 = np.empty(len(tfirst))
+        cfirst = np.flatnonzero(np.r_[True, tcomp[1:] != tcomp[:-1]])
+        cptr = np.r_[cfirst, len(tfirst)]
+        for a, b in zip(cptr[:-1].tolist(), cptr[1:].tolist(), strict=True):
+            p0, p1 = tptr[a], tptr[b]
+            bt, b0 = jp.jpda_marginals(
+                tptr[a : b + 1] - p0, cp[p0:p1], lr[p0:p1], np.full(b - a, miss), npl
+            )
+            beta[p0:p1] = bt
+            beta0[a:b] = b0
+        hit = np.flatnonzero(beta0 < 0.5)
+        if len(hit):
+            # the hit tracks' pairs, contiguous per track, and each track's likeliest plot
+            sizes = tptr[hit + 1] - tptr[hit]
+            pidx = np.repeat(tptr[hit] - np.cumsum(np.r_[0, sizes[:-1]]), sizes) + np.arange(
+                sizes.sum()
+            )
+            hptr = np.r_[0, np.cumsum(sizes)]
+            owner = np.repeat(np.arange(len(hit)), sizes)
+            best = np.lexsort((-beta[pidx], owner))[hptr[:-1]]  # first of each track's block
+            lead = ag[pidx[best]]
+            trk = at[tptr[hit]]
+            gap = pp.time_s[lead] - self._t[trk]
+            lnl = jp.pda_update(
+                trk, hptr, ag[pidx], beta[pidx], beta0[hit], lead, self._nm, self._t,
+                self._xm, self._Pm, self._mu, self._xc, self._Pc, c.cv_mean_sojourn_s,
+                c.manoeuvre_mean_sojourn_s, self._qh, self._qv, pp.time_s, pp.kind,
+                pp.has_alt, pp.z, pp.R, pp.site, pp.rot, self.geo.re, self.geo.rc, pp.pos,
+                pp.pos_cov,
+            )  # fmt: skip
+            self._after_update(trk, lead, pp, lnl, gap)
+        return amb[use]
+
     def _update(
         self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict, a: np.ndarray
     ) -> None:
@@ -824,6 +930,16 @@ class Tracker:
             pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot,
             self.geo.re, self.geo.rc, pp.pos, pp.pos_cov,
         )  # fmt: skip
+        self._after_update(ti, gp, pp, lnl, gap)
+
+    def _after_update(
+        self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, lnl: np.ndarray,
+        gap: np.ndarray,
+    ) -> None:
+        """Bookkeeping of tracks ``ti`` updated with plots ``gp`` (``gap``: time since their
+        previous plot, ``lnl``: the plot's horizontal log-likelihood): track score, hit count,
+        confirmation, identity and sources."""
+        c = self.cfg
         if self._score_on:
             # missed revisits since the last plot, then the hit: ln(P_D N(nu_h; 0, S_h) / lambda)
             missed = np.maximum(self._n_revisits(gap) - 1, 0)

@@ -1,0 +1,313 @@
+"""Joint probabilistic data association (JPDA) for ambiguous clusters: exact marginal
+association probabilities and the IMM-PDA update (numba).
+
+For a cluster of tracks ``t`` and plots ``j`` (Bar-Shalom, Willett & Tian, *Tracking and Data
+Fusion* (2011), sec. 3.4; Fortmann, Bar-Shalom & Scheffe 1983):
+
+* a joint event assigns each track at most one plot and each plot at most one track; its
+  weight is the product, over tracks, of ``L_tj = P_D N(nu_tj; 0, S_tj) / lambda`` for a track
+  given plot ``j`` (``lambda`` the clutter density) and ``1 - P_D P_G`` for a track given none;
+* the marginal ``beta_tj`` is the weight of the events that give ``j`` to ``t`` over the
+  weight of all events, ``beta_t0 = 1 - sum_j beta_tj``;
+* each track is updated with the combined innovation ``nu = sum_j beta_tj nu_tj`` and the
+  covariance ``P = beta_t0 P^- + (1 - beta_t0) P^c + K (sum_j beta_tj nu_tj nu_tj' - nu nu') K'``
+  (``P^c`` the Kalman-updated covariance, Joseph form), per IMM mode, with the mode
+  likelihood ``sum_j beta_tj N(nu_tj; 0, S_tj)``.
+
+``N`` in ``L_tj`` is the horizontal likelihood of the plot's Cartesian position (as the track
+score uses), so that it and the clutter density (per unit area) are in the same units
+whatever the sensor measures (:func:`pair_horizontal_loglik`).
+
+The events are enumerated exactly (depth-first over the tracks); :mod:`.tracker` only sends
+clusters whose event count is bounded by ``jpda_max_hypotheses`` and resolves larger ones by
+global nearest neighbour.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from .kernels import _TWO_PI, _innovation_stats, _measure, _mix_predict
+
+__all__ = ["jpda_marginals", "n_events_bound", "pair_horizontal_loglik", "pda_update"]
+
+
+def n_events_bound(degrees: np.ndarray) -> float:
+    """Upper bound on the number of joint events of a cluster: prod over tracks of
+    (1 + number of gated plots)."""
+    return float(np.prod(1.0 + np.asarray(degrees, dtype=float)))
+
+
+@njit(cache=True, error_model="numpy")
+def jpda_marginals(ptr, cols, lr, miss, n_plots):
+    """Exact JPDA marginals of one cluster.
+
+    ``ptr`` (T + 1,) and ``cols`` (E,): the gated plots of track ``t`` are
+    ``cols[ptr[t]:ptr[t + 1]]`` (local plot indices < ``n_plots``); ``lr`` (E,) the likelihood
+    ratio of each (track, plot) pair and ``miss`` (T,) the weight of a track getting no plot.
+    Returns ``beta`` (E,) and ``beta0`` (T,), each track's row summing to 1."""
+    nt = len(ptr) - 1
+    ne = len(cols)
+    # Scale each track's options by its largest: every event gains the same factor, so the
+    # marginals are unchanged, and products stay in range.
+    lr_s = np.empty(ne)
+    miss_s = np.empty(nt)
+    for t in range(nt):
+        m = miss[t]
+        for k in range(ptr[t], ptr[t + 1]):
+            m = max(m, lr[k])
+        miss_s[t] = miss[t] / m
+        for k in range(ptr[t], ptr[t + 1]):
+            lr_s[k] = lr[k] / m
+    beta = np.zeros(ne)
+    beta0 = np.zeros(nt)
+    used = np.zeros(n_plots, np.bool_)
+    choice = np.full(nt, -1, np.int64)  # pair index chosen at each level, -1: none
+    opt = np.full(nt, -2, np.int64)  # option tried at each level: -1 no plot, o >= 0 o-th plot
+    w = np.empty(nt + 1)
+    w[0] = 1.0
+    total = 0.0
+    lvl = 0
+    while lvl >= 0:
+        if lvl == nt:
+            wt = w[nt]
+            total += wt
+            for t in range(nt):
+                if choice[t] >= 0:
+                    beta[choice[t]] += wt
+                else:
+                    beta0[t] += wt
+            lvl -= 1
+            continue
+        if choice[lvl] >= 0:
+            used[cols[choice[lvl]]] = False
+            choice[lvl] = -1
+        deg = ptr[lvl + 1] - ptr[lvl]
+        o = opt[lvl] + 1
+        while o >= 0 and o < deg and used[cols[ptr[lvl] + o]]:
+            o += 1
+        if o >= deg:
+            opt[lvl] = -2
+            lvl -= 1
+            continue
+        opt[lvl] = o
+        if o == -1:
+            w[lvl + 1] = w[lvl] * miss_s[lvl]
+        else:
+            k = ptr[lvl] + o
+            choice[lvl] = k
+            used[cols[k]] = True
+            w[lvl + 1] = w[lvl] * lr_s[k]
+        lvl += 1
+    for k in range(ne):
+        beta[k] /= total
+    for t in range(nt):
+        beta0[t] /= total
+    return beta, beta0
+
+
+@njit(cache=True, error_model="numpy")
+def pda_update(
+    trk, ptr, gps, beta, beta0, lead, nm, t_trk, xm, Pm, mu, xc, Pc, tau0, tau1, qh, qv,
+    p_time, kind, has_alt, z, R, site, rot, re, rc, pos, pos_cov,
+):  # fmt: skip
+    """IMM-PDA update of tracks ``trk[q]`` with their plots ``gps[ptr[q]:ptr[q + 1]]`` and
+    association probabilities ``beta`` (same layout) and ``beta0[q]`` (no plot), written into
+    the track table in place. Track ``q`` is predicted to the time of its plot ``lead[q]``,
+    whose measurement model (``Hp``, ``R``) serves all its plots (they come from one sensor in
+    one frame). Mode ``j``'s likelihood is ``sum_k beta_k N(nu_k,j; 0, S_j)`` (the
+    detection branches; the no-plot branch is the same for both modes).
+
+    Returns, per track, the log of the lead plot's horizontal likelihood (for the track
+    score, as :func:`.kernels.pair_update`)."""
+    nq = len(trk)
+    lnl = np.empty(nq)
+    x0 = np.empty((nm, 6))
+    P0 = np.empty((nm, 6, 6))
+    cbar = np.empty(nm)
+    nu0 = np.empty(3)
+    nu = np.empty(3)
+    nub = np.empty(3)
+    Snn = np.empty((3, 3))
+    Hp = np.empty((3, 3))
+    Hq = np.empty((3, 3))
+    S = np.empty((3, 3))
+    Si = np.empty((3, 3))
+    PHt = np.empty((6, 3))
+    K = np.empty((6, 3))
+    A = np.empty((6, 6))
+    AP = np.empty((6, 6))
+    HP6 = np.empty((3, 6))
+    V = np.empty((6, 3))
+    KD = np.empty((6, 3))
+    logl = np.empty(nm)
+    for q in range(nq):
+        i = trk[q]
+        g0 = lead[q]
+        dt = p_time[g0] - t_trk[i]
+        _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar)
+        b0 = beta0[q]
+        for j in range(nm):
+            x = x0[j]
+            P = P0[j]
+            _measure(x, g0, kind, has_alt, z, site, rot, re, rc, nu0, Hp)
+            d2, det = _innovation_stats(P, Hp, R, g0, nu0, S, Si)
+            norm = 1.0 / np.sqrt(det)
+            # combined innovation, spread of innovations, and the mode likelihood
+            for a in range(3):
+                nub[a] = 0.0
+                for b in range(3):
+                    Snn[a, b] = 0.0
+            lik = 0.0
+            for k in range(ptr[q], ptr[q + 1]):
+                g = gps[k]
+                _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hq)
+                bk = beta[k]
+                for a in range(3):
+                    nub[a] += bk * nu[a]
+                    for b in range(3):
+                        Snn[a, b] += bk * nu[a] * nu[b]
+                dk = 0.0
+                for a in range(3):
+                    s = 0.0
+                    for b in range(3):
+                        s += Si[a, b] * nu[b]
+                    dk += nu[a] * s
+                lik += bk * norm * np.exp(-0.5 * dk)
+            logl[j] = np.log(max(lik, 1e-300))
+            for a in range(3):
+                for b in range(3):
+                    Snn[a, b] -= nub[a] * nub[b]
+            for a in range(6):
+                for b in range(3):
+                    s = 0.0
+                    for c in range(3):
+                        s += P[a, c] * Hp[b, c]
+                    PHt[a, b] = s
+            for a in range(6):
+                for b in range(3):
+                    s = 0.0
+                    for c in range(3):
+                        s += PHt[a, c] * Si[c, b]
+                    K[a, b] = s
+            for a in range(6):
+                s = 0.0
+                for c in range(3):
+                    s += K[a, c] * nub[c]
+                xm[i, j, a] = x[a] + s
+            # Kalman-updated covariance (Joseph form, as pair_update) ...
+            for a in range(3):
+                for b in range(6):
+                    s = 0.0
+                    for c in range(3):
+                        s += Hp[a, c] * P[c, b]
+                    HP6[a, b] = s
+            for a in range(6):
+                for b in range(6):
+                    s = P[a, b]
+                    for c in range(3):
+                        s -= K[a, c] * HP6[c, b]
+                    AP[a, b] = s
+            for a in range(6):
+                for e in range(3):
+                    s = 0.0
+                    s2 = 0.0
+                    for c in range(3):
+                        s += AP[a, c] * Hp[e, c]
+                        s2 += K[a, c] * R[g0, c, e]
+                    V[a, e] = s2 - s
+            for a in range(6):
+                for b in range(6):
+                    s = AP[a, b]
+                    for e in range(3):
+                        s += V[a, e] * K[b, e]
+                    A[a, b] = s
+            # ... mixed with the no-plot hypothesis, plus the spread of the innovations
+            for a in range(6):
+                for e in range(3):
+                    s = 0.0
+                    for c in range(3):
+                        s += K[a, c] * Snn[c, e]
+                    KD[a, e] = s
+            for a in range(6):
+                for b in range(a, 6):
+                    s = 0.0
+                    for e in range(3):
+                        s += KD[a, e] * K[b, e]
+                    v = b0 * P[a, b] + (1.0 - b0) * 0.5 * (A[a, b] + A[b, a]) + s
+                    Pm[i, j, a, b] = v
+                    Pm[i, j, b, a] = v
+        # horizontal likelihood of the lead plot (predicted, before the update)
+        lk = 0.0
+        for j in range(nm):
+            a11 = P0[j, 0, 0] + pos_cov[g0, 0, 0]
+            a22 = P0[j, 1, 1] + pos_cov[g0, 1, 1]
+            a12 = 0.5 * (P0[j, 0, 1] + P0[j, 1, 0] + pos_cov[g0, 0, 1] + pos_cov[g0, 1, 0])
+            det2 = a11 * a22 - a12 * a12
+            ex = pos[g0, 0] - x0[j, 0]
+            ey = pos[g0, 1] - x0[j, 1]
+            dh2 = (a22 * ex * ex - 2.0 * a12 * ex * ey + a11 * ey * ey) / det2
+            lk += cbar[j] * np.exp(-0.5 * dh2) / (_TWO_PI * np.sqrt(det2))
+        lnl[q] = np.log(max(lk, 1e-300))
+        if nm == 2:
+            lm = max(logl[0], logl[1])
+            w0 = cbar[0] * np.exp(logl[0] - lm)
+            w1 = cbar[1] * np.exp(logl[1] - lm)
+            m0 = min(max(w0 / (w0 + w1), 1e-6), 1.0)
+            m1 = min(max(w1 / (w0 + w1), 1e-6), 1.0)
+            sm = m0 + m1
+            m0 /= sm
+            m1 /= sm
+            mu[i, 0] = m0
+            mu[i, 1] = m1
+            for a in range(6):
+                xc[i, a] = m0 * xm[i, 0, a] + m1 * xm[i, 1, a]
+            for a in range(6):
+                d0a = xm[i, 0, a] - xc[i, a]
+                d1a = xm[i, 1, a] - xc[i, a]
+                for b in range(a, 6):
+                    d0b = xm[i, 0, b] - xc[i, b]
+                    d1b = xm[i, 1, b] - xc[i, b]
+                    v = m0 * (Pm[i, 0, a, b] + d0a * d0b) + m1 * (Pm[i, 1, a, b] + d1a * d1b)
+                    Pc[i, a, b] = v
+                    Pc[i, b, a] = v
+        else:
+            for a in range(6):
+                xc[i, a] = xm[i, 0, a]
+                for b in range(6):
+                    Pc[i, a, b] = Pm[i, 0, a, b]
+        t_trk[i] = p_time[g0]
+    return lnl
+
+
+@njit(cache=True, error_model="numpy")
+def pair_horizontal_loglik(ti, gp, nm, t_trk, xc, Pc, mu, qh, p_time, pos, pos_cov):
+    """``ln N(p_h - y_h; 0, C_h + R_h)`` per pair: ``p_h`` the plot's Cartesian horizontal
+    position and ``R_h`` its first-order covariance, ``y_h``, ``C_h`` the track's combined
+    estimate predicted to the plot time with the mode-probability-weighted process noise."""
+    k = len(ti)
+    out = np.empty(k)
+    for p in range(k):
+        i = ti[p]
+        g = gp[p]
+        dt = p_time[g] - t_trk[i]
+        ad = abs(dt)
+        q = 0.0
+        for j in range(nm):
+            q += mu[i, j] * qh[j]
+        c3 = ad * ad * ad / 3.0 * q
+        ex = pos[g, 0] - (xc[i, 0] + dt * xc[i, 3])
+        ey = pos[g, 1] - (xc[i, 1] + dt * xc[i, 4])
+        a11 = Pc[i, 0, 0] + 2.0 * dt * Pc[i, 0, 3] + dt * dt * Pc[i, 3, 3] + c3 + pos_cov[g, 0, 0]
+        a22 = Pc[i, 1, 1] + 2.0 * dt * Pc[i, 1, 4] + dt * dt * Pc[i, 4, 4] + c3 + pos_cov[g, 1, 1]
+        a12 = (
+            0.5 * (Pc[i, 0, 1] + Pc[i, 1, 0])
+            + dt * (Pc[i, 0, 4] + Pc[i, 1, 3])
+            + dt * dt * Pc[i, 3, 4]
+            + 0.5 * (pos_cov[g, 0, 1] + pos_cov[g, 1, 0])
+        )
+        det2 = a11 * a22 - a12 * a12
+        dh2 = (a22 * ex * ex - 2.0 * a12 * ex * ey + a11 * ey * ey) / det2
+        out[p] = -0.5 * dh2 - np.log(_TWO_PI * np.sqrt(det2))
+    return out
