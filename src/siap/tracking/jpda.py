@@ -133,6 +133,7 @@ def pda_update(
     Hp = np.empty((3, 3))
     Hq = np.empty((3, 3))
     S = np.empty((3, 3))
+    HS = np.empty((3, 3))
     Si = np.empty((3, 3))
     PHt = np.empty((6, 3))
     K = np.empty((6, 3))
@@ -151,8 +152,8 @@ def pda_update(
         for j in range(nm):
             x = x0[j]
             P = P0[j]
-            _measure(x, g0, kind, has_alt, z, site, rot, re, rc, nu0, Hp)
-            d2, det = _innovation_stats(P, Hp, R, g0, nu0, S, Si)
+            _measure(x[0], x[1], x[2], g0, kind, has_alt, z, site, rot, re, rc, nu0, Hp)
+            d2, det = _innovation_stats(P0, j, Hp, R, g0, nu0, S, Si, HS)
             norm = 1.0 / np.sqrt(det)
             # combined innovation, spread of innovations, and the mode likelihood
             for a in range(3):
@@ -162,7 +163,7 @@ def pda_update(
             lik = 0.0
             for k in range(ptr[q], ptr[q + 1]):
                 g = gps[k]
-                _measure(x, g, kind, has_alt, z, site, rot, re, rc, nu, Hq)
+                _measure(x[0], x[1], x[2], g, kind, has_alt, z, site, rot, re, rc, nu, Hq)
                 bk = beta[k]
                 for a in range(3):
                     nub[a] += bk * nu[a]
@@ -311,3 +312,34 @@ def pair_horizontal_loglik(ti, gp, nm, t_trk, xc, Pc, mu, qh, p_time, pos, pos_c
         dh2 = (a22 * ex * ex - 2.0 * a12 * ex * ey + a11 * ey * ey) / det2
         out[p] = -0.5 * dh2 - np.log(_TWO_PI * np.sqrt(det2))
     return out
+
+
+@njit(cache=True)
+def _find(parent, a):
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True)
+def cluster_pairs(ti, pj, n_tracks, n_plots):
+    """Connected components of the bipartite graph of (track ``ti[k]``, plot ``pj[k]``)
+    pairs (union-find). Returns the component of each pair, numbered 0, 1, ... in order of
+    first appearance, and the number of components."""
+    parent = np.arange(n_tracks + n_plots)
+    for k in range(len(ti)):
+        a = _find(parent, ti[k])
+        b = _find(parent, n_tracks + pj[k])
+        if a != b:
+            parent[max(a, b)] = min(a, b)
+    label = np.full(n_tracks + n_plots, -1, np.int64)
+    comp = np.empty(len(ti), np.int64)
+    n = 0
+    for k in range(len(ti)):
+        r = _find(parent, ti[k])
+        if label[r] < 0:
+            label[r] = n
+            n += 1
+        comp[k] = label[r]
+    return comp, n

@@ -180,6 +180,19 @@ class Tracker:
             c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E, self.geo.origin_ecef,
             o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"], o["model_prob"],
         )  # fmt: skip
+        i1 = np.zeros(1, np.int64)
+        jp.cluster_pairs(i1, i1, 1, 1)
+        jp.jpda_marginals(np.array([0, 1]), i1, np.ones(1), np.ones(1), 1)
+        jp.pair_horizontal_loglik(
+            z, z, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, pp.time_s, pp.pos,
+            pp.pos_cov,
+        )  # fmt: skip
+        jp.pda_update(
+            z, i1, z, np.zeros(0), np.zeros(0), z, self._nm, self._t, self._xm, self._Pm,
+            self._mu, self._xc, self._Pc, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s,
+            self._qh, self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot,
+            self.geo.re, self.geo.rc, pp.pos, pp.pos_cov,
+        )  # fmt: skip
         xy = np.zeros((1, 2))
         one = np.ones(1)
         keys, order = kn.grid_build(xy, 1.0)
@@ -845,20 +858,18 @@ class Tracker:
         if len(amb) == 0:
             return none
         at, ag, ap = ti[amb], gp[amb], pj[amb]
-        ut, ct = np.unique(at, return_inverse=True)
-        up, cp = np.unique(ap, return_inverse=True)
-        nt, npl = len(ut), len(up)
-        g = coo_matrix((np.ones(len(amb)), (ct, cp + nt)), shape=(nt + npl, nt + npl))
-        ncomp, lab = connected_components(g, directed=False)
-        comp = lab[ct]
+        n_plots = int(pj.max()) + 1
+        comp, ncomp = jp.cluster_pairs(at, ap, self.n, n_plots)
         key = (pp.sensor[ag] * 4 + pp.kind[ag]) * 2 + pp.has_alt[ag]
         kmin = np.full(ncomp, np.iinfo(np.int64).max)
         kmax = np.full(ncomp, -1)
         np.minimum.at(kmin, comp, key)
         np.maximum.at(kmax, comp, key)
         tentative = np.bincount(comp, weights=self._status[at] != CONFIRMED, minlength=ncomp)
-        # bound on the joint events: prod over tracks of (1 + gated plots)
-        log_events = np.bincount(lab[:nt], weights=np.log1p(np.bincount(ct)), minlength=ncomp)
+        # bound on the joint events: prod over tracks of (1 + gated plots); every pair of a
+        # track with several plots is ambiguous, so deg_t counts the track's plots here
+        d = deg_t[at]
+        log_events = np.bincount(comp, weights=np.log1p(d) / d, minlength=ncomp)
         small = log_events <= np.log(self.cfg.jpda_max_hypotheses)
         ok_comp = (kmin == kmax) & (tentative == 0)
         self._stats["jpda_clusters_too_large"] += int((ok_comp & ~small).sum())
@@ -867,7 +878,7 @@ class Tracker:
         if len(use) == 0:
             return none
         self._stats["jpda_clusters"] += int(ok_comp.sum())
-        at, ag, ct, cp, comp = at[use], ag[use], ct[use], cp[use], comp[use]
+        at, ag, ap, comp = at[use], ag[use], ap[use], comp[use]
         c = self.cfg
         lnl_h = jp.pair_horizontal_loglik(
             at, ag, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, pp.time_s,
@@ -876,11 +887,11 @@ class Tracker:
         bonus = raw_cost[amb[use]] - cost[amb[use]]  # identity evidence, as for GNN
         lr = c.detection_probability * np.exp(lnl_h + 0.5 * bonus) / self._clutter_per_m2
         miss = 1.0 - c.detection_probability * c.gate_probability
-        o = np.lexsort((cp, ct, comp))
-        at, ag, ct, cp, comp, lr = at[o], ag[o], ct[o], cp[o], comp[o], lr[o]
+        o = np.lexsort((ap, at, comp))
+        at, ag, ap, comp, lr = at[o], ag[o], ap[o], comp[o], lr[o]
         beta = np.empty(len(o))
         # per track of the used clusters: its pairs are contiguous
-        tfirst = np.flatnonzero(np.r_[True, ct[1:] != ct[:-1]])
+        tfirst = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
         tptr = np.r_[tfirst, len(o)]
         tcomp = comp[tfirst]
         beta0 = np.empty(len(tfirst))
@@ -889,7 +900,7 @@ class Tracker:
         for a, b in zip(cptr[:-1].tolist(), cptr[1:].tolist(), strict=True):
             p0, p1 = tptr[a], tptr[b]
             bt, b0 = jp.jpda_marginals(
-                tptr[a : b + 1] - p0, cp[p0:p1], lr[p0:p1], np.full(b - a, miss), npl
+                tptr[a : b + 1] - p0, ap[p0:p1], lr[p0:p1], np.full(b - a, miss), n_plots
             )
             beta[p0:p1] = bt
             beta0[a:b] = b0
