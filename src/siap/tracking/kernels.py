@@ -33,6 +33,17 @@ RADAR_2D = 1
 ADSB = 2
 _TWO_PI = 2.0 * np.pi
 _KEY3 = types.UniTuple(types.float64, 3)
+# The inner loops of the pair and snapshot kernels are compiled without numba's reference
+# counting (the public kernel allocates, the ``*_core`` function computes): passing arrays to
+# the inlined helpers would otherwise cost an atomic incref/decref per array per call, about a
+# fifth of their time. ``_nrt`` is numba's own (underscored) option; without it they just run
+# with reference counting.
+try:
+    from numba.core.options import DefaultOptions
+
+    _NO_NRT = {"_nrt": False} if hasattr(DefaultOptions, "_nrt") else {}
+except ImportError:  # pragma: no cover
+    _NO_NRT = {}
 
 
 @intrinsic
@@ -248,18 +259,23 @@ def pair_scores(
     k = len(ti)
     dmin = np.empty(k)
     cost = np.empty(k)
-    y = np.empty((2, 3))
-    C = np.empty((2, 3, 3))
-    x0 = np.empty(3)
-    P0 = np.empty((1, 3, 3))
-    nu = np.empty(3)
-    Hp = np.empty((3, 3))
-    S = np.empty((3, 3))
-    Si = np.empty((3, 3))
-    HP = np.empty((3, 3))
-    e = np.empty(nm)
-    cbar = np.empty(2)
-    w = np.empty((2, 2))  # w[i, j] = mu_{i|j}
+    _pair_scores_core(
+        ti, gp, nm, t_trk, xm, Pm, mu, tau0, tau1, qh, qv, p_time, kind, has_alt, z, R, site,
+        rot, re, rc, dmin, cost, np.empty((2, 3)), np.empty((2, 3, 3)), np.empty(3),
+        np.empty((1, 3, 3)), np.empty(3), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)),
+        np.empty((3, 3)), np.empty(nm), np.empty(2), np.empty((2, 2)),
+    )  # fmt: skip
+    return dmin, cost
+
+
+@njit(cache=True, error_model="numpy", **_NO_NRT)
+def _pair_scores_core(
+    ti, gp, nm, t_trk, xm, Pm, mu, tau0, tau1, qh, qv, p_time, kind, has_alt, z, R, site, rot,
+    re, rc, dmin, cost, y, C, x0, P0, nu, Hp, S, Si, HP, e, cbar, w,
+):  # fmt: skip
+    """The loop of :func:`pair_scores` (outputs and scratch arrays allocated by the caller;
+    ``w[i, j]`` = mu_{i|j})."""
+    k = len(ti)
     for p in range(k):
         i = ti[p]
         g = gp[p]
@@ -324,7 +340,6 @@ def pair_scores(
                 s += cbar[j] * np.exp(-0.5 * (e[j] - em))
             cost[p] = em - 2.0 * np.log(s)
         dmin[p] = dm
-    return dmin, cost
 
 
 @njit(cache=True, error_model="numpy")
@@ -341,21 +356,24 @@ def pair_update(
     covariances (the plot's first-order Cartesian covariance), for the track score."""
     k = len(ti)
     lnl = np.empty(k)
-    x0 = np.empty((nm, 6))
-    P0 = np.empty((nm, 6, 6))
-    cbar = np.empty(nm)
-    nu = np.empty(3)
-    Hp = np.empty((3, 3))
-    S = np.empty((3, 3))
-    Si = np.empty((3, 3))
-    HP = np.empty((3, 3))
-    PHt = np.empty((6, 3))
-    K = np.empty((6, 3))
-    A = np.empty((6, 6))
-    AP = np.empty((6, 6))
-    HP6 = np.empty((3, 6))
-    V = np.empty((6, 3))
-    logl = np.empty(nm)
+    _pair_update_core(
+        ti, gp, nm, t_trk, xm, Pm, mu, xc, Pc, tau0, tau1, qh, qv, p_time, kind, has_alt, z, R,
+        site, rot, re, rc, pos, pos_cov, lnl, np.empty((nm, 6)), np.empty((nm, 6, 6)),
+        np.empty(nm), np.empty(3), np.empty((3, 3)), np.empty((3, 3)), np.empty((3, 3)),
+        np.empty((3, 3)), np.empty((6, 3)), np.empty((6, 3)), np.empty((6, 6)),
+        np.empty((6, 6)), np.empty((3, 6)), np.empty((6, 3)), np.empty(nm),
+    )
+    return lnl
+
+
+@njit(cache=True, error_model="numpy", **_NO_NRT)
+def _pair_update_core(
+    ti, gp, nm, t_trk, xm, Pm, mu, xc, Pc, tau0, tau1, qh, qv, p_time, kind, has_alt, z, R,
+    site, rot, re, rc, pos, pos_cov, lnl, x0, P0, cbar, nu, Hp, S, Si, HP, PHt, K, A, AP, HP6,
+    V, logl,
+):  # fmt: skip
+    """The loop of :func:`pair_update` (output and scratch arrays allocated by the caller)."""
+    k = len(ti)
     for p in range(k):
         i = ti[p]
         g = gp[p]
@@ -461,7 +479,6 @@ def pair_update(
                 for b in range(6):
                     Pc[i, a, b] = Pm[i, 0, a, b]
         t_trk[i] = p_time[g]
-    return lnl
 
 
 @njit(cache=True, error_model="numpy")
@@ -534,13 +551,22 @@ def snapshot_states(
     ``T = diag(E', E')`` and the predicted mode probabilities, written into ``pos`` (K, 3),
     ``vel`` (K, 3), ``cov`` (K, 6, 6), ``mup`` (K, 2) (e.g. the fields of the output records);
     returns the horizontal position variance in the tracker frame."""
+    sig2 = np.empty(len(sel))
+    _snapshot_core(
+        sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, origin, pos, vel, cov, mup,
+        sig2, np.empty((1, 6)), np.empty((1, 6, 6)), np.empty((6, 6)), np.empty((3, 3)),
+    )  # fmt: skip
+    return sig2
+
+
+@njit(cache=True, error_model="numpy", **_NO_NRT)
+def _snapshot_core(
+    sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, origin, pos, vel, cov, mup,
+    sig2, x, P, TP, Et,
+):  # fmt: skip
+    """The loop of :func:`snapshot_states` (scratch arrays allocated by the caller)."""
     k = len(sel)
-    sig2 = np.empty(k)
-    x = np.empty((1, 6))
-    P = np.empty((1, 6, 6))
-    TP = np.empty((6, 6))
-    Et = np.empty((3, 3))  # E' (rows of Et: columns of E)
-    for a in range(3):
+    for a in range(3):  # Et = E' (rows of Et: columns of E)
         for c in range(3):
             Et[a, c] = E[c, a]
     for p in range(k):
@@ -597,7 +623,6 @@ def snapshot_states(
                     v = 0.5 * (s + s_t)
                     cov[p, a, b] = v
                     cov[p, b, a] = v
-    return sig2
 
 
 # ---------------------------------------------------------------------------- spatial hashing
