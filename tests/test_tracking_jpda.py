@@ -166,16 +166,18 @@ def _plots(seed: int, n_scans: int = 80, clutter: int = 0):
     )  # fmt: skip
 
 
-def test_jpda_keeps_two_close_targets_tracked_and_uses_soft_updates():
+@pytest.mark.parametrize("imm", [True, False])
+def test_jpda_keeps_two_close_targets_tracked_and_uses_soft_updates(imm):
     traj, plots = _plots(5, clutter=3)
     out_t = T0 + np.arange(10, 78) + 0.999
-    trk = Tracker(TrackerConfig(**JPDA))
+    cfg = TrackerConfig(**dict(JPDA, imm_enabled=imm))
+    trk = Tracker(cfg)
     # drive the tracker as track() does, to read its counters
     for k in range(80):
         trk.process(plots[(plots["time_s"] >= T0 + k) & (plots["time_s"] < T0 + k + 1)])
         trk.advance(T0 + k + 0.999)
     assert trk.stats["jpda_clusters"] > 0
-    tracks = track(plots, TrackerConfig(**JPDA), out_t)
+    tracks = track(plots, cfg, out_t)
     # at every output time each aircraft has a confirmed track within 300 m, and no more
     # than one extra track exists
     for tt in out_t:
