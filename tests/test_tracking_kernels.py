@@ -236,3 +236,20 @@ def test_grid_pairs_equal_brute_force(seed, tracks_in_grid, sparse):
     bi, bj = _grid_pairs_brute(gxy, qxy, rs, rv, rp, f, stale, tracks_in_grid)
     np.testing.assert_array_equal(gi, bi)
     np.testing.assert_array_equal(qj, bj)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(0, 300), st.sampled_from([1.0, 250.0, 3e4]))
+def test_grid_build_is_a_stable_sort_of_the_cell_keys(seed, n, cell):
+    """kernels.grid_build (counting sort by row then column, or a merge sort when the grid is
+    too sparse) returns the cell keys sorted and the permutation of a stable sort."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(-2e5, 2e5, (n, 2))
+    xy[rng.random(n) < 0.3] = xy[0] if n else 0.0  # repeated points: ties keep index order
+    keys, order = kn.grid_build(xy, cell)
+    ref = (np.floor(xy[:, 0] / cell).astype(np.int64) + 2**20) * 2**21 + (
+        np.floor(xy[:, 1] / cell).astype(np.int64) + 2**20
+    )
+    o = np.argsort(ref, kind="stable")
+    np.testing.assert_array_equal(order, o)
+    np.testing.assert_array_equal(keys, ref[o])

@@ -633,14 +633,47 @@ _MUL = 1 << 21
 @njit(cache=True, error_model="numpy")
 def grid_build(xy, cell):
     """Uniform-grid index of 2D points: the points' cell keys ``(ix + OFF) * MUL + iy + OFF``
-    sorted, and the sorting permutation. Cells are ``cell`` metres wide."""
+    sorted, and the sorting permutation (stable: points of one cell in index order). Cells are
+    ``cell`` metres wide."""
     n = len(xy)
     keys = np.empty(n, np.int64)
+    cx = np.empty(n, np.int64)
+    cy = np.empty(n, np.int64)
     for i in range(n):
         ix = np.int64(np.floor(xy[i, 0] / cell)) + _OFF
         iy = np.int64(np.floor(xy[i, 1] / cell)) + _OFF
+        cx[i] = ix
+        cy[i] = iy
         keys[i] = ix * _MUL + iy
-    order = np.argsort(keys, kind="mergesort")
+    if n == 0:
+        return keys, np.empty(0, np.int64)
+    x0, x1, y0, y1 = cx.min(), cx.max(), cy.min(), cy.max()
+    if y0 >= 0 and y1 < _MUL and (x1 - x0) + (y1 - y0) <= 4 * n + 1024:
+        # Stable counting sort by row, then by column (LSD radix): the same permutation as a
+        # stable sort of the keys, in O(n + columns + rows).
+        tmp = np.empty(n, np.int64)
+        order = np.empty(n, np.int64)
+        cnt = np.zeros(y1 - y0 + 2, np.int64)
+        for i in range(n):
+            cnt[cy[i] - y0 + 1] += 1
+        for b in range(1, len(cnt)):
+            cnt[b] += cnt[b - 1]
+        for i in range(n):
+            b = cy[i] - y0
+            tmp[cnt[b]] = i
+            cnt[b] += 1
+        cnt = np.zeros(x1 - x0 + 2, np.int64)
+        for i in range(n):
+            cnt[cx[i] - x0 + 1] += 1
+        for b in range(1, len(cnt)):
+            cnt[b] += cnt[b - 1]
+        for t in range(n):
+            i = tmp[t]
+            b = cx[i] - x0
+            order[cnt[b]] = i
+            cnt[b] += 1
+    else:
+        order = np.argsort(keys, kind="mergesort")
     return keys[order], order
 
 
@@ -996,38 +1029,53 @@ def plots_to_local(
                 pos_cov[p, a, b] = s
 
 
+_SITES_LINEAR = 32  # up to this many distinct sites, look them up by a linear scan
+
+
 @njit(cache=True, error_model="numpy")
 def radar_sites(kind, a0, a1, a2):
     """Distinct sensor sites (a0, a1, a2) of the radar plots (ADS-B plots skipped) in order of
-    first appearance, and the index of each plot's site (-1 for ADS-B plots). Consecutive
-    repeats, the usual case for radar sites, skip the hash lookup."""
+    first appearance, and the index of each plot's site (-1 for ADS-B plots). A repeat of the
+    previous radar plot's site (the usual case) is recognised at once; the others are looked up
+    by a linear scan while there are few distinct sites (ground radars), by a hash table beyond
+    (airborne sensors move)."""
     n = len(kind)
     inv = np.empty(n, np.int64)
+    sites = np.empty((n, 3))
     seen = Dict.empty(key_type=_KEY3, value_type=types.int64)
-    first = np.empty(n, np.int64)
     u = 0
     last = -1
     for p in range(n):
         if kind[p] == ADSB:
             inv[p] = -1
             continue
-        if last >= 0 and a0[p] == a0[last] and a1[p] == a1[last] and a2[p] == a2[last]:
-            inv[p] = inv[last]
-            last = p
+        v0 = a0[p]
+        v1 = a1[p]
+        v2 = a2[p]
+        if last >= 0 and v0 == sites[last, 0] and v1 == sites[last, 1] and v2 == sites[last, 2]:
+            inv[p] = last
             continue
-        last = p
-        key = (a0[p], a1[p], a2[p])
-        if key in seen:
-            j = seen[key]
+        j = -1
+        if u <= _SITES_LINEAR:
+            for q in range(u):
+                if v0 == sites[q, 0] and v1 == sites[q, 1] and v2 == sites[q, 2]:
+                    j = q
+                    break
         else:
+            key = (v0, v1, v2)
+            if key in seen:
+                j = seen[key]
+        if j < 0:
             j = u
-            seen[key] = u
-            first[u] = p
+            sites[u, 0] = v0
+            sites[u, 1] = v1
+            sites[u, 2] = v2
             u += 1
+            if u == _SITES_LINEAR + 1:  # from now on: hash table
+                for q in range(u):
+                    seen[(sites[q, 0], sites[q, 1], sites[q, 2])] = q
+            elif u > _SITES_LINEAR + 1:
+                seen[(v0, v1, v2)] = j
         inv[p] = j
-    out = np.empty((u, 3))
-    for j in range(u):
-        out[j, 0] = a0[first[j]]
-        out[j, 1] = a1[first[j]]
-        out[j, 2] = a2[first[j]]
-    return out, inv
+        last = j
+    return sites[:u].copy(), inv
