@@ -798,44 +798,41 @@ def validate_codes(
     n = len(kind)
     out = np.zeros(n, np.int8)
     half_pi = np.pi / 2
+    c = np.empty((3, 3))
     for p in range(n):
         k = kind[p]
         if k != RADAR_3D and k != RADAR_2D and k != ADSB:
             out[p] = 1
             continue
-        # required fields: NaN (code 2) before infinite (code 3), as two passes
-        code = 0
-        for pass_ in range(2):
-            if code:
-                break
-            want_nan = pass_ == 0
-            vals_bad = False
-            if want_nan:
-                vals_bad = np.isnan(time_s[p])
-            else:
-                vals_bad = np.isinf(time_s[p])
-            if k != ADSB:
-                for v in (slat[p], slon[p], salt[p], rng[p], az[p]):
-                    vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
-                if k == RADAR_3D:
-                    vals_bad |= np.isnan(el[p]) if want_nan else np.isinf(el[p])
-            else:
-                for v in (lat[p], lon[p], alt[p]):
-                    vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
-            if k == RADAR_2D:
-                for a in range(2):
-                    for b in range(2):
-                        v = cov[p, a, b]
-                        vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
-            else:
-                for a in range(3):
-                    for b in range(3):
-                        v = cov[p, a, b]
-                        vals_bad |= np.isnan(v) if want_nan else np.isinf(v)
-            if vals_bad:
-                code = 2 if want_nan else 3
-        if code:
-            out[p] = code
+        # required fields: any NaN (code 2) before any infinite value (code 3)
+        has_nan = False
+        has_inf = False
+        v = time_s[p]
+        has_nan |= np.isnan(v)
+        has_inf |= np.isinf(v)
+        if k != ADSB:
+            for v in (slat[p], slon[p], salt[p], rng[p], az[p]):
+                has_nan |= np.isnan(v)
+                has_inf |= np.isinf(v)
+            if k == RADAR_3D:
+                v = el[p]
+                has_nan |= np.isnan(v)
+                has_inf |= np.isinf(v)
+        else:
+            for v in (lat[p], lon[p], alt[p]):
+                has_nan |= np.isnan(v)
+                has_inf |= np.isinf(v)
+        nb = 2 if k == RADAR_2D else 3  # RADAR_2D: the (range, azimuth) block
+        for a in range(nb):
+            for b in range(nb):
+                v = cov[p, a, b]
+                has_nan |= np.isnan(v)
+                has_inf |= np.isinf(v)
+        if has_nan:
+            out[p] = 2
+            continue
+        if has_inf:
+            out[p] = 3
             continue
         radar = k != ADSB
         if radar and rng[p] < 0:
@@ -854,7 +851,6 @@ def validate_codes(
         if lat_bad or alt_bad:
             out[p] = 7
             continue
-        c = np.empty((3, 3))
         cmax = 0.0
         for a in range(3):
             for b in range(3):
