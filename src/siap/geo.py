@@ -51,9 +51,12 @@ def geodetic_to_ecef(lat_deg, lon_deg, alt_m) -> np.ndarray:
     lat = np.atleast_1d(np.asarray(lat_deg, dtype=float))
     lon = np.atleast_1d(np.asarray(lon_deg, dtype=float))
     alt = np.atleast_1d(np.asarray(alt_m, dtype=float))
-    lat, lon, alt = np.broadcast_arrays(lat, lon, alt)
+    if not lat.shape == lon.shape == alt.shape:
+        lat, lon, alt = np.broadcast_arrays(lat, lon, alt)
     x, y, z = _to_ecef().transform(lon, lat, alt)
-    return np.stack([np.asarray(x), np.asarray(y), np.asarray(z)], axis=-1)
+    out = np.empty((*np.shape(x), 3))
+    out[..., 0], out[..., 1], out[..., 2] = x, y, z
+    return out
 
 
 def ecef_to_geodetic(pos_ecef) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
