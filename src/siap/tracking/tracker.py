@@ -280,7 +280,8 @@ class Tracker:
         ok, counts = validate(plots, self.cfg)
         for k, v in counts.items():
             self._stats[f"rejected_{k}"] = self._stats.get(f"rejected_{k}", 0) + v
-        plots = plots[ok]
+        if not ok.all():
+            plots = plots[ok]
         late = plots["time_s"] < self._processed_until
         if late.any():
             nl = int(late.sum())
@@ -421,6 +422,8 @@ class Tracker:
         )
 
     def _sensor_indices(self, names: np.ndarray) -> np.ndarray:
+        if len(names) and names[0] in self._sensor_index and (names == names[0]).all():
+            return np.full(len(names), self._sensor_index[names[0]], np.int64)  # one known sensor
         uniq, inv = np.unique(names, return_inverse=True)
         idx = np.empty(len(uniq), np.int64)
         for i, nme in enumerate(uniq.tolist()):
