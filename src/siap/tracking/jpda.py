@@ -28,7 +28,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .kernels import _TWO_PI, _innovation_stats, _measure, _mix_predict
+from .kernels import (
+    _TWO_PI,
+    _combine_modes,
+    _gain_joseph,
+    _horizontal_lik,
+    _innovation_stats,
+    _measure,
+    _mix_predict,
+)
 
 __all__ = ["jpda_marginals", "n_events_bound", "pair_horizontal_loglik", "pda_update"]
 
@@ -133,8 +141,8 @@ def pda_update(
     Hp = np.empty((3, 3))
     Hq = np.empty((3, 3))
     S = np.empty((3, 3))
-    HS = np.empty((3, 3))
     Si = np.empty((3, 3))
+    HP = np.empty((3, 3))
     PHt = np.empty((6, 3))
     K = np.empty((6, 3))
     A = np.empty((6, 6))
@@ -150,12 +158,10 @@ def pda_update(
         _mix_predict(i, dt, nm, xm, Pm, mu, tau0, tau1, qh, qv, x0, P0, cbar)
         b0 = beta0[q]
         for j in range(nm):
-            x = x0[j]
-            P = P0[j]
-            _measure(x[0], x[1], x[2], g0, kind, has_alt, z, site, rot, re, rc, nu0, Hp)
-            d2, det = _innovation_stats(P0, j, Hp, R, g0, nu0, S, Si, HS)
+            _measure(x0[j, 0], x0[j, 1], x0[j, 2], g0, kind, has_alt, z, site, rot, re, rc, nu0, Hp)
+            d2, det = _innovation_stats(P0, j, Hp, R, g0, nu0, S, Si, HP)
             norm = 1.0 / np.sqrt(det)
-            # combined innovation, spread of innovations, and the mode likelihood
+            # combined innovation, spread of the innovations, and the mode likelihood
             for a in range(3):
                 nub[a] = 0.0
                 for b in range(3):
@@ -163,16 +169,16 @@ def pda_update(
             lik = 0.0
             for k in range(ptr[q], ptr[q + 1]):
                 g = gps[k]
-                _measure(x[0], x[1], x[2], g, kind, has_alt, z, site, rot, re, rc, nu, Hq)
+                _measure(
+                    x0[j, 0], x0[j, 1], x0[j, 2], g, kind, has_alt, z, site, rot, re, rc, nu, Hq
+                )
                 bk = beta[k]
-                for a in range(3):
-                    nub[a] += bk * nu[a]
-                    for b in range(3):
-                        Snn[a, b] += bk * nu[a] * nu[b]
                 dk = 0.0
                 for a in range(3):
+                    nub[a] += bk * nu[a]
                     s = 0.0
                     for b in range(3):
+                        Snn[a, b] += bk * nu[a] * nu[b]
                         s += Si[a, b] * nu[b]
                     dk += nu[a] * s
                 lik += bk * norm * np.exp(-0.5 * dk)
@@ -180,51 +186,13 @@ def pda_update(
             for a in range(3):
                 for b in range(3):
                     Snn[a, b] -= nub[a] * nub[b]
-            for a in range(6):
-                for b in range(3):
-                    s = 0.0
-                    for c in range(3):
-                        s += P[a, c] * Hp[b, c]
-                    PHt[a, b] = s
-            for a in range(6):
-                for b in range(3):
-                    s = 0.0
-                    for c in range(3):
-                        s += PHt[a, c] * Si[c, b]
-                    K[a, b] = s
+            _gain_joseph(P0, j, Hp, Si, HP, R, g0, PHt, K, HP6, AP, V, A)
             for a in range(6):
                 s = 0.0
                 for c in range(3):
                     s += K[a, c] * nub[c]
-                xm[i, j, a] = x[a] + s
-            # Kalman-updated covariance (Joseph form, as pair_update) ...
-            for a in range(3):
-                for b in range(6):
-                    s = 0.0
-                    for c in range(3):
-                        s += Hp[a, c] * P[c, b]
-                    HP6[a, b] = s
-            for a in range(6):
-                for b in range(6):
-                    s = P[a, b]
-                    for c in range(3):
-                        s -= K[a, c] * HP6[c, b]
-                    AP[a, b] = s
-            for a in range(6):
-                for e in range(3):
-                    s = 0.0
-                    s2 = 0.0
-                    for c in range(3):
-                        s += AP[a, c] * Hp[e, c]
-                        s2 += K[a, c] * R[g0, c, e]
-                    V[a, e] = s2 - s
-            for a in range(6):
-                for b in range(6):
-                    s = AP[a, b]
-                    for e in range(3):
-                        s += V[a, e] * K[b, e]
-                    A[a, b] = s
-            # ... mixed with the no-plot hypothesis, plus the spread of the innovations
+                xm[i, j, a] = x0[j, a] + s
+            # the Kalman update mixed with the no-plot hypothesis, plus the spread term
             for a in range(6):
                 for e in range(3):
                     s = 0.0
@@ -236,48 +204,12 @@ def pda_update(
                     s = 0.0
                     for e in range(3):
                         s += KD[a, e] * K[b, e]
-                    v = b0 * P[a, b] + (1.0 - b0) * 0.5 * (A[a, b] + A[b, a]) + s
+                    v = b0 * P0[j, a, b] + (1.0 - b0) * 0.5 * (A[a, b] + A[b, a]) + s
                     Pm[i, j, a, b] = v
                     Pm[i, j, b, a] = v
         # horizontal likelihood of the lead plot (predicted, before the update)
-        lk = 0.0
-        for j in range(nm):
-            a11 = P0[j, 0, 0] + pos_cov[g0, 0, 0]
-            a22 = P0[j, 1, 1] + pos_cov[g0, 1, 1]
-            a12 = 0.5 * (P0[j, 0, 1] + P0[j, 1, 0] + pos_cov[g0, 0, 1] + pos_cov[g0, 1, 0])
-            det2 = a11 * a22 - a12 * a12
-            ex = pos[g0, 0] - x0[j, 0]
-            ey = pos[g0, 1] - x0[j, 1]
-            dh2 = (a22 * ex * ex - 2.0 * a12 * ex * ey + a11 * ey * ey) / det2
-            lk += cbar[j] * np.exp(-0.5 * dh2) / (_TWO_PI * np.sqrt(det2))
-        lnl[q] = np.log(max(lk, 1e-300))
-        if nm == 2:
-            lm = max(logl[0], logl[1])
-            w0 = cbar[0] * np.exp(logl[0] - lm)
-            w1 = cbar[1] * np.exp(logl[1] - lm)
-            m0 = min(max(w0 / (w0 + w1), 1e-6), 1.0)
-            m1 = min(max(w1 / (w0 + w1), 1e-6), 1.0)
-            sm = m0 + m1
-            m0 /= sm
-            m1 /= sm
-            mu[i, 0] = m0
-            mu[i, 1] = m1
-            for a in range(6):
-                xc[i, a] = m0 * xm[i, 0, a] + m1 * xm[i, 1, a]
-            for a in range(6):
-                d0a = xm[i, 0, a] - xc[i, a]
-                d1a = xm[i, 1, a] - xc[i, a]
-                for b in range(a, 6):
-                    d0b = xm[i, 0, b] - xc[i, b]
-                    d1b = xm[i, 1, b] - xc[i, b]
-                    v = m0 * (Pm[i, 0, a, b] + d0a * d0b) + m1 * (Pm[i, 1, a, b] + d1a * d1b)
-                    Pc[i, a, b] = v
-                    Pc[i, b, a] = v
-        else:
-            for a in range(6):
-                xc[i, a] = xm[i, 0, a]
-                for b in range(6):
-                    Pc[i, a, b] = Pm[i, 0, a, b]
+        lnl[q] = np.log(max(_horizontal_lik(nm, P0, x0, cbar, g0, pos, pos_cov), 1e-300))
+        _combine_modes(i, nm, logl, cbar, xm, Pm, mu, xc, Pc)
         t_trk[i] = p_time[g0]
     return lnl
 

@@ -243,6 +243,107 @@ def _innovation_stats(P, j, Hp, R, g, nu, S, Si, HP):
     return d2, det
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _gain_joseph(P0, j, Hp, Si, HP, R, g, PHt, K, HP6, AP, V, A):
+    """Kalman gain ``K = P[:, :3] Hp' S^-1`` (BLK eq. 5.2.3-11) of mode ``j`` and the
+    Joseph-form updated covariance ``A = (I - K H) P (I - K H)' + K R K'`` (not symmetrised),
+    evaluated as ``AP = P - K (Hp P_p:)``, ``A = AP + (K R - AP_:p Hp') K'``. ``HP`` is
+    ``Hp P_pp`` from :func:`_innovation_stats`."""
+    for a in range(6):
+        for b in range(3):
+            s = 0.0
+            for c in range(3):
+                s += P0[j, a, c] * Hp[b, c]
+            PHt[a, b] = s
+    for a in range(6):
+        for b in range(3):
+            s = 0.0
+            for c in range(3):
+                s += PHt[a, c] * Si[c, b]
+            K[a, b] = s
+    for a in range(3):
+        for b in range(3):
+            HP6[a, b] = HP[a, b]
+        for b in range(3, 6):
+            s = 0.0
+            for c in range(3):
+                s += Hp[a, c] * P0[j, c, b]
+            HP6[a, b] = s
+    for a in range(6):
+        for b in range(6):
+            s = P0[j, a, b]
+            for c in range(3):
+                s -= K[a, c] * HP6[c, b]
+            AP[a, b] = s
+    for a in range(6):
+        for e in range(3):
+            s = 0.0
+            s2 = 0.0
+            for c in range(3):
+                s += AP[a, c] * Hp[e, c]
+                s2 += K[a, c] * R[g, c, e]
+            V[a, e] = s2 - s
+    for a in range(6):
+        for b in range(6):
+            s = AP[a, b]
+            for e in range(3):
+                s += V[a, e] * K[b, e]
+            A[a, b] = s
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _horizontal_lik(nm, P0, x0, cbar, g, pos, pos_cov):
+    """``sum_j c_j N(p_h - y_h,j; 0, C_h,j + R_h)``: the likelihood of plot ``g``'s Cartesian
+    horizontal position under the predicted modes (``x0``, ``P0``, weights ``cbar``)."""
+    lik = 0.0
+    for j in range(nm):
+        a11 = P0[j, 0, 0] + pos_cov[g, 0, 0]
+        a22 = P0[j, 1, 1] + pos_cov[g, 1, 1]
+        a12 = 0.5 * (P0[j, 0, 1] + P0[j, 1, 0] + pos_cov[g, 0, 1] + pos_cov[g, 1, 0])
+        det2 = a11 * a22 - a12 * a12
+        ex = pos[g, 0] - x0[j, 0]
+        ey = pos[g, 1] - x0[j, 1]
+        dh2 = (a22 * ex * ex - 2.0 * a12 * ex * ey + a11 * ey * ey) / det2
+        lik += cbar[j] * np.exp(-0.5 * dh2) / (_TWO_PI * np.sqrt(det2))
+    return lik
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _combine_modes(i, nm, logl, cbar, xm, Pm, mu, xc, Pc):
+    """Mode probabilities from the mode log-likelihoods ``logl`` and predicted weights
+    ``cbar`` (BLK eq. 11.6.6-15, floored at 1e-6) and the moment-matched combination of the
+    updated modes of track ``i`` into ``xc``, ``Pc`` (eq. 11.6.6-20, -21)."""
+    if nm == 2:
+        lm = max(logl[0], logl[1])
+        w0 = cbar[0] * np.exp(logl[0] - lm)
+        w1 = cbar[1] * np.exp(logl[1] - lm)
+        m0 = w0 / (w0 + w1)
+        m1 = w1 / (w0 + w1)
+        m0 = min(max(m0, 1e-6), 1.0)
+        m1 = min(max(m1, 1e-6), 1.0)
+        sm = m0 + m1
+        m0 /= sm
+        m1 /= sm
+        mu[i, 0] = m0
+        mu[i, 1] = m1
+        for a in range(6):
+            xc[i, a] = m0 * xm[i, 0, a] + m1 * xm[i, 1, a]
+        for a in range(6):
+            d0a = xm[i, 0, a] - xc[i, a]
+            d1a = xm[i, 1, a] - xc[i, a]
+            for b in range(a, 6):
+                d0b = xm[i, 0, b] - xc[i, b]
+                d1b = xm[i, 1, b] - xc[i, b]
+                v = m0 * (Pm[i, 0, a, b] + d0a * d0b) + m1 * (Pm[i, 1, a, b] + d1a * d1b)
+                Pc[i, a, b] = v
+                Pc[i, b, a] = v
+    else:
+        for a in range(6):
+            xc[i, a] = xm[i, 0, a]
+            for b in range(6):
+                Pc[i, a, b] = Pm[i, 0, a, b]
+
+
 @njit(cache=True, error_model="numpy")
 def pair_scores(
     ti, gp, nm, t_trk, xm, Pm, mu, tau0, tau1, qh, qv,
@@ -383,101 +484,20 @@ def _pair_update_core(
             _measure(x0[j, 0], x0[j, 1], x0[j, 2], g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
             d2, det = _innovation_stats(P0, j, Hp, R, g, nu, S, Si, HP)
             logl[j] = -0.5 * (d2 + np.log(det))
-            # K = P[:, :3] Hp' S^-1 (BLK eq. 5.2.3-11)
-            for a in range(6):
-                for b in range(3):
-                    s = 0.0
-                    for c in range(3):
-                        s += P0[j, a, c] * Hp[b, c]
-                    PHt[a, b] = s
-            for a in range(6):
-                for b in range(3):
-                    s = 0.0
-                    for c in range(3):
-                        s += PHt[a, c] * Si[c, b]
-                    K[a, b] = s
+            _gain_joseph(P0, j, Hp, Si, HP, R, g, PHt, K, HP6, AP, V, A)
             for a in range(6):
                 s = 0.0
                 for c in range(3):
                     s += K[a, c] * nu[c]
                 xm[i, j, a] = x0[j, a] + s
-            # Joseph form P+ = A P A' + K R K' with A = I - K [Hp, 0], evaluated as
-            # AP = P - K (Hp P_p:), then A P A' + K R K' = AP + (K R - AP_:p Hp') K'.
-            # (Hp P_p:)[:, :3] is HP from _innovation_stats.
-            for a in range(3):
-                for b in range(3):
-                    HP6[a, b] = HP[a, b]
-                for b in range(3, 6):
-                    s = 0.0
-                    for c in range(3):
-                        s += Hp[a, c] * P0[j, c, b]
-                    HP6[a, b] = s
-            for a in range(6):
-                for b in range(6):
-                    s = P0[j, a, b]
-                    for c in range(3):
-                        s -= K[a, c] * HP6[c, b]
-                    AP[a, b] = s
-            for a in range(6):
-                for e in range(3):
-                    s = 0.0
-                    s2 = 0.0
-                    for c in range(3):
-                        s += AP[a, c] * Hp[e, c]
-                        s2 += K[a, c] * R[g, c, e]
-                    V[a, e] = s2 - s
-            for a in range(6):
-                for b in range(6):
-                    s = AP[a, b]
-                    for e in range(3):
-                        s += V[a, e] * K[b, e]
-                    A[a, b] = s
             for a in range(6):
                 for b in range(a, 6):
                     v = 0.5 * (A[a, b] + A[b, a])
                     Pm[i, j, a, b] = v
                     Pm[i, j, b, a] = v
         # horizontal likelihood of the plot (predicted, before the update)
-        lik = 0.0
-        for j in range(nm):
-            a11 = P0[j, 0, 0] + pos_cov[g, 0, 0]
-            a22 = P0[j, 1, 1] + pos_cov[g, 1, 1]
-            a12 = 0.5 * (P0[j, 0, 1] + P0[j, 1, 0] + pos_cov[g, 0, 1] + pos_cov[g, 1, 0])
-            det2 = a11 * a22 - a12 * a12
-            ex = pos[g, 0] - x0[j, 0]
-            ey = pos[g, 1] - x0[j, 1]
-            dh2 = (a22 * ex * ex - 2.0 * a12 * ex * ey + a11 * ey * ey) / det2
-            lik += cbar[j] * np.exp(-0.5 * dh2) / (_TWO_PI * np.sqrt(det2))
-        lnl[p] = np.log(max(lik, 1e-300))
-        if nm == 2:
-            lm = max(logl[0], logl[1])
-            w0 = cbar[0] * np.exp(logl[0] - lm)
-            w1 = cbar[1] * np.exp(logl[1] - lm)
-            m0 = w0 / (w0 + w1)
-            m1 = w1 / (w0 + w1)
-            m0 = min(max(m0, 1e-6), 1.0)
-            m1 = min(max(m1, 1e-6), 1.0)
-            sm = m0 + m1
-            m0 /= sm
-            m1 /= sm
-            mu[i, 0] = m0
-            mu[i, 1] = m1
-            for a in range(6):
-                xc[i, a] = m0 * xm[i, 0, a] + m1 * xm[i, 1, a]
-            for a in range(6):
-                d0a = xm[i, 0, a] - xc[i, a]
-                d1a = xm[i, 1, a] - xc[i, a]
-                for b in range(a, 6):
-                    d0b = xm[i, 0, b] - xc[i, b]
-                    d1b = xm[i, 1, b] - xc[i, b]
-                    v = m0 * (Pm[i, 0, a, b] + d0a * d0b) + m1 * (Pm[i, 1, a, b] + d1a * d1b)
-                    Pc[i, a, b] = v
-                    Pc[i, b, a] = v
-        else:
-            for a in range(6):
-                xc[i, a] = xm[i, 0, a]
-                for b in range(6):
-                    Pc[i, a, b] = Pm[i, 0, a, b]
+        lnl[p] = np.log(max(_horizontal_lik(nm, P0, x0, cbar, g, pos, pos_cov), 1e-300))
+        _combine_modes(i, nm, logl, cbar, xm, Pm, mu, xc, Pc)
         t_trk[i] = p_time[g]
 
 
