@@ -16,7 +16,9 @@ Processing (see docs/tracking.md for the equations and the rules):
    and Mahalanobis distance are computed in the plot's measurement space (EKF), and pairs
    outside the gate or with conflicting Mode S / Mode 3/A are removed. Unambiguous pairs and
    stars are assigned directly, the remaining clusters by
-   ``scipy.optimize.linear_sum_assignment`` (global nearest neighbour).
+   ``scipy.optimize.linear_sum_assignment`` (global nearest neighbour); with
+   ``association='jpda'`` ambiguous clusters of confirmed tracks and one sensor's plots are
+   updated by JPDA instead (:mod:`.jpda`).
 4. Assigned tracks run one IMM cycle to their plot's time in one batched call; plots that lost
    a confirmed track's gate are dropped; the other unassigned plots start tentative tracks
    (single-point initiation with a large velocity covariance, grouped across sensors).
