@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -261,6 +261,7 @@ def test_track_with_registration_returns_tracks_and_estimates(sim):
     ),
     st.floats(0.5, 20),
 )
+@example(buf=[(0, 0.0), (1, 0.0), (1, 7.177298443694393e-177)], queries=[(1, 0.0)], max_gap=1.0)
 def test_bracket_matches_brute_force(buf, queries, max_gap):
     b = (
         np.array(sorted(buf), dtype=[("g", "i8"), ("t", "f8")])

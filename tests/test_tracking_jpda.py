@@ -224,3 +224,69 @@ def test_jpda_needs_a_clutter_density(tmp_path):
     f.write_text("association: mht\n")
     with pytest.raises(ConfigError, match="association"):
         TrackerConfig.from_yaml(f)
+
+
+def _kernel_case(seed: int, k: int, m: int):
+    """Random IMM track table and plots of every kind (the kernel tests' generator)."""
+    from test_tracking_kernels import _random_case
+
+    g, xm, Pm, mu, t_trk, kind, has_alt, site, rot, z, R, p_time = _random_case(seed, k, m)
+    xc = np.einsum("km,kma->ka", mu, xm)
+    Pc = np.einsum("km,kmab->kab", mu, Pm)
+    pos = np.zeros((m, 3))
+    pos_cov = np.broadcast_to(np.eye(3) * 100.0**2, (m, 3, 3)).copy()
+    return dict(g=g, xm=xm, Pm=Pm, mu=mu, t=t_trk, xc=xc, Pc=Pc, kind=kind, has_alt=has_alt,
+                site=site, rot=rot, z=z, R=R, p_time=p_time, pos=pos, pos_cov=pos_cov)  # fmt: skip
+
+
+def _run_pda(c, trk, ptr, gps, beta, beta0, lead):
+    qh, qv = np.array([1.0, 400.0]), np.array([0.5, 25.0])
+    return jp.pda_update(
+        np.asarray(trk), np.asarray(ptr), np.asarray(gps), np.asarray(beta, float),
+        np.asarray(beta0, float), np.asarray(lead), 2, c["t"], c["xm"], c["Pm"], c["mu"],
+        c["xc"], c["Pc"], 60.0, 15.0, qh, qv, c["p_time"], c["kind"], c["has_alt"], c["z"],
+        c["R"], c["site"], c["rot"], c["g"].re, c["g"].rc, c["pos"], c["pos_cov"],
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_pda_with_one_sure_plot_is_the_imm_ekf_update(seed):
+    """beta0 = 0 and one plot with beta = 1: the IMM-PDA update (states, covariances and mode
+    probabilities) is the IMM-EKF update of kernels.pair_update."""
+    from siap.tracking import kernels as kn
+
+    a = _kernel_case(seed, 4, 4)
+    b = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()}
+    qh, qv = np.array([1.0, 400.0]), np.array([0.5, 25.0])
+    ti, gp = np.arange(4), np.arange(4)
+    kn.pair_update(
+        ti, gp, 2, a["t"], a["xm"], a["Pm"], a["mu"], a["xc"], a["Pc"], 60.0, 15.0, qh, qv,
+        a["p_time"], a["kind"], a["has_alt"], a["z"], a["R"], a["site"], a["rot"], a["g"].re,
+        a["g"].rc, a["pos"], a["pos_cov"],
+    )  # fmt: skip
+    _run_pda(b, ti, np.arange(5), gp, np.ones(4), np.zeros(4), gp)
+    for f in ("xm", "Pm", "mu", "xc", "Pc", "t"):
+        np.testing.assert_allclose(b[f], a[f], rtol=1e-9, atol=1e-9)
+
+
+def test_pda_tracks_in_one_call_equal_separate_calls_and_mode_probabilities_follow_beta():
+    a = _kernel_case(5, 3, 5)
+    b = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()}
+    # track 0 with plots 0, 1; track 2 with plots 2, 3, 4 (lead: the likeliest)
+    beta = [0.6, 0.3, 0.2, 0.5, 0.1]
+    _run_pda(a, [0, 2], [0, 2, 5], [0, 1, 2, 3, 4], beta, [0.1, 0.2], [0, 3])
+    _run_pda(b, [0], [0, 2], [0, 1], beta[:2], [0.1], [0])
+    _run_pda(b, [2], [0, 3], [2, 3, 4], beta[2:], [0.2], [3])
+    for f in ("xm", "Pm", "mu", "xc", "Pc", "t"):
+        np.testing.assert_allclose(a[f], b[f], rtol=1e-12, atol=1e-12)
+    assert np.allclose(a["mu"].sum(axis=1), 1.0)
+    # with beta0 -> 1 the plots barely matter: the mode probabilities stay at their prediction
+    c = _kernel_case(6, 1, 2)
+    _run_pda(c, [0], [0, 2], [0, 1], [1e-9, 1e-9], [1.0 - 2e-9], [0])
+    d = _kernel_case(6, 1, 2)
+    dt = d["p_time"][0] - d["t"][0]
+    a_, b_ = 1 / 60.0, 1 / 15.0
+    e = np.exp(-(a_ + b_) * abs(dt))
+    p00, p11 = (b_ + a_ * e) / (a_ + b_), (a_ + b_ * e) / (a_ + b_)
+    m0 = p00 * d["mu"][0, 0] + (1 - p11) * d["mu"][0, 1]
+    assert c["mu"][0, 0] == pytest.approx(m0, rel=1e-6)

@@ -12,7 +12,8 @@ Fusion* (2011), sec. 3.4; Fortmann, Bar-Shalom & Scheffe 1983):
 * each track is updated with the combined innovation ``nu = sum_j beta_tj nu_tj`` and the
   covariance ``P = beta_t0 P^- + (1 - beta_t0) P^c + K (sum_j beta_tj nu_tj nu_tj' - nu nu') K'``
   (``P^c`` the Kalman-updated covariance, Joseph form), per IMM mode, with the mode
-  likelihood ``sum_j beta_tj N(nu_tj; 0, S_tj)``.
+  likelihood ``beta_t0 + sum_j beta_tj N_m(nu_tj) / Nbar(nu_tj)`` (``N_m`` under mode ``m``,
+  ``Nbar`` the mixture over the predicted mode probabilities).
 
 ``N`` in ``L_tj`` is the horizontal likelihood of the plot's Cartesian position (as the track
 score uses), so that it and the clutter density (per unit area) are in the same units
@@ -124,8 +125,10 @@ def pda_update(
     association probabilities ``beta`` (same layout) and ``beta0[q]`` (no plot), written into
     the track table in place. Track ``q`` is predicted to the time of its plot ``lead[q]``,
     whose measurement model (``Hp``, ``R``) serves all its plots (they come from one sensor in
-    one frame). Mode ``j``'s likelihood is ``sum_k beta_k N(nu_k,j; 0, S_j)`` (the
-    detection branches; the no-plot branch is the same for both modes).
+    one frame). Mode ``j``'s likelihood, up to a factor common to the modes, is
+    ``beta0 + sum_k beta_k N_j(nu_k) / Nbar(nu_k)`` with ``Nbar = sum_i cbar_i N_i`` (the PDA
+    likelihood ``(1 - P_D P_G) + P_D / lambda sum_k N_j(nu_k)`` divided through by the
+    mixture's).
 
     Returns, per track, the log of the lead plot's horizontal likelihood (for the track
     score, as :func:`.kernels.pair_update`)."""
@@ -151,6 +154,10 @@ def pda_update(
     V = np.empty((6, 3))
     KD = np.empty((6, 3))
     logl = np.empty(nm)
+    max_deg = 0
+    for q in range(nq):
+        max_deg = max(max_deg, ptr[q + 1] - ptr[q])
+    nk = np.empty((nm, max(max_deg, 1)))  # ln N_j(nu_k), up to a common constant
     for q in range(nq):
         i = trk[q]
         g0 = lead[q]
@@ -160,13 +167,12 @@ def pda_update(
         for j in range(nm):
             _measure(x0[j, 0], x0[j, 1], x0[j, 2], g0, kind, has_alt, z, site, rot, re, rc, nu0, Hp)
             d2, det = _innovation_stats(P0, j, Hp, R, g0, nu0, S, Si, HP)
-            norm = 1.0 / np.sqrt(det)
+            lnorm = -0.5 * np.log(det)
             # combined innovation, spread of the innovations, and the mode likelihood
             for a in range(3):
                 nub[a] = 0.0
                 for b in range(3):
                     Snn[a, b] = 0.0
-            lik = 0.0
             for k in range(ptr[q], ptr[q + 1]):
                 g = gps[k]
                 _measure(
@@ -181,8 +187,7 @@ def pda_update(
                         Snn[a, b] += bk * nu[a] * nu[b]
                         s += Si[a, b] * nu[b]
                     dk += nu[a] * s
-                lik += bk * norm * np.exp(-0.5 * dk)
-            logl[j] = np.log(max(lik, 1e-300))
+                nk[j, k - ptr[q]] = lnorm - 0.5 * dk
             for a in range(3):
                 for b in range(3):
                     Snn[a, b] -= nub[a] * nub[b]
@@ -207,6 +212,18 @@ def pda_update(
                     v = b0 * P0[j, a, b] + (1.0 - b0) * 0.5 * (A[a, b] + A[b, a]) + s
                     Pm[i, j, a, b] = v
                     Pm[i, j, b, a] = v
+        for j in range(nm):
+            lik = b0
+            for k in range(ptr[q], ptr[q + 1]):
+                # N_j / Nbar in the log domain (no underflow far out in the tails)
+                top = -np.inf
+                for m in range(nm):
+                    top = max(top, nk[m, k - ptr[q]])
+                nbar = 0.0
+                for m in range(nm):
+                    nbar += cbar[m] * np.exp(nk[m, k - ptr[q]] - top)
+                lik += beta[k] * np.exp(nk[j, k - ptr[q]] - top) / nbar
+            logl[j] = np.log(max(lik, 1e-300))
         # horizontal likelihood of the lead plot (predicted, before the update)
         lnl[q] = np.log(max(_horizontal_lik(nm, P0, x0, cbar, g0, pos, pos_cov), 1e-300))
         _combine_modes(i, nm, logl, cbar, xm, Pm, mu, xc, Pc)

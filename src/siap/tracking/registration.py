@@ -308,12 +308,20 @@ def _bracket(g_buf, t_buf, g_q, t_q, max_gap):
     known = groups[rank_q] == g_q
     lo = np.searchsorted(rank_b, rank_q, side="left")
     hi = np.searchsorted(rank_b, rank_q, side="right")
-    # position inside each group by time: one search on (group rank, time since t0)
-    t0 = min(float(t_buf.min()), float(np.min(t_q)))
-    span = max(float(t_buf.max()), float(np.max(t_q))) - t0 + 1.0
-    keyb = rank_b.astype(np.float64) * span + (t_buf - t0)
-    keyq = rank_q.astype(np.float64) * span + (t_q - t0)
-    k = np.searchsorted(keyb, keyq, side="right")
+    # k = number of buffer rows with (group rank, time) <= the query's, lexicographically
+    # (searchsorted side='right' on the pair; one sort of buffer and queries together, buffer
+    # rows first on ties; no combined float key, which would lose close times)
+    nb = len(g_buf)
+    order = np.lexsort(
+        (
+            np.r_[np.zeros(nb, np.int8), np.ones(n, np.int8)],
+            np.r_[t_buf, t_q],
+            np.r_[rank_b, rank_q],
+        )
+    )
+    is_q = order >= nb
+    k = np.empty(n, np.int64)
+    k[order[is_q] - nb] = np.cumsum(~is_q)[is_q]
     a, b = k - 1, k
     ok = known & (a >= lo) & (b < hi) & (a >= 0) & (b < len(g_buf))
     a_c, b_c = np.clip(a, 0, len(g_buf) - 1), np.clip(b, 0, len(g_buf) - 1)
@@ -975,5 +983,7 @@ def run_with_registration(
     from .tracker import track_with_stats
 
     reg = SensorRegistration(reg_config)
-    tracks, stats = track_with_stats(plots, cfg, output_times_s, registration=reg, progress=progress)
+    tracks, stats = track_with_stats(
+        plots, cfg, output_times_s, registration=reg, progress=progress
+    )
     return tracks, reg, stats

@@ -87,6 +87,8 @@ _SET_FIELDS = {
 }  # fmt: skip
 _UNSET_FIELDS = [f for f in TRACK_DTYPE.names if f not in _SET_FIELDS]
 _WARM = [False]  # numba kernels loaded in this process
+_JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
+_JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
 
 
 def _local_index(label: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -535,12 +537,13 @@ class Tracker:
             again[pj[sel]] = True
             n_soft = 0
             if self._jpda:
-                soft = sel[
-                    self._jpda_clusters(ti[sel], gp[sel], pj[sel], pr["cost"][sel], cost[sel], pp)
-                ]
+                k_soft, used = self._jpda_clusters(
+                    ti[sel], gp[sel], pj[sel], pr["cost"][sel], cost[sel], pp
+                )
+                soft = sel[k_soft]
                 n_soft = len(soft)
                 if n_soft:
-                    assigned[gp[soft] - s] = True
+                    assigned[used - s] = True
                     again[pj[soft]] = False
                     sel = np.setdiff1d(sel, soft, assume_unique=True)
             a = sel[self._assign(ti[sel], pj[sel], cost[sel], len(active))]
@@ -650,7 +653,13 @@ class Tracker:
         horizontal position standard deviation, sqrt of the trace, at the worse end of the
         interval) and ``rv = (|v| + G sigma_v) half_s``."""
         return kn.track_radii(
-            idx, t_ref, half_s, self._t, self._xc, self._Pc, float(self._qh[self._nm - 1]),
+            idx,
+            t_ref,
+            half_s,
+            self._t,
+            self._xc,
+            self._Pc,
+            float(self._qh[self._nm - 1]),
             self._g_base,
         )
 
@@ -845,16 +854,22 @@ class Tracker:
         return np.sort(np.concatenate(chosen))
 
     def _jpda_clusters(
-        self, ti: np.ndarray, gp: np.ndarray, pj: np.ndarray, raw_cost: np.ndarray,
-        cost: np.ndarray, pp: PreparedPlots,
-    ) -> np.ndarray:
+        self,
+        ti: np.ndarray,
+        gp: np.ndarray,
+        pj: np.ndarray,
+        raw_cost: np.ndarray,
+        cost: np.ndarray,
+        pp: PreparedPlots,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """JPDA for the ambiguous clusters of gated pairs (a track with several plots, or a plot
         in several tracks' gates) whose tracks are all confirmed and whose plots come from one
         sensor and share a measurement model: exact marginals (:func:`.jpda.jpda_marginals`)
         and an IMM-PDA update (:func:`.jpda.pda_update`) of every track whose probability of
         having a plot is at least one half. Returns the indices of the pairs handled (their
-        plots are used up); the other pairs are left to global nearest neighbour."""
-        none = np.zeros(0, np.int64)
+        plots are used up; the other pairs are left to global nearest neighbour) and the plots
+        (``gp`` values) with a total association probability of at least one half."""
+        none = (np.zeros(0, np.int64), np.zeros(0, np.int64))
         if len(ti) < 2:
             return none
         deg_t = np.bincount(ti)
@@ -871,12 +886,26 @@ class Tracker:
         np.minimum.at(kmin, comp, key)
         np.maximum.at(kmax, comp, key)
         tentative = np.bincount(comp, weights=self._status[at] != CONFIRMED, minlength=ncomp)
+        # one time for the cluster: its plots' innovations are taken at one predicted state
+        tp = pp.time_s[ag]
+        tmin = np.full(ncomp, np.inf)
+        tmax = np.full(ncomp, -np.inf)
+        np.minimum.at(tmin, comp, tp)
+        np.maximum.at(tmax, comp, tp)
+        c = self.cfg
+        lnl_h = jp.pair_horizontal_loglik(
+            at, ag, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, pp.time_s,
+            pp.pos, pp.pos_cov,
+        )  # fmt: skip
+        bonus = raw_cost[amb] - cost[amb]  # identity evidence, as for GNN
+        log_lr = np.log(c.detection_probability / self._clutter_per_m2) + lnl_h + 0.5 * bonus
+        finite = np.bincount(comp, weights=~np.isfinite(log_lr), minlength=ncomp) == 0
         # bound on the joint events: prod over tracks of (1 + gated plots); every pair of a
         # track with several plots is ambiguous, so deg_t counts the track's plots here
         d = deg_t[at]
         log_events = np.bincount(comp, weights=np.log1p(d) / d, minlength=ncomp)
         small = log_events <= np.log(self.cfg.jpda_max_hypotheses)
-        ok_comp = (kmin == kmax) & (tentative == 0)
+        ok_comp = (kmin == kmax) & (tentative == 0) & (tmax - tmin <= _JPDA_MAX_SPREAD_S) & finite
         self._stats["jpda_clusters_too_large"] += int((ok_comp & ~small).sum())
         ok_comp &= small
         use = np.flatnonzero(ok_comp[comp])
@@ -884,16 +913,15 @@ class Tracker:
             return none
         self._stats["jpda_clusters"] += int(ok_comp.sum())
         at, ag, ap, comp = at[use], ag[use], ap[use], comp[use]
-        c = self.cfg
-        lnl_h = jp.pair_horizontal_loglik(
-            at, ag, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, pp.time_s,
-            pp.pos, pp.pos_cov,
-        )  # fmt: skip
-        bonus = raw_cost[amb[use]] - cost[amb[use]]  # identity evidence, as for GNN
-        lr = c.detection_probability * np.exp(lnl_h + 0.5 * bonus) / self._clutter_per_m2
-        miss = 1.0 - c.detection_probability * c.gate_probability
+        # likelihood ratios scaled per cluster (the marginals do not change)
+        log_lr = log_lr[use]
+        cmax = np.full(ncomp, -np.inf)
+        np.maximum.at(cmax, comp, log_lr)
+        scale = np.maximum(cmax[comp], 0.0)
+        lr = np.exp(log_lr - scale)
+        miss = (1.0 - c.detection_probability * c.gate_probability) * np.exp(-scale)
         o = np.lexsort((ap, at, comp))
-        at, ag, ap, comp, lr = at[o], ag[o], ap[o], comp[o], lr[o]
+        at, ag, ap, comp, lr, miss = at[o], ag[o], ap[o], comp[o], lr[o], miss[o]
         beta = np.empty(len(o))
         # per track of the used clusters: its pairs are contiguous
         tfirst = np.flatnonzero(np.r_[True, at[1:] != at[:-1]])
@@ -905,7 +933,7 @@ class Tracker:
         for a, b in zip(cptr[:-1].tolist(), cptr[1:].tolist(), strict=True):
             p0, p1 = tptr[a], tptr[b]
             bt, b0 = jp.jpda_marginals(
-                tptr[a : b + 1] - p0, ap[p0:p1], lr[p0:p1], np.full(b - a, miss), n_plots
+                tptr[a : b + 1] - p0, ap[p0:p1], lr[p0:p1], miss[tfirst[a:b]], n_plots
             )
             beta[p0:p1] = bt
             beta0[a:b] = b0
@@ -929,8 +957,14 @@ class Tracker:
                 pp.has_alt, pp.z, pp.R, pp.site, pp.rot, self.geo.re, self.geo.rc, pp.pos,
                 pp.pos_cov,
             )  # fmt: skip
-            self._after_update(trk, lead, pp, lnl, gap)
-        return amb[use]
+            # identity (Mode S, 3/A, callsign) only from a plot that is almost surely its own
+            sure = beta[pidx[best]] >= _JPDA_IDENTITY_BETA
+            self._after_update(trk, lead, pp, lnl, gap, identity=sure)
+        # plots that more likely than not belong to some track count as used; the others
+        # (most likely clutter next to the targets) as unused in a gate
+        p_used = np.bincount(ap, weights=beta, minlength=n_plots)
+        used = np.unique(ag[p_used[ap] >= 0.5])
+        return amb[use][o], used
 
     def _update(
         self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, pr: dict, a: np.ndarray
@@ -949,8 +983,13 @@ class Tracker:
         self._after_update(ti, gp, pp, lnl, gap)
 
     def _after_update(
-        self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, lnl: np.ndarray,
+        self,
+        ti: np.ndarray,
+        gp: np.ndarray,
+        pp: PreparedPlots,
+        lnl: np.ndarray,
         gap: np.ndarray,
+        identity: np.ndarray | None = None,
     ) -> None:
         """Bookkeeping of tracks ``ti`` updated with plots ``gp`` (``gap``: time since their
         previous plot, ``lnl``: the plot's horizontal log-likelihood): track score, hit count,
@@ -968,9 +1007,19 @@ class Tracker:
         if conf.any():
             self._status[ti[conf]] = CONFIRMED
             self._stats["tracks_confirmed"] += int(conf.sum())
-        self._set_identity(ti, gp, pp)
+        self._set_identity(ti, gp, pp, identity)
 
-    def _set_identity(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots) -> None:
+    def _set_identity(
+        self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, identity: np.ndarray | None = None
+    ) -> None:
+        """Record the plots' sensors on tracks ``ti`` and take their Mode S, Mode 3/A and
+        callsign (only where ``identity`` is true, when given)."""
+        sens = pp.sensor[gp]
+        word, bit = sens // 64, (sens % 64).astype(np.uint64)
+        np.bitwise_or.at(self._src, (ti, word), np.left_shift(np.uint64(1), bit))
+        np.bitwise_or.at(self._bin_sens, (ti, word), np.left_shift(np.uint64(1), bit))
+        if identity is not None:
+            ti, gp = ti[identity], gp[identity]
         ms = pp.mode_s[gp]
         has = ms >= 0
         if has.any():
@@ -983,10 +1032,6 @@ class Tracker:
         has = cs != ""
         if has.any():
             self._cs[ti[has]] = cs[has]
-        sens = pp.sensor[gp]
-        word, bit = sens // 64, (sens % 64).astype(np.uint64)
-        np.bitwise_or.at(self._src, (ti, word), np.left_shift(np.uint64(1), bit))
-        np.bitwise_or.at(self._bin_sens, (ti, word), np.left_shift(np.uint64(1), bit))
 
     def _initiate(self, gp: np.ndarray, pp: PreparedPlots) -> None:
         """Single-point initiation: position from the plot, zero velocity with a large
