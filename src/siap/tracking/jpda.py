@@ -39,13 +39,7 @@ from .kernels import (
     _mix_predict,
 )
 
-__all__ = ["jpda_marginals", "n_events_bound", "pair_horizontal_loglik", "pda_update"]
-
-
-def n_events_bound(degrees: np.ndarray) -> float:
-    """Upper bound on the number of joint events of a cluster: prod over tracks of
-    (1 + number of gated plots)."""
-    return float(np.prod(1.0 + np.asarray(degrees, dtype=float)))
+__all__ = ["cluster_pairs", "jpda_marginals", "pair_horizontal_loglik", "pda_update"]
 
 
 @njit(cache=True, error_model="numpy")

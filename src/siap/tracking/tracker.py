@@ -134,9 +134,10 @@ class Tracker:
         # Sequential track score (log-likelihood ratio, Blackman & Popoli 1999 sec. 6.2).
         self._score_on = c.false_alarm_density_per_km2 is not None
         self._jpda = c.association == "jpda"
+        # clutter density per m^2 (track score and JPDA; unused when neither is on)
         self._clutter_per_m2 = (c.false_alarm_density_per_km2 or 1.0) * 1e-6
         if self._score_on:
-            lam = c.false_alarm_density_per_km2 * 1e-6  # per m^2
+            lam = self._clutter_per_m2
             self._score_hit = float(np.log(c.detection_probability) - np.log(lam))
             self._score_miss = float(np.log1p(-c.detection_probability))
             self._score_del_conf = (
@@ -941,9 +942,7 @@ class Tracker:
         if len(hit):
             # the hit tracks' pairs, contiguous per track, and each track's likeliest plot
             sizes = tptr[hit + 1] - tptr[hit]
-            pidx = np.repeat(tptr[hit] - np.cumsum(np.r_[0, sizes[:-1]]), sizes) + np.arange(
-                sizes.sum()
-            )
+            pidx = np.flatnonzero(np.repeat(beta0 < 0.5, np.diff(tptr)))
             hptr = np.r_[0, np.cumsum(sizes)]
             owner = np.repeat(np.arange(len(hit)), sizes)
             best = np.lexsort((-beta[pidx], owner))[hptr[:-1]]  # first of each track's block
