@@ -4,7 +4,7 @@ siap.tracking.filters / measurements (themselves tested against textbook loops).
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
 
@@ -231,7 +231,9 @@ def test_grid_pairs_equal_brute_force(seed, tracks_in_grid, sparse):
     cell = 1e3 if sparse else max(2.0 * float(rq.max()) if q else 1.0, 1.0)
     keys, order = kn.grid_build(gxy, cell)
     if sparse and n > 2:
-        assert (keys[-1] // 2**21 - keys[0] // 2**21) > 4 * n + 1024
+        # a few random points can land in a narrow band of rows: such a draw does not exercise
+        # the sparse path, so hypothesis discards it rather than the test passing vacuously
+        assume((keys[-1] // 2**21 - keys[0] // 2**21) > 4 * n + 1024)
     gi, qj = kn.grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_grid)
     bi, bj = _grid_pairs_brute(gxy, qxy, rs, rv, rp, f, stale, tracks_in_grid)
     np.testing.assert_array_equal(gi, bi)
