@@ -255,3 +255,87 @@ def test_grid_build_is_a_stable_sort_of_the_cell_keys(seed, n, cell):
     o = np.argsort(ref, kind="stable")
     np.testing.assert_array_equal(order, o)
     np.testing.assert_array_equal(keys, ref[o])
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.booleans())
+def test_deletion_due_equals_the_rules_in_numpy(seed, score_on):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    t_trk = rng.uniform(0.0, 30.0, n)
+    status = rng.integers(0, 4, n).astype(np.uint8)  # TENTATIVE, CONFIRMED, COASTING, DELETED
+    A = rng.normal(size=(n, 6, 6)) * rng.uniform(1, 3000, (n, 1, 1))
+    Pc = A @ np.swapaxes(A, 1, 2)
+    mu = rng.dirichlet([2, 1], size=n)
+    score = rng.normal(0.0, 5.0, n)
+    t_now, coast, after, max_var, revisit, miss = 30.0, 8.0, 20.0, 4e6, 4.0, -2.3
+    thr_t, thr_c = -3.0, -6.0
+    dead = kn.deletion_due(
+        t_now, n, t_trk, status, Pc, mu, QH, 0, 3, coast, after, max_var, score_on, score,
+        revisit, miss, thr_t, thr_c,
+    )  # fmt: skip
+    dt = t_now - t_trk
+    var = (
+        Pc[:, 0, 0] + Pc[:, 1, 1] + 2 * dt * (Pc[:, 0, 3] + Pc[:, 1, 4])
+        + dt * dt * (Pc[:, 3, 3] + Pc[:, 4, 4]) + (2 / 3) * (mu @ QH) * np.abs(dt) ** 3
+    )  # fmt: skip
+    want = ((status == 0) & (dt > coast)) | (dt > after) | (var > max_var)
+    if score_on:
+        now = score + np.floor(np.abs(dt) / revisit + 0.25) * miss
+        want |= now < np.where(status == 0, thr_t, thr_c)
+    want &= status != 3
+    np.testing.assert_array_equal(dead, want)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 3))
+def test_mark_sensors_equals_bitwise_or_at(seed, words):
+    rng = np.random.default_rng(seed)
+    n, m = 20, int(rng.integers(0, 80))
+    src = rng.integers(0, 2**63, (n, words), dtype=np.uint64)
+    bins = rng.integers(0, 2**63, (n, words), dtype=np.uint64)
+    ti = rng.integers(0, n, m)  # repeated tracks included
+    sensor = rng.integers(0, 64 * words, m)
+    want_src, want_bins = src.copy(), bins.copy()
+    for arr in (want_src, want_bins):
+        bit = np.left_shift(np.uint64(1), (sensor % 64).astype(np.uint64))
+        np.bitwise_or.at(arr, (ti, sensor // 64), bit)
+    kn.mark_sensors(ti, sensor, src, bins)
+    np.testing.assert_array_equal(src, want_src)
+    np.testing.assert_array_equal(bins, want_bins)
+
+
+_TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF), max_size=70)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(_TEXT, min_size=1, max_size=6), st.lists(st.integers(0, 30), max_size=40),
+       st.integers(0, 2**31 - 1))  # fmt: skip
+def test_fill_text_writes_the_same_records_as_field_assignment(tails, sel, seed):
+    """kernels.fill_text copies a track's callsign and an encoded template of the following
+    text fields into the records' bytes: the records equal plain NumPy field assignment,
+    and the fields before the text are left alone."""
+    from siap.records import TRACK_DTYPE
+    from siap.tracking.tracker import _TAIL_DTYPE, _TEXT_OFFSET
+
+    rng = np.random.default_rng(seed)
+    sel = np.array(sel, np.int64)
+    k = len(sel)
+    callsigns = np.array([f"CS{i:03d}"[: 1 + i % 8] for i in range(31)], TRACK_DTYPE["callsign"])
+    rec = np.zeros(len(tails), _TAIL_DTYPE)
+    for i, s in enumerate(tails):
+        rec[i] = (s[:3], s, s[::-1], s + s)
+    row = rng.integers(0, len(tails), k)
+    out = np.zeros(k, TRACK_DTYPE)
+    out["track_id"] = np.arange(k)
+    kn.fill_text(
+        out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), _TEXT_OFFSET,
+        callsigns.view(np.uint8).reshape(len(callsigns), -1), sel,
+        rec.view(np.uint8).reshape(len(tails), -1), row,
+    )  # fmt: skip
+    want = np.zeros(k, TRACK_DTYPE)
+    want["track_id"] = np.arange(k)
+    want["callsign"] = callsigns[sel]
+    for f in _TAIL_DTYPE.names:
+        want[f] = rec[f][row]
+    assert out.tobytes() == want.tobytes()

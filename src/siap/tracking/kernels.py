@@ -562,6 +562,58 @@ def track_radii(idx, t_ref, half_s, t_trk, xc, Pc, q, G):
     return pxy, rs, rv
 
 
+@njit(cache=True, **_NO_NRT)
+def mark_sensors(ti, sensor, src, bin_sens):
+    """Set bit ``sensor[p]`` (word ``sensor // 64``, bit ``sensor % 64``) of track ``ti[p]``
+    in both sensor bit masks ``src`` and ``bin_sens`` (``(tracks, words)`` uint64)."""
+    one = np.uint64(1)
+    for p in range(len(ti)):
+        w = sensor[p] // 64
+        bit = one << np.uint64(sensor[p] % 64)
+        src[ti[p], w] |= bit
+        bin_sens[ti[p], w] |= bit
+
+
+@njit(cache=True, error_model="numpy")
+def deletion_due(
+    t_now, n, t_trk, status, Pc, mu, qh, tentative, deleted, tentative_max_coast_s,
+    delete_after_s, max_var_m2, score_on, score, revisit_s, score_miss, score_delete_tentative,
+    score_delete_confirmed,
+):  # fmt: skip
+    """Which of the first ``n`` tracks the deletion rules remove at ``t_now`` (docs/tracking.md,
+    'Track management'): coast time (tentative or any), predicted horizontal position variance
+    ``P_xx + P_yy + 2 dt (P_xvx + P_yvy) + dt^2 (P_vxvx + P_vyvy) + 2/3 q |dt|^3`` above
+    ``max_var_m2`` (``q``: the mode-probability-weighted horizontal process noise), and with
+    ``score_on`` the track score with one miss per revisit below its deletion threshold."""
+    dead = np.zeros(n, np.bool_)
+    for i in range(n):
+        st = status[i]
+        if st == deleted:
+            continue
+        dt = t_now - t_trk[i]
+        if dt > delete_after_s or (st == tentative and dt > tentative_max_coast_s):
+            dead[i] = True
+            continue
+        ad = abs(dt)
+        q = mu[i, 0] * qh[0] + mu[i, 1] * qh[1]
+        var = (
+            Pc[i, 0, 0]
+            + Pc[i, 1, 1]
+            + 2 * dt * (Pc[i, 0, 3] + Pc[i, 1, 4])
+            + dt * dt * (Pc[i, 3, 3] + Pc[i, 4, 4])
+            + (2.0 / 3.0) * q * ad**3
+        )
+        if var > max_var_m2:
+            dead[i] = True
+            continue
+        if score_on:
+            now = score[i] + np.floor(ad / revisit_s + 0.25) * score_miss
+            thr = score_delete_tentative if st == tentative else score_delete_confirmed
+            if now < thr:
+                dead[i] = True
+    return dead
+
+
 @njit(cache=True, error_model="numpy")
 def snapshot_states(
     sel, time_s, nm, t_trk, xc, Pc, mu, qh, qv, tau0, tau1, E, origin, pos, vel, cov, mup
@@ -643,6 +695,26 @@ def _snapshot_core(
                     v = 0.5 * (s + s_t)
                     cov[p, a, b] = v
                     cov[p, b, a] = v
+
+
+@njit(cache=True, **_NO_NRT)
+def fill_text(out_bytes, offset, callsign_bytes, sel, tail_bytes, tail_row):
+    """Write the text fields of output records byte by byte: in record ``p`` (row ``p`` of
+    ``out_bytes``, the records viewed as bytes), the callsign bytes of track ``sel[p]`` at
+    ``offset`` and, right after them, the template row ``tail_bytes[tail_row[p]]`` (the
+    remaining text fields, already encoded)."""
+    n_cs = callsign_bytes.shape[1]
+    n_tail = tail_bytes.shape[1]
+    for p in range(len(sel)):
+        # row views indexed from 0: the copy loops compile to vector moves
+        dst = out_bytes[p, offset:]
+        src = callsign_bytes[sel[p]]
+        for b in range(n_cs):
+            dst[b] = src[b]
+        dst = out_bytes[p, offset + n_cs :]
+        src = tail_bytes[tail_row[p]]
+        for b in range(n_tail):
+            dst[b] = src[b]
 
 
 # ---------------------------------------------------------------------------- spatial hashing

@@ -86,6 +86,19 @@ _SET_FIELDS = {
     "partner", "label", "sources", "sensors",
 }  # fmt: skip
 _UNSET_FIELDS = [f for f in TRACK_DTYPE.names if f not in _SET_FIELDS]
+# The text fields lie at the end of a TRACK_DTYPE record, callsign first: the snapshot writes
+# them as bytes in one compiled pass (kernels.fill_text), the callsign from the track table
+# and the rest from one encoded template per distinct (partner, label, sources, sensors).
+_TEXT_FIELDS = ("callsign", "partner", "label", "sources", "sensors")
+_TEXT_OFFSET = TRACK_DTYPE.fields["callsign"][1]
+_TAIL_DTYPE = np.dtype([(f, TRACK_DTYPE[f]) for f in _TEXT_FIELDS[1:]])
+if (
+    TRACK_DTYPE.names[-len(_TEXT_FIELDS) :] != _TEXT_FIELDS
+    or _TEXT_OFFSET + TRACK_DTYPE["callsign"].itemsize + _TAIL_DTYPE.itemsize
+    != TRACK_DTYPE.itemsize
+):
+    raise ImportError("siap.tracking.tracker: TRACK_DTYPE must end with the text fields "
+                      f"{_TEXT_FIELDS}, unpadded")
 _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
@@ -145,8 +158,8 @@ class Tracker:
             )
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
-        # sensor bit mask -> (sources, sensors) strings
-        self._src_cache: dict[tuple[int, ...], tuple[str, str]] = {}
+        # sensor bit mask -> encoded (partner, label, sources, sensors) of a snapshot record
+        self._tail_cache: dict[tuple[int, ...], np.ndarray] = {}
         self._buf = np.zeros(0, PREP_DTYPE)
         self._watermark = -np.inf
         self._processed_until = -np.inf
@@ -185,6 +198,16 @@ class Tracker:
             c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E, self.geo.origin_ecef,
             o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"], o["model_prob"],
         )  # fmt: skip
+        kn.fill_text(
+            o.view(np.uint8).reshape(2, -1), _TEXT_OFFSET,
+            self._cs.view(np.uint8).reshape(self._cap, -1), z,
+            np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
+        )  # fmt: skip
+        kn.mark_sensors(z, z, self._src, self._bin_sens)
+        kn.deletion_due(
+            0.0, 0, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE, DELETED,
+            1.0, 1.0, 1.0, False, self._score, 1.0, 0.0, 0.0, 0.0,
+        )  # fmt: skip
         i1 = np.zeros(1, np.int64)
         jp.cluster_pairs(i1, i1, 1, 1)
         jp.jpda_marginals(np.array([0, 1]), i1, np.ones(1), np.ones(1), 1)
@@ -219,7 +242,7 @@ class Tracker:
         self._score = np.zeros(cap)
         self._modes = np.full(cap, -1, np.int64)
         self._m3a = np.full(cap, -1, np.int64)
-        self._cs = np.zeros(cap, "U8")
+        self._cs = np.zeros(cap, TRACK_DTYPE["callsign"])
         self._src = np.zeros((cap, words), np.uint64)
         self._bin_sens = np.zeros((cap, words), np.uint64)  # sensors that updated it this frame
 
@@ -343,7 +366,8 @@ class Tracker:
         if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
             order = np.argsort(ids, kind="stable")
             sel, dt = sel[order], dt[order]
-        out = np.empty(k, TRACK_DTYPE)
+        # from raw bytes: NumPy would zero-fill a record array with text fields first
+        out = np.empty(k * TRACK_DTYPE.itemsize, np.uint8).view(TRACK_DTYPE)
         for f in _UNSET_FIELDS:  # fields this tracker does not fill (none today)
             out[f] = np.zeros((), TRACK_DTYPE[f])
         # Both modes share F, so predicting each mode and combining equals predicting the
@@ -368,10 +392,11 @@ class Tracker:
         out["n_updates"] = self._nupd[sel]
         out["mode_s_address"] = self._modes[sel]
         out["mode_3a"] = self._m3a[sel]
-        out["callsign"] = self._cs[sel]
-        out["partner"] = c.partner
-        out["label"] = c.label
-        out["sources"], out["sensors"] = self._sources_strings(self._src[sel])
+        tail, tail_row = self._text_tails(self._src[sel])
+        kn.fill_text(
+            out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), _TEXT_OFFSET,
+            self._cs.view(np.uint8).reshape(self._cap, -1), sel, tail, tail_row,
+        )  # fmt: skip
         return out
 
     # ------------------------------------------------------------------ internals
@@ -384,23 +409,24 @@ class Tracker:
         """Track score at ``t_last + dt``: the stored score plus one miss per revisit."""
         return self._score[idx] + self._n_revisits(dt) * self._score_miss
 
-    def _sources_strings(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``sources`` (sensor ids in registration order, cut to 64 characters with ``,...``)
-        and ``sensors`` (sorted ids, cut to fit the field with a trailing ``,+``) of sensor
-        bit masks, cached per distinct mask."""
+    def _text_tails(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The encoded text fields after the callsign (partner, label, sources, sensors) of
+        each distinct sensor bit mask in ``masks`` (rows of bytes, cached per mask) and the row
+        of each mask. ``sources``: sensor ids in registration order, cut to 64 characters with
+        ``,...``; ``sensors``: sorted ids, cut to fit the field with a trailing ``,+``."""
         if masks.shape[1] == 1:
             u1, inv = np.unique(masks[:, 0], return_inverse=True)
-            uniq = u1[:, None]
+            keys = [(v,) for v in u1.tolist()]
         else:
             uniq, inv = np.unique(masks, axis=0, return_inverse=True)
-        srcs, sens = [], []
-        for row in uniq.tolist():
-            key = tuple(row)
-            v = self._src_cache.get(key)
-            if v is None:
+            keys = [tuple(row) for row in uniq.tolist()]
+        rows = []
+        for key in keys:
+            tail = self._tail_cache.get(key)
+            if tail is None:
                 names = [
                     self._sensor_names[w * 64 + b]
-                    for w in range(len(row))
+                    for w in range(len(key))
                     for b in range(64)
                     if key[w] >> b & 1 and w * 64 + b < len(self._sensor_names)
                 ]
@@ -416,15 +442,13 @@ class Tracker:
                             break
                         kept.append(nme)
                     u = ",".join([*kept, "+"])
-                v = (s, u)
-                self._src_cache[key] = v
-            srcs.append(v[0])
-            sens.append(v[1])
-        inv = np.asarray(inv).reshape(-1)
-        return (
-            np.array(srcs, dtype=TRACK_DTYPE["sources"])[inv],
-            np.array(sens, dtype=TRACK_DTYPE["sensors"])[inv],
-        )
+                rec = np.zeros(1, _TAIL_DTYPE)
+                rec["partner"], rec["label"] = self.cfg.partner, self.cfg.label
+                rec["sources"], rec["sensors"] = s, u
+                tail = rec.view(np.uint8)
+                self._tail_cache[key] = tail
+            rows.append(tail)
+        return np.stack(rows), np.asarray(inv, np.int64).reshape(-1)
 
     def _sensor_indices(self, names: np.ndarray) -> np.ndarray:
         if len(names) and names[0] in self._sensor_index and (names == names[0]).all():
@@ -1013,10 +1037,7 @@ class Tracker:
     ) -> None:
         """Record the plots' sensors on tracks ``ti`` and take their Mode S, Mode 3/A and
         callsign (only where ``identity`` is true, when given)."""
-        sens = pp.sensor[gp]
-        word, bit = sens // 64, (sens % 64).astype(np.uint64)
-        np.bitwise_or.at(self._src, (ti, word), np.left_shift(np.uint64(1), bit))
-        np.bitwise_or.at(self._bin_sens, (ti, word), np.left_shift(np.uint64(1), bit))
+        kn.mark_sensors(ti, pp.sensor[gp], self._src, self._bin_sens)
         if identity is not None:
             ti, gp = ti[identity], gp[identity]
         ms = pp.mode_s[gp]
@@ -1079,23 +1100,13 @@ class Tracker:
         if n == 0:
             return
         c = self.cfg
-        dt = t_now - self._t[:n]
-        st = self._status[:n]
-        Pc = self._Pc[:n]
-        var = (
-            Pc[:, 0, 0]
-            + Pc[:, 1, 1]
-            + 2 * dt * (Pc[:, 0, 3] + Pc[:, 1, 4])
-            + dt * dt * (Pc[:, 3, 3] + Pc[:, 4, 4])
-            + (2.0 / 3.0) * (self._mu[:n] @ self._qh) * np.abs(dt) ** 3
-        )
-        dead = ((st == TENTATIVE) & (dt > c.tentative_max_coast_s)) | (dt > c.delete_after_s)
-        dead |= var > c.max_position_std_m**2
-        if self._score_on:
-            dead |= self._score_now(slice(0, n), dt) < np.where(
-                st == TENTATIVE, c.score_delete, self._score_del_conf
-            )
-        dead &= st != DELETED
+        sc = self._score_on
+        dead = kn.deletion_due(
+            float(t_now), n, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE,
+            DELETED, c.tentative_max_coast_s, c.delete_after_s, c.max_position_std_m**2, sc,
+            self._score, c.score_revisit_s, self._score_miss if sc else 0.0,
+            c.score_delete if sc else 0.0, self._score_del_conf if sc else 0.0,
+        )  # fmt: skip
         if dead.any():
             # Deleted tracks are marked and left in place; the table is compacted (slots move,
             # ids stay) once they are more than an eighth of it.
