@@ -53,3 +53,22 @@ def test_missing_column_is_named():
     table = records.to_arrow(records.empty_truth(3)).drop_columns(["callsign"])
     with pytest.raises(ValueError, match="callsign"):
         records.from_arrow(table, records.TRUTH_DTYPE)
+
+
+@pytest.mark.parametrize("dtype", [records.PLOT_DTYPE, records.TRACK_DTYPE, records.TRUTH_DTYPE])
+def test_take_and_concatenate_equal_numpy_indexing(dtype):
+    batch = _filled(dtype, 97, seed=3)
+    rng = np.random.default_rng(4)
+    idx = rng.integers(0, 97, 150)
+    mask = rng.random(97) < 0.4
+    for index in (idx, mask, np.zeros(0, np.int64), np.zeros(97, bool)):
+        got = records.take(batch, index)
+        assert got.dtype == dtype and got.tobytes() == batch[index].tobytes()
+    strided = batch[::3]  # not contiguous
+    assert records.take(strided, [2, 0]).tobytes() == strided[[2, 0]].tobytes()
+    parts = [batch[:10], batch[10:10], strided]
+    both = records.concatenate(parts)
+    assert both.dtype == dtype and both.tobytes() == np.concatenate(parts).tobytes()
+    with pytest.raises(ValueError, match="different dtypes"):
+        records.concatenate([batch, records.empty_truth(1) if dtype != records.TRUTH_DTYPE
+                             else records.empty_plots(1)])

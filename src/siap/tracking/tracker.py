@@ -38,6 +38,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from scipy.stats import chi2
 
+from siap import records as rec
 from siap.errors import InputError
 from siap.geo import ecef_to_geodetic
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_plots, empty_tracks
@@ -309,7 +310,7 @@ class Tracker:
         for k, v in counts.items():
             self._stats[f"rejected_{k}"] = self._stats.get(f"rejected_{k}", 0) + v
         if not ok.all():
-            plots = plots[ok]
+            plots = rec.take(plots, ok)
         late = plots["time_s"] < self._processed_until
         if late.any():
             nl = int(late.sum())
@@ -320,11 +321,11 @@ class Tracker:
                 self._processed_until,
                 plots["plot_id"][late][:5].tolist(),
             )
-            plots = plots[~late]
+            plots = rec.take(plots, ~late)
         if len(plots) == 0:
             return
         prep = self.geo.prepare(plots, self._sensor_indices(plots["sensor_id"]))
-        self._buf = np.concatenate([self._buf, prep]) if len(self._buf) else prep
+        self._buf = rec.concatenate([self._buf, prep]) if len(self._buf) else prep
         self._watermark = max(self._watermark, float(prep["time_s"].max()))
         fs = self.cfg.frame_s
         cutoff = self._watermark - self.cfg.reorder_window_s
@@ -442,10 +443,10 @@ class Tracker:
                             break
                         kept.append(nme)
                     u = ",".join([*kept, "+"])
-                rec = np.zeros(1, _TAIL_DTYPE)
-                rec["partner"], rec["label"] = self.cfg.partner, self.cfg.label
-                rec["sources"], rec["sensors"] = s, u
-                tail = rec.view(np.uint8)
+                text = np.zeros(1, _TAIL_DTYPE)
+                text["partner"], text["label"] = self.cfg.partner, self.cfg.label
+                text["sources"], text["sensors"] = s, u
+                tail = text.view(np.uint8)
                 self._tail_cache[key] = tail
             rows.append(tail)
         return np.stack(rows), np.asarray(inv, np.int64).reshape(-1)
@@ -469,8 +470,8 @@ class Tracker:
         if ready.all():
             batch, self._buf = self._buf, np.zeros(0, PREP_DTYPE)
         else:
-            batch = self._buf[ready]
-            self._buf = self._buf[~ready]
+            batch = rec.take(self._buf, ready)
+            self._buf = rec.take(self._buf, ~ready)
         fs = self.cfg.frame_s
         t = batch["time_s"]
         bins = np.floor(t / fs).astype(np.int64)
@@ -499,7 +500,7 @@ class Tracker:
             order = np.lexsort((pid, t, sid, rank, bins))
         else:
             order = np.lexsort((pid, t, rank, sid, bins))
-        batch = batch[order]
+        batch = rec.take(batch, order)
         bins, rank, sid = bins[order], rank[order], sid[order]
         pp = PreparedPlots.from_array(batch)
         brk = (bins[1:] != bins[:-1]) | (rank[1:] != rank[:-1])
