@@ -696,31 +696,32 @@ class Tracker:
         plots."""
         n = self.n
         idx = np.flatnonzero(self._status[:n] != DELETED) if self._n_dead else np.arange(n)
-        pxy = np.zeros((n, 2))
-        rs = np.zeros(n)
-        rv = np.zeros(n)
-        pxy[idx], rs[idx], rv[idx] = self._track_radii(idx, t_ref, 0.5 * self.cfg.frame_s)
-        r = rs[idx] + rv[idx]
-        cap = 3.0 * float(np.median(r)) if len(idx) > 20 else (float(r.max()) if len(idx) else 0.0)
-        it = idx[r <= cap]
-        cap_s = float(rs[it].max()) if len(it) else 0.0
-        cap_v = float(rv[it].max()) if len(it) else 0.0
+        pxy, rs, rv = self._track_radii(idx, t_ref, 0.5 * self.cfg.frame_s)
+        r = rs + rv
+        if len(idx) > 20:
+            cap = 3.0 * float(np.median(r))
+        else:
+            cap = float(r.max()) if len(idx) else 0.0
+        tight = r <= cap
+        it = idx[tight]
+        rs_t, rv_t = rs[tight], rv[tight]
+        cap_s = float(rs_t.max()) if len(it) else 0.0
+        cap_v = float(rv_t.max()) if len(it) else 0.0
         grid = None
         if len(it):
-            gxy = pxy[it]
-            span = float(np.abs(gxy).max()) if len(it) else 1.0
+            gxy = pxy[tight]
+            span = float(np.abs(gxy).max())
             cell = max(2.0 * (cap_s + cap_v), 1.0, span / 2.0**18)
             keys, order = kn.grid_build(gxy, cell)
-            grid = (keys, order, cell, np.ascontiguousarray(gxy))
+            grid = (keys, order, cell, gxy)
         self._ix = {
             "n0": n,
-            "pxy": pxy,
-            "rs": rs,
-            "rv": rv,
+            "rs": rs_t,  # radii of the tracks in the grid ("tight")
+            "rv": rv_t,
             "cap_s": cap_s,
             "cap_v": cap_v,
             "tight": it,
-            "loose": idx[r > cap],
+            "loose": idx[~tight],
             "grid": grid,
         }
         self._ix_dirty = False
@@ -748,8 +749,8 @@ class Tracker:
             rq = (stale * cs + np.sqrt(cs * cs + rp * rp) + ix["cap_v"]) * f
             it = ix["tight"]
             items, ow = kn.grid_pairs(
-                keys, order, cell, gxy, np.ascontiguousarray(qxy), rq, ix["rs"][it],
-                ix["rv"][it], rp, f, stale, True,
+                keys, order, cell, gxy, np.ascontiguousarray(qxy), rq, ix["rs"], ix["rv"], rp,
+                f, stale, True,
             )  # fmt: skip
             ti_parts.append(it[items])
             pj_parts.append(ow)
