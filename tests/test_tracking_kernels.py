@@ -296,13 +296,17 @@ def test_mark_sensors_equals_bitwise_or_at(seed, words):
     bins = rng.integers(0, 2**63, (n, words), dtype=np.uint64)
     ti = rng.integers(0, n, m)  # repeated tracks included
     sensor = rng.integers(0, 64 * words, m)
-    want_src, want_bins = src.copy(), bins.copy()
+    want_src, want_bins, src_before = src.copy(), bins.copy(), src.copy()
     for arr in (want_src, want_bins):
         bit = np.left_shift(np.uint64(1), (sensor % 64).astype(np.uint64))
         np.bitwise_or.at(arr, (ti, sensor // 64), bit)
-    kn.mark_sensors(ti, sensor, src, bins)
+    rows = np.arange(n)
+    kn.mark_sensors(ti, sensor, src, bins, rows)
     np.testing.assert_array_equal(src, want_src)
     np.testing.assert_array_equal(bins, want_bins)
+    # the text row is reset exactly where the track's sensor mask changed
+    changed = (src_before != src).any(axis=1)
+    np.testing.assert_array_equal(rows, np.where(changed, -1, np.arange(n)))
 
 
 _TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF), max_size=70)

@@ -285,3 +285,49 @@ def test_config_from_yaml(tmp_path):
         TrackerConfig.from_yaml(tmp_path / "missing.yaml")
     with pytest.raises(ValueError):
         TrackerConfig(no_such_parameter=1)
+
+
+def _snapshot_every_batch_and_once(plots, cfg):
+    """The final snapshot of a tracker that took a snapshot after every 1 s batch (its encoded
+    text cached and invalidated along the way) and of one that took none before."""
+    t_end = float(plots["time_s"].max())
+    edges = np.searchsorted(plots["time_s"], np.arange(T0, t_end + 1.0, 1.0))
+    a, b = Tracker(cfg), Tracker(cfg)
+    for s, e in zip(edges[:-1], edges[1:], strict=True):
+        for trk in (a, b):
+            trk.process(plots[s:e])
+        a.snapshot(float(plots["time_s"][s:e].max(initial=T0)))
+    for trk in (a, b):
+        trk.process(plots[edges[-1] :])
+        trk.flush()
+    return a.snapshot(t_end), b.snapshot(t_end)
+
+
+def test_snapshot_text_follows_the_sensors_that_join_a_track():
+    """Sensors join tracks over the run (ADS-B, a second radar): the text of a tracker that
+    snapshots every second is byte for byte that of one encoding everything at the end."""
+    plots, _ = _scenario(3)
+    cfg = CFG.model_copy(update={"label": "SIAP//SECRET//REL TO JPN, USA", "partner": "JPN"})
+    every, once = _snapshot_every_batch_and_once(plots, cfg)
+    assert len(every) > 0 and every.tobytes() == once.tobytes()
+    assert set(every["label"]) == {cfg.label} and set(every["partner"]) == {"JPN"}
+    assert sum("R3D-B" in s for s in every["sources"]) > 0
+    assert sum("," in s for s in every["sources"]) > 0  # tracks of several sensors
+
+
+def test_snapshot_text_with_more_than_64_sensors():
+    """Sensor masks grow past one 64-bit word mid-run: texts are encoded again, and long
+    sensor lists are cut (sources with ',...', sensors with ',+')."""
+    plots, _ = _scenario(4)
+    rng = np.random.default_rng(5)
+    radar = plots["kind"] == 0
+    later = plots["time_s"] > T0 + 10.0  # sensors 64-89 appear only after 10 s
+    n_ids = np.where(later, 90, 64)
+    ids = np.array([f"S{i:02d}" for i in range(90)])
+    plots["sensor_id"][radar] = ids[rng.integers(0, n_ids[radar])]
+    every, once = _snapshot_every_batch_and_once(plots, CFG)
+    assert len(every) > 0 and every.tobytes() == once.tobytes()
+    assert any(s.endswith(",...") for s in every["sources"])
+    assert any(s.endswith(",+") for s in every["sensors"])
+    assert any(int(s[1:]) >= 64 for row in every["sensors"] for s in row.split(",")
+               if s.startswith("S") and s != "S")  # fmt: skip

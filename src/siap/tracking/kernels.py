@@ -563,15 +563,20 @@ def track_radii(idx, t_ref, half_s, t_trk, xc, Pc, q, G):
 
 
 @njit(cache=True, **_NO_NRT)
-def mark_sensors(ti, sensor, src, bin_sens):
+def mark_sensors(ti, sensor, src, bin_sens, text_row):
     """Set bit ``sensor[p]`` (word ``sensor // 64``, bit ``sensor % 64``) of track ``ti[p]``
-    in both sensor bit masks ``src`` and ``bin_sens`` (``(tracks, words)`` uint64)."""
+    in both sensor bit masks ``src`` and ``bin_sens`` (``(tracks, words)`` uint64), and set
+    ``text_row`` of the tracks whose ``src`` changed to -1."""
     one = np.uint64(1)
+    zero = np.uint64(0)
     for p in range(len(ti)):
+        i = ti[p]
         w = sensor[p] // 64
         bit = one << np.uint64(sensor[p] % 64)
-        src[ti[p], w] |= bit
-        bin_sens[ti[p], w] |= bit
+        if src[i, w] & bit == zero:
+            src[i, w] |= bit
+            text_row[i] = -1
+        bin_sens[i, w] |= bit
 
 
 @njit(cache=True, error_model="numpy")

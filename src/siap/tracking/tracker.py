@@ -102,7 +102,8 @@ if (
                       f"{_TEXT_FIELDS}, unpadded")
 _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
-_JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
+_JPDA_IDENTITY_BETA = 0.9
+_MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)  # a JPDA-updated track takes a plot's identity above this beta
 
 
 def _local_index(label: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -159,8 +160,11 @@ class Tracker:
             )
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
-        # sensor bit mask -> encoded (partner, label, sources, sensors) of a snapshot record
-        self._tail_cache: dict[tuple[int, ...], np.ndarray] = {}
+        # Encoded (partner, label, sources, sensors) of snapshot records, one row per distinct
+        # sensor bit mask (rows of ``_texts``); each track keeps its row in ``_text_row``.
+        self._text_index: dict[tuple[int, ...], int] = {}
+        self._text_list: list[np.ndarray] = []
+        self._texts = np.zeros((0, _TAIL_DTYPE.itemsize), np.uint8)
         self._buf = np.zeros(0, PREP_DTYPE)
         self._watermark = -np.inf
         self._processed_until = -np.inf
@@ -204,7 +208,7 @@ class Tracker:
             self._cs.view(np.uint8).reshape(self._cap, -1), z,
             np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
         )  # fmt: skip
-        kn.mark_sensors(z, z, self._src, self._bin_sens)
+        kn.mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
         kn.deletion_due(
             0.0, 0, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE, DELETED,
             1.0, 1.0, 1.0, False, self._score, 1.0, 0.0, 0.0, 0.0,
@@ -246,6 +250,7 @@ class Tracker:
         self._cs = np.zeros(cap, TRACK_DTYPE["callsign"])
         self._src = np.zeros((cap, words), np.uint64)
         self._bin_sens = np.zeros((cap, words), np.uint64)  # sensors that updated it this frame
+        self._text_row = np.full(cap, -1, np.int64)  # row in _texts, -1 when _src changed
 
     _FIELDS = (
         "_t",
@@ -263,6 +268,7 @@ class Tracker:
         "_cs",
         "_src",
         "_bin_sens",
+        "_text_row",
     )
 
     def _grow(self, need: int) -> None:
@@ -284,6 +290,7 @@ class Tracker:
                 new = np.zeros((self._cap, words), np.uint64)
                 new[:, : old.shape[1]] = old
                 setattr(self, f, new)
+            self._forget_texts()  # the cached masks have fewer words
 
     # ------------------------------------------------------------------ public API
     @property
@@ -393,10 +400,17 @@ class Tracker:
         out["n_updates"] = self._nupd[sel]
         out["mode_s_address"] = self._modes[sel]
         out["mode_3a"] = self._m3a[sel]
-        tail, tail_row = self._text_tails(self._src[sel])
+        rows = self._text_row[sel]
+        if rows.min() < 0:  # tracks started or seen by a new sensor since they were encoded
+            if len(self._text_list) > _MAX_TEXT_ROWS:
+                self._forget_texts()
+                rows = self._text_row[sel]
+            todo = sel[rows < 0]
+            self._text_row[todo] = self._text_rows(self._src[todo])
+            rows = self._text_row[sel]
         kn.fill_text(
             out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), _TEXT_OFFSET,
-            self._cs.view(np.uint8).reshape(self._cap, -1), sel, tail, tail_row,
+            self._cs.view(np.uint8).reshape(self._cap, -1), sel, self._texts, rows,
         )  # fmt: skip
         return out
 
@@ -410,10 +424,17 @@ class Tracker:
         """Track score at ``t_last + dt``: the stored score plus one miss per revisit."""
         return self._score[idx] + self._n_revisits(dt) * self._score_miss
 
-    def _text_tails(self, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The encoded text fields after the callsign (partner, label, sources, sensors) of
-        each distinct sensor bit mask in ``masks`` (rows of bytes, cached per mask) and the row
-        of each mask. ``sources``: sensor ids in registration order, cut to 64 characters with
+    def _forget_texts(self) -> None:
+        """Drop the encoded texts (all tracks are encoded again at the next snapshot)."""
+        self._text_index.clear()
+        self._text_list.clear()
+        self._texts = np.zeros((0, _TAIL_DTYPE.itemsize), np.uint8)
+        self._text_row[:] = -1
+
+    def _text_rows(self, masks: np.ndarray) -> np.ndarray:
+        """Rows of ``_texts`` holding the encoded text fields after the callsign (partner,
+        label, sources, sensors) of each sensor bit mask in ``masks``, encoding the masks not
+        seen before. ``sources``: sensor ids in registration order, cut to 64 characters with
         ``,...``; ``sensors``: sorted ids, cut to fit the field with a trailing ``,+``."""
         if masks.shape[1] == 1:
             u1, inv = np.unique(masks[:, 0], return_inverse=True)
@@ -421,10 +442,11 @@ class Tracker:
         else:
             uniq, inv = np.unique(masks, axis=0, return_inverse=True)
             keys = [tuple(row) for row in uniq.tolist()]
-        rows = []
-        for key in keys:
-            tail = self._tail_cache.get(key)
-            if tail is None:
+        rows = np.empty(len(keys), np.int64)
+        n_before = len(self._text_list)
+        for r, key in enumerate(keys):
+            row = self._text_index.get(key)
+            if row is None:
                 names = [
                     self._sensor_names[w * 64 + b]
                     for w in range(len(key))
@@ -446,10 +468,13 @@ class Tracker:
                 text = np.zeros(1, _TAIL_DTYPE)
                 text["partner"], text["label"] = self.cfg.partner, self.cfg.label
                 text["sources"], text["sensors"] = s, u
-                tail = text.view(np.uint8)
-                self._tail_cache[key] = tail
-            rows.append(tail)
-        return np.stack(rows), np.asarray(inv, np.int64).reshape(-1)
+                row = len(self._text_list)
+                self._text_list.append(text.view(np.uint8))
+                self._text_index[key] = row
+            rows[r] = row
+        if len(self._text_list) > n_before:
+            self._texts = np.stack(self._text_list)
+        return rows[np.asarray(inv).reshape(-1)]
 
     def _sensor_indices(self, names: np.ndarray) -> np.ndarray:
         if len(names) and names[0] in self._sensor_index and (names == names[0]).all():
@@ -1039,7 +1064,7 @@ class Tracker:
     ) -> None:
         """Record the plots' sensors on tracks ``ti`` and take their Mode S, Mode 3/A and
         callsign (only where ``identity`` is true, when given)."""
-        kn.mark_sensors(ti, pp.sensor[gp], self._src, self._bin_sens)
+        kn.mark_sensors(ti, pp.sensor[gp], self._src, self._bin_sens, self._text_row)
         if identity is not None:
             ti, gp = ti[identity], gp[identity]
         ms = pp.mode_s[gp]
@@ -1088,6 +1113,7 @@ class Tracker:
         self._m3a[sl] = -1
         self._cs[sl] = ""
         self._src[sl] = 0
+        self._text_row[sl] = -1
         self._bin_sens[sl] = 0
         ti = np.arange(self.n, self.n + k)
         self.n += k
