@@ -343,3 +343,39 @@ def test_fill_text_writes_the_same_records_as_field_assignment(tails, sel, seed)
     for f in _TAIL_DTYPE.names:
         want[f] = rec[f][row]
     assert out.tobytes() == want.tobytes()
+
+
+def _direct_pairs_numpy(ti, pj, cost, m):
+    """Pairs taken without a solver, as the tracker computed them with NumPy: lone pairs and
+    the cheapest pair of each star (stable sort: ties to the first pair, NaN last)."""
+    deg_t, deg_p = np.bincount(ti), np.bincount(pj, minlength=m)
+    single = (deg_t[ti] == 1) & (deg_p[pj] == 1)
+    chosen = [np.flatnonzero(single)]
+    multi_p, multi_t = deg_p[pj] > 1, deg_t[ti] > 1
+    t_bad = np.bincount(ti, weights=multi_p, minlength=len(deg_t)) > 0
+    p_bad = np.bincount(pj, weights=multi_t, minlength=m) > 0
+    tstar = ~single & ~multi_p & ~t_bad[ti]
+    pstar = ~single & ~multi_t & ~p_bad[pj]
+    for star, key in ((tstar, ti), (pstar, pj)):
+        ids = np.flatnonzero(star)
+        o = ids[np.lexsort((cost[ids], key[ids]))]
+        first = np.ones(len(o), bool)
+        first[1:] = key[o][1:] != key[o][:-1]
+        chosen.append(o[first])
+    return np.sort(np.concatenate(chosen)), np.flatnonzero(~single & ~tstar & ~pstar)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31 - 1), st.integers(1, 40), st.integers(1, 40), st.floats(0.2, 3.0))
+def test_assign_direct_equals_the_numpy_classification(seed, n_t, m, density):
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, int(density * (n_t + m)) + 2))
+    pairs = np.unique(np.stack([rng.integers(0, n_t, k), rng.integers(0, m, k)], 1), axis=0)
+    pairs = pairs[rng.permutation(len(pairs))]  # any order
+    ti, pj = pairs[:, 0], pairs[:, 1]
+    cost = rng.integers(0, 4, len(ti)).astype(float)  # ties on purpose
+    cost[rng.random(len(ti)) < 0.1] = np.nan
+    chosen, rest = kn.assign_direct(ti, pj, cost, int(ti.max()) + 1, m)
+    want_chosen, want_rest = _direct_pairs_numpy(ti, pj, cost, m)
+    np.testing.assert_array_equal(np.flatnonzero(chosen), want_chosen)
+    np.testing.assert_array_equal(np.flatnonzero(rest), want_rest)

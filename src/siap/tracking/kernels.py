@@ -580,6 +580,55 @@ def mark_sensors(ti, sensor, src, bin_sens, text_row):
 
 
 @njit(cache=True, error_model="numpy")
+def assign_direct(ti, pj, cost, n_tracks, n_plots):
+    """The gated pairs (track ``ti``, plot ``pj``) whose assignment needs no solver: pairs
+    whose track and plot have no other pair, and the cheapest pair of each star (a track whose
+    plots have no other track, or a plot whose tracks have no other plot: a whole component,
+    whose best assignment is its cheapest pair; ties go to the first pair, NaN costs last).
+    Returns (``chosen``, ``rest``) masks over the pairs; ``rest`` marks the pairs of the other
+    components."""
+    k = len(ti)
+    deg_t = np.zeros(n_tracks, np.int64)
+    deg_p = np.zeros(n_plots, np.int64)
+    for p in range(k):
+        deg_t[ti[p]] += 1
+        deg_p[pj[p]] += 1
+    t_bad = np.zeros(n_tracks, np.bool_)  # the track has a plot shared with another track
+    p_bad = np.zeros(n_plots, np.bool_)  # the plot has a track with other plots
+    for p in range(k):
+        if deg_p[pj[p]] > 1:
+            t_bad[ti[p]] = True
+        if deg_t[ti[p]] > 1:
+            p_bad[pj[p]] = True
+    best_t = np.full(n_tracks, -1, np.int64)
+    best_p = np.full(n_plots, -1, np.int64)
+    chosen = np.zeros(k, np.bool_)
+    rest = np.zeros(k, np.bool_)
+    for p in range(k):
+        i = ti[p]
+        j = pj[p]
+        if deg_t[i] == 1 and deg_p[j] == 1:
+            chosen[p] = True
+        elif deg_p[j] == 1 and not t_bad[i]:
+            b = best_t[i]
+            if b < 0 or cost[p] < cost[b] or (np.isnan(cost[b]) and not np.isnan(cost[p])):
+                best_t[i] = p
+        elif deg_t[i] == 1 and not p_bad[j]:
+            b = best_p[j]
+            if b < 0 or cost[p] < cost[b] or (np.isnan(cost[b]) and not np.isnan(cost[p])):
+                best_p[j] = p
+        else:
+            rest[p] = True
+    for i in range(n_tracks):
+        if best_t[i] >= 0:
+            chosen[best_t[i]] = True
+    for j in range(n_plots):
+        if best_p[j] >= 0:
+            chosen[best_p[j]] = True
+    return chosen, rest
+
+
+@njit(cache=True, error_model="numpy")
 def deletion_due(
     t_now, n, t_trk, status, Pc, mu, qh, tentative, deleted, tentative_max_coast_s,
     delete_after_s, max_var_m2, score_on, score, revisit_s, score_miss, score_delete_tentative,

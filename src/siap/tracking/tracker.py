@@ -209,6 +209,7 @@ class Tracker:
             np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
         )  # fmt: skip
         kn.mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
+        kn.assign_direct(z, z, np.zeros(0), 1, 1)
         kn.deletion_due(
             0.0, 0, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE, DELETED,
             1.0, 1.0, 1.0, False, self._score, 1.0, 0.0, 0.0, 0.0,
@@ -848,28 +849,9 @@ class Tracker:
         taken directly; the other components go to ``linear_sum_assignment``."""
         if len(ti) == 0:
             return np.zeros(0, np.int64)
-        deg_t = np.bincount(ti)
-        deg_p = np.bincount(pj, minlength=m)
-        single = (deg_t[ti] == 1) & (deg_p[pj] == 1)
-        chosen = [np.flatnonzero(single)]
-        if single.all():
-            return chosen[0]
-        # Stars: one track whose plots have no other track (or one plot whose tracks have no
-        # other plot) form a whole component; its best pair is the cheapest one.
-        multi_p = deg_p[pj] > 1
-        multi_t = deg_t[ti] > 1
-        t_bad = np.bincount(ti, weights=multi_p, minlength=len(deg_t)) > 0
-        p_bad = np.bincount(pj, weights=multi_t, minlength=m) > 0
-        tstar = ~single & ~multi_p & ~t_bad[ti]
-        pstar = ~single & ~multi_t & ~p_bad[pj]
-        for star, key in ((tstar, ti), (pstar, pj)):
-            ids = np.flatnonzero(star)
-            if len(ids):
-                o = ids[np.lexsort((cost[ids], key[ids]))]
-                first = np.ones(len(o), bool)
-                first[1:] = key[o][1:] != key[o][:-1]
-                chosen.append(o[first])
-        rest = np.flatnonzero(~single & ~tstar & ~pstar)
+        direct, rest = kn.assign_direct(ti, pj, cost, int(ti.max()) + 1, m)
+        chosen = [np.flatnonzero(direct)]
+        rest = np.flatnonzero(rest)
         if len(rest):
             rt, rp, rc = ti[rest], pj[rest], cost[rest]
             ut, ct = np.unique(rt, return_inverse=True)
