@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import multivariate_normal
 
 from siap.geo import LocalFrame
-from siap.records import MeasurementKind, empty_plots
+from siap.records import MeasurementKind, TrackStatus, empty_plots
 from siap.tracking import Tracker, TrackerConfig
 
 FRAME = LocalFrame(35.0, 135.0, 0.0)
@@ -103,3 +103,39 @@ def test_missed_revisits_delete_a_young_track(delete_confirmed):
         alive = len(trk.snapshot(t)) == 1 and trk.n_tracks == 1
         assert alive == (m <= n_alive), (m, n_alive)
     assert n_alive >= 2
+
+
+def test_report_level_hides_a_weak_confirmed_track_and_its_next_plot_brings_it_back():
+    """Below score_report_confirmed a confirmed track is left out of snapshots but kept; the
+    next plot updates it (same id) and it is reported again. Deleting at that level instead
+    (score_delete_confirmed) loses the track, and the plot starts a new tentative one."""
+    v = np.array([150.0, 80.0, 0.0])
+    start = np.array([10_000.0, 20_000.0, 10_000.0])
+    times = T0 + np.array([0.0, 1.0])
+    enu = start + v * (times - T0)[:, None]
+    t_back = float(times[-1] + 3.0)  # two revisits missed, plot on the third
+    back = _plots((start + v * (t_back - T0))[None, :], np.array([t_back]))
+    common = dict(coasting_after_s=20.0, delete_after_s=30.0)
+    s0 = float(_run(_cfg(**common), enu, times)._score[0])
+    miss = -np.log1p(-PD)
+    level = s0 - 1.5 * miss  # one miss stays above it, two go below
+    hold = _run(_cfg(score_report_confirmed=level, **common), enu, times)
+    drop = _run(_cfg(score_delete_confirmed=level, **common), enu, times)
+    t_one = float(times[-1] + 1.0)
+    for trk in (hold, drop):
+        trk.advance(t_one)
+        assert trk.snapshot(t_one)["track_id"].tolist() == [1]
+    t_hidden = float(times[-1] + 2.0)
+    far = _plots(np.array([[60_000.0, 70_000.0, 10_000.0]]), np.array([t_hidden]))
+    for trk in (hold, drop):
+        trk.process(far)  # a plot far away: a frame at t_hidden, so the deletion rules run
+        trk.advance(t_hidden)
+        assert len(trk.snapshot(t_hidden)) == 0
+    for trk in (hold, drop):
+        trk.process(back)
+        trk.advance(t_back)
+    assert hold.snapshot(t_back)["track_id"].tolist() == [1]
+    # deleted at the level: the plot started a new tentative track, not reported
+    assert len(drop.snapshot(t_back)) == 0
+    alive = drop._status[: drop.n] != int(TrackStatus.DELETED)
+    assert 1 not in drop._id[: drop.n][alive].tolist()

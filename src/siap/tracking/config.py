@@ -191,6 +191,10 @@ class TrackerConfig(BaseModel):
         None,
         description="A confirmed track whose score (misses included) falls below this is deleted; None: score_delete. A confirmed track's score only grows with its plots, so a level above score_delete removes weakly confirmed tracks (most likely false) after fewer misses while established tracks stay under the time rules.",
     )
+    score_report_confirmed: float | None = Field(
+        None,
+        description="A confirmed track whose score (misses included) is below this is left out of snapshots but kept (associated, updated and scored; deleted by the other rules), and is reported again as soon as its score is back at this level; None: no such level. The SPRT's undecided region for confirmed tracks: a weakly confirmed track that misses a few revisits is hidden rather than deleted, so a real target's next plot updates it instead of starting a new track.",
+    )
 
     # --- plot validation -------------------------------------------------------------------------
     max_range_m: float = Field(

@@ -158,6 +158,12 @@ class Tracker:
             self._score_del_conf = (
                 c.score_delete if c.score_delete_confirmed is None else c.score_delete_confirmed
             )
+            # snapshot level of confirmed tracks: the report level, if any, else the deletion one
+            self._score_report = (
+                self._score_del_conf
+                if c.score_report_confirmed is None
+                else max(c.score_report_confirmed, self._score_del_conf)
+            )
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
         # Encoded (partner, label, sources, sensors) of snapshot records, one row per distinct
@@ -366,7 +372,7 @@ class Tracker:
         dt = time_s - self._t[sel]
         keep = dt <= c.delete_after_s
         if self._score_on:
-            keep &= self._score_now(sel, dt) >= self._score_del_conf
+            keep &= self._score_now(sel, dt) >= self._score_report
         sel, dt = sel[keep], dt[keep]
         k = len(sel)
         if k == 0:
