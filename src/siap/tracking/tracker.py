@@ -102,8 +102,8 @@ if (
                       f"{_TEXT_FIELDS}, unpadded")
 _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
-_JPDA_IDENTITY_BETA = 0.9
-_MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)  # a JPDA-updated track takes a plot's identity above this beta
+_JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
+_MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)
 
 
 def _local_index(label: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
