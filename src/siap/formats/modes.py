@@ -19,8 +19,9 @@ The work is split so that the expensive, general decoder sees as little as possi
    calls, so the compact position reports are resolved here, per aircraft, across batches
    (ICAO Doc 9871 Appendix C.2.6; J. Sun, *The 1090 MHz Riddle*, ch. 5): airborne positions by
    a global even/odd pair received within 10 s, then locally against the aircraft's last
-   position (< 180 s old); surface positions locally against the aircraft's last position or
-   else the receiver (valid within 45 NM).
+   position (< 180 s old); surface positions by a global pair received within 50 s, its
+   quadrant chosen by the receiver's position, then locally against the aircraft's last
+   position (< 300 s old; valid within 45 NM).
 
 Each resolved position is one :data:`siap.records.PLOT_DTYPE` plot of kind ``ADSB``:
 ``cov`` in local east-north-up from the aircraft's NACp (last TC 29/31 report) or else the
@@ -63,10 +64,15 @@ __all__ = [
     "VELOCITY_DTYPE",
     "NUCP_R95_M",
     "frame_beast",
+    "encode_beast",
     "BeastFramer",
     "frame_avr",
     "frame_jsonl",
     "crc_remainder",
+    "identity_code",
+    "cpr_global_airborne",
+    "cpr_global_surface",
+    "cpr_local",
     "ModeSDecoder",
     "read_frames",
     "decode_file",
@@ -257,6 +263,20 @@ def frame_beast(buf: bytes | np.ndarray, final: bool = True):
     return msg[:nf], ticks[:nf], kind[:nf], signal[:nf], where[:nf], errors, int(consumed)
 
 
+def encode_beast(msg: np.ndarray, length: np.ndarray, ticks: np.ndarray, signal: np.ndarray | None = None) -> bytes:
+    """Frames -> Beast bytes (the inverse of :func:`frame_beast`): ``0x1a``, type ``'1'``/``'2'``/
+    ``'3'`` by length (2, 7, 14 bytes), 6-byte 12 MHz counter, signal level, payload; every
+    ``0x1a`` after the type byte doubled. For tests, replay and simulated feeds."""
+    out = bytearray()
+    types = {2: b"1", 7: b"2", 14: b"3"}
+    for i in range(len(msg)):
+        n = int(length[i])
+        body = int(ticks[i]).to_bytes(6, "big") + bytes([int(signal[i]) & 0xFF if signal is not None else 0])
+        body += msg[i, :n].tobytes()
+        out += b"\x1a" + types[n] + body.replace(b"\x1a", b"\x1a\x1a")
+    return bytes(out)
+
+
 class _TickClock:
     """Beast / AVR 12 MHz counters -> Unix time: ``start_time_s`` at the first counter, then the
     counter's elapsed time. A counter that jumps back by more than 1 s (receiver restart)
@@ -310,7 +330,7 @@ class BeastFramer:
         for off, reason in errors:
             dropped[reason] += 1
             self._log(reason, base + off)
-        self.dropped.update(dropped)
+            self.dropped[reason] += 1
         times = self.clock.times(ticks, time.time() if arrival_s is None else arrival_s)
         return Frames(times, msg, length, signal, where + base, dropped)
 
@@ -530,6 +550,36 @@ def cpr_global_airborne(even: tuple[int, int], odd: tuple[int, int], newest_odd:
     return lat, lon
 
 
+def cpr_global_surface(even: tuple[int, int], odd: tuple[int, int], newest_odd: bool,
+                       ref_lat: float, ref_lon: float):
+    """Surface position from an even and an odd CPR report: the pair fixes it to one of four
+    90-degree quadrants (and one hemisphere); the receiver's position picks the nearest
+    (Doc 9871 C.2.6.8; valid while the receiver is within 45 degrees). None if the pair
+    straddles a latitude zone boundary."""
+    lat_e, lon_e = even[0] / 131072.0, even[1] / 131072.0
+    lat_o, lon_o = odd[0] / 131072.0, odd[1] / 131072.0
+    j = math.floor(59.0 * lat_e - 60.0 * lat_o + 0.5)
+    rlat_e = (90.0 / 60.0) * (j % 60 + lat_e)
+    rlat_o = (90.0 / 59.0) * (j % 59 + lat_o)
+    # northern solution, or the southern one (minus 90 deg), whichever is nearer the receiver
+    if abs(rlat_e - 90.0 - ref_lat) < abs(rlat_e - ref_lat):
+        rlat_e -= 90.0
+        rlat_o -= 90.0
+    nl = _nl(rlat_e)
+    if nl != _nl(rlat_o):
+        return None
+    m = math.floor(lon_e * (nl - 1) - lon_o * nl + 0.5)
+    if newest_odd:
+        ni = max(nl - 1, 1)
+        lat, lon = rlat_o, (90.0 / ni) * (m % ni + lon_o)
+    else:
+        ni = max(nl, 1)
+        lat, lon = rlat_e, (90.0 / ni) * (m % ni + lon_e)
+    cands = [((lon + 90.0 * k) + 180.0) % 360.0 - 180.0 for k in range(4)]
+    lon = min(cands, key=lambda c: abs((c - ref_lon + 180.0) % 360.0 - 180.0))
+    return lat, lon
+
+
 def cpr_local(cpr: tuple[int, int], odd: bool, ref_lat: float, ref_lon: float, surface: bool):
     """Position from one CPR report and a reference within half a zone (180 NM airborne,
     45 NM surface; Doc 9871 C.2.6.5)."""
@@ -558,8 +608,9 @@ _SHORT_DF = (0, 4, 5, 11)
 _LONG_DF = (16, 17, 18, 19, 20, 21, 24)
 _AP_DF = (0, 4, 5, 16, 20, 21)
 PAIR_WINDOW_S = 10.0  # even/odd pair for a global airborne decode (Doc 9871 C.2.6.7)
+SURFACE_PAIR_WINDOW_S = 50.0  # even/odd pair for a global surface decode (slow movers)
 LOCAL_REF_MAX_AGE_S = 180.0  # airborne local decode against the aircraft's last position
-SURFACE_REF_MAX_AGE_S = 1800.0  # surface local decode against the aircraft's last position
+SURFACE_REF_MAX_AGE_S = 300.0  # surface local decode against the aircraft's last position
 
 
 @dataclass
@@ -742,20 +793,17 @@ class ModeSDecoder:
         else:
             ac.even = entry
         pos = None
-        if surface:
-            ref = None
-            if ac.last_pos is not None and t - ac.last_pos[0] <= SURFACE_REF_MAX_AGE_S:
-                ref = ac.last_pos[1:]
+        other = ac.even if odd else ac.odd
+        window = SURFACE_PAIR_WINDOW_S if surface else PAIR_WINDOW_S
+        if other is not None and other[2] == surface and abs(t - other[0]) <= window:
+            pair = (other[1], cpr) if odd else (cpr, other[1])
+            if surface:
+                pos = cpr_global_surface(pair[0], pair[1], odd, self.receiver.lat_deg, self.receiver.lon_deg)
             else:
-                ref = (self.receiver.lat_deg, self.receiver.lon_deg)
-            pos = cpr_local(cpr, odd, ref[0], ref[1], True)
-        else:
-            other = ac.even if odd else ac.odd
-            if other is not None and not other[2] and abs(t - other[0]) <= PAIR_WINDOW_S:
-                pair = (other[1], cpr) if odd else (cpr, other[1])
                 pos = cpr_global_airborne(pair[0], pair[1], odd)
-            if pos is None and ac.last_pos is not None and t - ac.last_pos[0] <= LOCAL_REF_MAX_AGE_S:
-                pos = cpr_local(cpr, odd, ac.last_pos[1], ac.last_pos[2], False)
+        max_age = SURFACE_REF_MAX_AGE_S if surface else LOCAL_REF_MAX_AGE_S
+        if pos is None and ac.last_pos is not None and t - ac.last_pos[0] <= max_age:
+            pos = cpr_local(cpr, odd, ac.last_pos[1], ac.last_pos[2], surface)
         if pos is None:
             self.skipped["cpr_unresolved"] += 1
             return
