@@ -483,3 +483,8 @@ def test_regression_corpus():
         framer = modes.BeastFramer(0.0)
         res = modes.ModeSDecoder(CDG).decode(framer.feed(data, final=True))
         assert res.counts["frames"] == expect["frames"], path.name
+
+
+def test_nl_lookup_equals_the_formula():
+    lats = np.concatenate([np.linspace(-90.0, 90.0, 200_001), [0.0, 87.0, -87.0, 86.9999999, 87.0000001]])
+    assert [modes._nl(x) for x in lats] == [modes._nl_formula(x) for x in lats]

@@ -37,6 +37,7 @@ line number (the first few of each reason; then only counted).
 
 from __future__ import annotations
 
+import bisect
 import gzip
 import json
 import logging
@@ -505,8 +506,8 @@ def identity_code(msg: np.ndarray) -> np.ndarray:
 _NZ = 15
 
 
-def _nl(lat: float) -> int:
-    """Number of longitude zones at ``lat`` (Doc 9871 C.2.6.2)."""
+def _nl_formula(lat: float) -> int:
+    """Number of longitude zones at ``lat`` (Doc 9871 C.2.6.2), by the formula."""
     lat = abs(lat)
     if lat < 1e-9:
         return 59
@@ -517,6 +518,19 @@ def _nl(lat: float) -> int:
     a = 1.0 - math.cos(math.pi / (2 * _NZ))
     b = math.cos(math.pi / 180.0 * lat) ** 2
     return int(math.floor(2.0 * math.pi / math.acos(1.0 - a / b)))
+
+
+# The latitudes where NL drops from k to k - 1 (the table of Doc 9871 C.2.6.2), ascending:
+# NL(lat) = 59 - (number of transition latitudes below |lat|).
+_NL_EDGES = sorted(
+    math.degrees(math.acos(math.sqrt((1.0 - math.cos(math.pi / (2 * _NZ))) / (1.0 - math.cos(2.0 * math.pi / k)))))
+    for k in range(2, 60)
+)
+
+
+def _nl(lat: float) -> int:
+    """NL(lat) by table lookup (equal to :func:`_nl_formula` away from the exact edges)."""
+    return 59 - bisect.bisect_left(_NL_EDGES, abs(lat))
 
 
 def cpr_global_airborne(even: tuple[int, int], odd: tuple[int, int], newest_odd: bool):
@@ -699,7 +713,12 @@ class ModeSDecoder:
         want = es_good & _WANTED_TC[tc]
         self.skipped["other_type_code"] += int((es_good & ~want).sum())
         rows_es = np.flatnonzero(want)
-        decoded = self._rs1090([frames.hex(i) for i in rows_es], frames, rows_es)
+        # identical frames (repeated identification and velocity squitters, duplicates from
+        # overlapping receivers) are decoded once
+        keys = frames.msg[rows_es].view(np.dtype((np.void, 14)))[:, 0] if len(rows_es) else np.zeros(0, "V14")
+        uniq, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+        decoded_uniq = self._rs1090([frames.hex(i) for i in rows_es[first]], frames, rows_es[first])
+        decoded = [decoded_uniq[k] for k in inverse.ravel()]
         counts["decoded"] = sum(d is not None for d in decoded)
         rows_id = np.flatnonzero(ident)
         squawks = identity_code(frames.msg[rows_id]) if len(rows_id) else np.zeros(0, np.int32)
