@@ -25,7 +25,7 @@ from siap.formats import modes
 DATA = Path(__file__).parent / "data" / "modes"
 FLIGHT = DATA / "full_flight_short_trim.jsonl.gz"
 BEAST = DATA / "sample_dump1090.bin"
-CORPUS = DATA / "fuzz_corpus"
+CORPUS = DATA.parent / "fuzz" / "modes"
 CDG = modes.ReceiverConfig(receiver_id="rx-cdg", partner="FRA", lat_deg=49.0097, lon_deg=2.5479, alt_m=119.0)
 TLS = modes.ReceiverConfig(receiver_id="rx-tls", partner="FRA", lat_deg=43.6293, lon_deg=1.3638, alt_m=152.0)
 GEOD = Geod(ellps="WGS84")

@@ -4,7 +4,7 @@
 
 Each input is fed to the Beast framer (whole and split in two), the AVR and JSON-lines
 readers, and the decoder over whatever frames came out. Anything that raises is a bug: copy
-the crashing input into tests/data/modes/fuzz_corpus/ with its expected counts (see
+the crashing input into tests/data/fuzz/modes/ with its expected counts (see
 test_regression_corpus).
 """
 

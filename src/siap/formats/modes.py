@@ -625,6 +625,7 @@ PAIR_WINDOW_S = 10.0  # even/odd pair for a global airborne decode (Doc 9871 C.2
 SURFACE_PAIR_WINDOW_S = 50.0  # even/odd pair for a global surface decode (slow movers)
 LOCAL_REF_MAX_AGE_S = 180.0  # airborne local decode against the aircraft's last position
 SURFACE_REF_MAX_AGE_S = 300.0  # surface local decode against the aircraft's last position
+AIRCRAFT_IDLE_S = 1800.0  # an aircraft's state is forgotten after this long without a squitter
 
 
 @dataclass
@@ -635,6 +636,7 @@ class _Aircraft:
     even: tuple | None = None  # (time_s, (lat_cpr, lon_cpr), surface)
     odd: tuple | None = None
     last_pos: tuple | None = None  # (time_s, lat, lon)
+    last_seen_s: float = -math.inf
 
 
 @dataclass
@@ -744,7 +746,10 @@ class ModeSDecoder:
             ac = self.aircraft.get(addr)
             if ac is None:
                 ac = self.aircraft[addr] = _Aircraft()
+            ac.last_seen_s = t
             self._apply(ac, addr, t, int(tc[r]), bool(frames.msg[r, 5] & 1), d, plots, vels)
+        if len(frames):
+            self._forget_idle(float(frames.time_s.max()))
         out = self._plots(plots)
         # non-decreasing time across calls: a plot older than the last emitted one is dropped
         late = out["time_s"] < self.last_time_s
@@ -765,6 +770,14 @@ class ModeSDecoder:
         for reason, v in (self.skipped - skipped_before).items():
             counts[f"skipped_{reason}"] = v
         return DecodeResult(out, velocities, dict(counts))
+
+    def _forget_idle(self, now_s: float) -> None:
+        """Bound the state of a long-running feed: drop aircraft silent for AIRCRAFT_IDLE_S."""
+        if len(self.aircraft) < 256:
+            return
+        idle = [a for a, ac in self.aircraft.items() if now_s - ac.last_seen_s > AIRCRAFT_IDLE_S]
+        for a in idle:
+            del self.aircraft[a]
 
     def _rs1090(self, hexes: list[str], frames: Frames, rows: np.ndarray) -> list:
         if not hexes:
@@ -930,7 +943,8 @@ def file_source(path: str | Path, receiver: ReceiverConfig, *, start_time_s: flo
                 decoder: ModeSDecoder | None = None) -> Iterator[np.ndarray]:
     """A source: the ADS-B plot batches (PLOT_DTYPE, non-decreasing time) of a Mode S file."""
     dec = decoder or ModeSDecoder(receiver, name=str(path))
-    for frames in read_frames(path, start_time_s=start_time_s or receiver.start_time_s):
+    start = start_time_s if start_time_s is not None else receiver.start_time_s
+    for frames in read_frames(path, start_time_s=start):
         res = dec.decode(frames)
         if len(res.plots):
             yield res.plots
@@ -940,7 +954,8 @@ def decode_file(path: str | Path, receiver: ReceiverConfig, *, start_time_s: flo
     """Decode a whole Mode S file: (plots, velocities, counts summed over the file)."""
     dec = ModeSDecoder(receiver, name=str(path))
     plots, vels, counts = [], [], Counter()
-    for frames in read_frames(path, start_time_s=start_time_s or receiver.start_time_s):
+    start = start_time_s if start_time_s is not None else receiver.start_time_s
+    for frames in read_frames(path, start_time_s=start):
         res = dec.decode(frames)
         plots.append(res.plots)
         vels.append(res.velocities)
