@@ -966,11 +966,12 @@ def decode_file(path: str | Path, receiver: ReceiverConfig, *, start_time_s: flo
 
 
 def beast_tcp_source(host: str, port: int, receiver: ReceiverConfig, *, read_bytes: int = 65536,
-                     timeout_s: float = 1.0, stop=None) -> Iterator[np.ndarray]:
+                     timeout_s: float = 1.0, stop=None, start_time_s: float | None = None) -> Iterator[np.ndarray]:
     """A live source: connect to a Beast TCP server (dump1090/readsb port 30005) and yield
     plot batches as data arrives; frames are stamped from their 12 MHz counters anchored at
-    the arrival time of the first. Ends when the server closes or ``stop()`` returns true."""
-    framer = BeastFramer(None, name=f"tcp:{host}:{port}")
+    the arrival time of the first (or at ``start_time_s``: a replayed feed). Ends when the
+    server closes or ``stop()`` returns true."""
+    framer = BeastFramer(start_time_s, name=f"tcp:{host}:{port}")
     dec = ModeSDecoder(receiver, name=framer.name)
     with socket.create_connection((host, port), timeout=timeout_s) as sock:
         sock.settimeout(timeout_s)
@@ -987,15 +988,17 @@ def beast_tcp_source(host: str, port: int, receiver: ReceiverConfig, *, read_byt
 
 
 def beast_udp_source(host: str, port: int, receiver: ReceiverConfig, *, timeout_s: float = 1.0,
-                     stop=None, sock: socket.socket | None = None) -> Iterator[np.ndarray]:
+                     stop=None, sock: socket.socket | None = None,
+                     start_time_s: float | None = None) -> Iterator[np.ndarray]:
     """A live source: Beast frames in UDP datagrams (each datagram holds whole frames) on
-    ``host:port``. Runs until ``stop()`` returns true."""
+    ``host:port`` (or an already bound ``sock``). Runs until ``stop()`` returns true. Times as
+    :func:`beast_tcp_source`."""
     own = sock is None
     if sock is None:
         sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         sock.bind((host, port))
     sock.settimeout(timeout_s)
-    framer = BeastFramer(None, name=f"udp:{host}:{port}")
+    framer = BeastFramer(start_time_s, name=f"udp:{host}:{port}")
     dec = ModeSDecoder(receiver, name=framer.name)
     try:
         while stop is None or not stop():
