@@ -244,6 +244,7 @@ class _SenderSink:
         self.cfg = cfg or CotConfig()
         self.counts: Counter = Counter()
         self._pending = None
+        self._busy = False
         self._cv = threading.Condition()
         self._closed = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -263,8 +264,6 @@ class _SenderSink:
             while (self._pending is not None or self._busy) and time.monotonic() < end:
                 self._cv.wait(0.05)
             return self._pending is None and not self._busy
-
-    _busy = False
 
     def close(self) -> None:
         self.flush(1.0)

@@ -132,7 +132,7 @@ class Frames:
     """Framed messages, one row per frame: ``time_s`` (Unix s), ``msg`` (n x 14 bytes, short
     frames in the first 7, Mode A/C in the first 2), ``length`` (2, 7 or 14 bytes),
     ``signal`` (Beast level 0-255, -1 if none) and ``where`` (byte offset or line number in the
-    input). ``dropped`` counts what framing threw away, by reason."""
+    input, as ``where_unit`` says). ``dropped`` counts what framing threw away, by reason."""
 
     time_s: np.ndarray
     msg: np.ndarray
@@ -140,6 +140,7 @@ class Frames:
     signal: np.ndarray
     where: np.ndarray
     dropped: Counter = field(default_factory=Counter)
+    where_unit: str = "byte offset"  # or "line"
 
     def __len__(self) -> int:
         return len(self.time_s)
@@ -351,6 +352,7 @@ def _hex_frame(text: str) -> bytes | None:
 
 
 def _frames_from_rows(rows: list[tuple[float, bytes, int, int]], dropped: Counter) -> Frames:
+    """Frames of text rows (time, frame bytes, line number, signal)."""
     n = len(rows)
     msg = np.zeros((n, 14), np.uint8)
     length = np.zeros(n, np.uint8)
@@ -364,6 +366,7 @@ def _frames_from_rows(rows: list[tuple[float, bytes, int, int]], dropped: Counte
         np.array([r[3] for r in rows], np.int16),
         np.array([r[2] for r in rows], np.int64),
         dropped,
+        "line",
     )
 
 
@@ -671,7 +674,6 @@ class ModeSDecoder:
     # -- step 2: check and filter
     def _check(self, frames: Frames) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         msg, length = frames.msg, frames.length
-        n = len(frames)
         df = (msg[:, 0] >> 3).astype(np.int16)
         df[df > 24] = 24
         rem = crc_remainder(msg, length)
@@ -695,14 +697,13 @@ class ModeSDecoder:
         ap_good = ap & np.isin(ap_addr, self.known)
         for mask, reason in ((bad_len, "length"), (unknown_df, "unknown_df"), (crc_bad, "crc")):
             for i in np.flatnonzero(mask):
-                _drop(self.dropped, self.name, reason, f"{frames.where[i]} ({frames.hex(i)})")
+                _drop(self.dropped, self.name, reason, f"{frames.where_unit} {frames.where[i]} ({frames.hex(i)})")
         self.skipped["mode_ac"] += int(modeac.sum())
         self.skipped["tisb_adsr"] += int(tisb.sum())
         self.skipped["unverified_address"] += int((ap & ~ap_good).sum())
         self.skipped["df11"] += int(df11_good.sum())
         ident = ap_good & ((df == 5) | (df == 21))
         self.skipped["reply_no_identity"] += int((ap_good & ~ident).sum())
-        del n
         return es_good, addr_field, ident, ap_addr
 
     def decode(self, frames: Frames) -> DecodeResult:
@@ -790,7 +791,7 @@ class ModeSDecoder:
                 try:
                     out.append(rs1090.decode(h))
                 except Exception:  # noqa: BLE001
-                    _drop(self.dropped, self.name, "rs1090_error", f"{frames.where[r]} ({h})")
+                    _drop(self.dropped, self.name, "rs1090_error", f"{frames.where_unit} {frames.where[r]} ({h})")
                     out.append(None)
             return out
 
