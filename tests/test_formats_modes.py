@@ -495,3 +495,27 @@ def test_beast_counter_reset_re_anchors_the_clock():
     t = clock.times(np.array([0, 12_000_000, 24_000_000, 5, 12_000_005]), arrival_s=0.0)
     assert t.tolist() == pytest.approx([100.0, 101.0, 102.0, 102.0, 103.0])
     assert clock.times(np.array([24_000_005]), arrival_s=0.0).tolist() == pytest.approx([104.0])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from([2, 7, 14]), st.binary(min_size=14, max_size=14),
+                          st.integers(0, 2**48 - 1), st.binary(max_size=3)), max_size=25),
+       st.lists(st.integers(1, 64), min_size=1, max_size=30))
+def test_beast_framing_does_not_depend_on_how_the_stream_is_split(items, cuts):
+    """Frames (with 0x1a anywhere, and junk between them) fed in arbitrary pieces come out as
+    when framed whole."""
+    stream = b""
+    for n, payload, tick, junk in items:
+        msg = np.frombuffer(payload, np.uint8).reshape(1, 14)
+        stream += modes.encode_beast(msg, np.array([n]), np.array([tick]), np.array([0x1A])) + junk.replace(b"\x1a", b"")
+    whole = modes.frame_beast(stream)
+    framer = modes.BeastFramer(0.0)
+    got, pos, k = [], 0, 0
+    while pos < len(stream):
+        step = cuts[k % len(cuts)]
+        got.append(framer.feed(stream[pos : pos + step], final=pos + step >= len(stream), arrival_s=0.0))
+        pos, k = pos + step, k + 1
+    msgs = np.concatenate([g.msg for g in got]) if got else np.zeros((0, 14), np.uint8)
+    assert np.array_equal(msgs, whole[0])
+    assert np.array_equal(np.concatenate([g.where for g in got]) if got else np.zeros(0), whole[4])
+    assert len(whole[0]) == len(items)  # junk without 0x1a never costs a frame
