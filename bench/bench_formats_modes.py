@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict:
     args = ap.parse_args(argv)
     repeats = 1 if args.quick else 3
 
-    frames = modes.frame_jsonl(modes._open_text(args.input))
+    frames = modes.frame_jsonl(modes.sources._open_text(args.input))
     n = len(frames)
     ticks = ((frames.time_s - frames.time_s[0]) * 12e6).astype(np.int64)
     beast = modes.encode_beast(frames.msg, frames.length, ticks, np.full(n, 0x1A))

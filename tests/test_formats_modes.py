@@ -487,11 +487,11 @@ def test_regression_corpus():
 
 def test_nl_lookup_equals_the_formula():
     lats = np.concatenate([np.linspace(-90.0, 90.0, 200_001), [0.0, 87.0, -87.0, 86.9999999, 87.0000001]])
-    assert [modes._nl(x) for x in lats] == [modes._nl_formula(x) for x in lats]
+    assert [modes.cpr._nl(x) for x in lats] == [modes.cpr._nl_formula(x) for x in lats]
 
 
 def test_beast_counter_reset_re_anchors_the_clock():
-    clock = modes._TickClock(100.0)
+    clock = modes.frames._TickClock(100.0)
     t = clock.times(np.array([0, 12_000_000, 24_000_000, 5, 12_000_005]), arrival_s=0.0)
     assert t.tolist() == pytest.approx([100.0, 101.0, 102.0, 102.0, 103.0])
     assert clock.times(np.array([24_000_005]), arrival_s=0.0).tolist() == pytest.approx([104.0])

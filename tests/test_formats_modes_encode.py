@@ -13,7 +13,8 @@ import pytest
 from pyproj import Geod
 
 from siap import records
-from siap.formats import cot, modes, modes_encode
+from siap.formats import cot, modes
+from siap.formats.modes import encode as modes_encode
 from siap.picture import Picture
 
 DATA = Path(__file__).parent / "data"

@@ -1,6 +1,6 @@
 """ADS-B plots -> Mode S frames: a simulated scenario's ADS-B reports as a 1090ES feed.
 
-The inverse of :mod:`siap.formats.modes`, for replaying a simulation as a real receiver
+The inverse of :mod:`siap.formats.modes.decoder`, for replaying a simulation as a real receiver
 feed (Beast over TCP/UDP, AVR) and for round-trip tests. Per plot one DF17 airborne
 position squitter (TC 9-18, barometric altitude in 25 ft steps, CPR even and odd alternating
 per aircraft); per aircraft an identification squitter (TC 4) whenever its callsign is new or
@@ -9,7 +9,7 @@ every ``ident_every_s``, and a DF5 surveillance identity reply carrying its Mode
 Encodings: CPR, ICAO Doc 9871 C.2.6.1 (``yz = floor(2^17 mod(lat, dlat)/dlat + 1/2)``, same
 for longitude with NL of the encoded latitude); altitude with Q bit, DO-260B 2.2.3.2.3.4;
 character set, Annex 10 Vol. IV Table 3-9; ID code bit order, Annex 10 Vol. IV 3.1.2.6.7.1;
-parity, :func:`siap.formats.modes.crc_remainder` (address/parity for DF5). The position type
+parity, :func:`siap.formats.modes.parity.crc_remainder` (address/parity for DF5). The position type
 code is the smallest NUCp whose 95 % radius (DO-260A Table 2-14) covers the plot's
 horizontal sigma x 2.448, so a decoder's covariance is at least the plot's.
 """
@@ -21,7 +21,10 @@ import math
 import numpy as np
 
 from siap import records
-from siap.formats import modes
+from siap.formats.modes.cpr import _nl
+from siap.formats.modes.decoder import FT_M, NUCP_R95_M
+from siap.formats.modes.frames import Frames
+from siap.formats.modes.parity import crc_remainder
 
 __all__ = ["encode_adsb_plots", "cpr_encode"]
 
@@ -37,14 +40,14 @@ def cpr_encode(lat: float, lon: float, odd: bool, surface: bool = False) -> tupl
     dlat = span / (60 - i)
     yz = math.floor(131072.0 * (lat % dlat) / dlat + 0.5)
     rlat = dlat * (yz / 131072.0 + math.floor(lat / dlat))
-    ni = max(modes._nl(rlat) - i, 1)
+    ni = max(_nl(rlat) - i, 1)
     dlon = span / ni
     xz = math.floor(131072.0 * (lon % dlon) / dlon + 0.5)
     return yz & 0x1FFFF, xz & 0x1FFFF
 
 
 def _alt_field(alt_m: float) -> int:
-    n = int(round(alt_m / modes.FT_M / 25.0)) + 40  # (alt_ft + 1000) / 25
+    n = int(round(alt_m / FT_M / 25.0)) + 40  # (alt_ft + 1000) / 25
     n = min(max(n, 0), 0x7FF)
     return ((n & 0x7F0) << 1) | 0x010 | (n & 0x00F)
 
@@ -54,7 +57,7 @@ def _with_parity(body: bytes, address: int | None = None) -> bytes:
     n = len(body) + 3
     msg = np.zeros((1, 14), np.uint8)
     msg[0, : len(body)] = np.frombuffer(body, np.uint8)
-    crc = int(modes.crc_remainder(msg, np.array([n], np.uint8))[0])  # parity bytes are 0 here
+    crc = int(crc_remainder(msg, np.array([n], np.uint8))[0])  # parity bytes are 0 here
     if address is not None:
         crc ^= address
     return body + crc.to_bytes(3, "big")
@@ -89,12 +92,12 @@ def _identity_reply(address: int, code: int) -> bytes:
 def _tc_for(sigma_m: float) -> int:
     r95 = sigma_m * math.sqrt(-2.0 * math.log(0.05))
     for nucp in range(9, 0, -1):
-        if modes.NUCP_R95_M[nucp] >= r95:
+        if NUCP_R95_M[nucp] >= r95:
             return _TC_BY_NUCP[nucp]
     return _TC_BY_NUCP[0]
 
 
-def encode_adsb_plots(plots: np.ndarray, *, ident_every_s: float = 5.0) -> modes.Frames:
+def encode_adsb_plots(plots: np.ndarray, *, ident_every_s: float = 5.0) -> Frames:
     """The Mode S frames (time order) a 1090ES receiver would have got for these ADS-B plots
     (kind ADSB with a Mode S address; others are skipped). ``where`` is the plot's index."""
     sel = np.flatnonzero((plots["kind"] == records.MeasurementKind.ADSB) & (plots["mode_s_address"] >= 0))
@@ -124,5 +127,5 @@ def encode_adsb_plots(plots: np.ndarray, *, ident_every_s: float = 5.0) -> modes
     for k, (_, data, _) in enumerate(rows):
         msg[k, : len(data)] = np.frombuffer(data, np.uint8)
         length[k] = len(data)
-    return modes.Frames(np.array([r[0] for r in rows], float), msg, length,
+    return Frames(np.array([r[0] for r in rows], float), msg, length,
                         np.full(n, 255, np.int16), np.array([r[2] for r in rows], np.int64))
