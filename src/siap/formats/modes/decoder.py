@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from siap import records
 from siap.formats.modes.cpr import cpr_global_airborne, cpr_global_surface, cpr_local
-from siap.formats.modes.frames import Frames, _drop
+from siap.formats.modes.frames import Frames, count_drop
 from siap.formats.modes.parity import crc_remainder, identity_code
 from siap.records import MeasurementKind
 from siap.sensors.base import NACP_EPU_M
@@ -143,7 +143,7 @@ class ModeSDecoder:
         ap_good = ap & np.isin(ap_addr, self.known)
         for mask, reason in ((bad_len, "length"), (unknown_df, "unknown_df"), (crc_bad, "crc")):
             for i in np.flatnonzero(mask):
-                _drop(self.dropped, self.name, reason, f"{frames.where_unit} {frames.where[i]} ({frames.hex(i)})")
+                count_drop(self.dropped, self.name, reason, f"{frames.where_unit} {frames.where[i]} ({frames.hex(i)})")
         self.skipped["mode_ac"] += int(modeac.sum())
         self.skipped["tisb_adsr"] += int(tisb.sum())
         self.skipped["unverified_address"] += int((ap & ~ap_good).sum())
@@ -202,7 +202,7 @@ class ModeSDecoder:
         late = out["time_s"] < self.last_time_s
         if late.any():
             for _ in range(int(late.sum())):
-                _drop(self.dropped, self.name, "late", f"time {self.last_time_s}")
+                count_drop(self.dropped, self.name, "late", f"time {self.last_time_s}")
             out = records.take(out, ~late)
         if len(out):
             self.last_time_s = float(out["time_s"][-1])
@@ -237,7 +237,7 @@ class ModeSDecoder:
                 try:
                     out.append(rs1090.decode(h))
                 except Exception:  # noqa: BLE001
-                    _drop(self.dropped, self.name, "rs1090_error", f"{frames.where_unit} {frames.where[r]} ({h})")
+                    count_drop(self.dropped, self.name, "rs1090_error", f"{frames.where_unit} {frames.where[r]} ({h})")
                     out.append(None)
             return out
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import numba
 import numpy as np
 
-__all__ = ["Frames", "BEAST_REASONS", "frame_beast", "encode_beast", "BeastFramer", "frame_avr", "frame_jsonl"]
+__all__ = ["Frames", "BEAST_REASONS", "count_drop", "frame_beast", "encode_beast", "BeastFramer", "frame_avr", "frame_jsonl"]
 
 log = logging.getLogger("siap.formats.modes")
 BEAST_CLOCK_HZ = 12e6
@@ -269,7 +269,8 @@ def _frames_from_rows(rows: list[tuple[float, bytes, int, int]], dropped: Counte
     )
 
 
-def _drop(dropped: Counter, name: str, reason: str, where: str) -> None:
+def count_drop(dropped: Counter, name: str, reason: str, where: str) -> None:
+    """Count a dropped piece under ``reason``; log the first few of each reason."""
     dropped[reason] += 1
     if dropped[reason] <= MAX_LOGGED_PER_REASON:
         log.warning("%s: %s: dropped (%s)", name, where, reason)
@@ -291,7 +292,7 @@ def frame_avr(lines: Iterable[str], clock: _TickClock | None = None, *, first_li
         if not line:
             continue
         if not line.endswith(";") or line[0] not in "*@":
-            _drop(dropped, name, "bad_line", f"line {lineno}")
+            count_drop(dropped, name, "bad_line", f"line {lineno}")
             continue
         body = line[1:-1]
         if line[0] == "@":
@@ -301,11 +302,11 @@ def frame_avr(lines: Iterable[str], clock: _TickClock | None = None, *, first_li
             except ValueError:
                 tk = -1
             if tk < 0:
-                _drop(dropped, name, "bad_timestamp", f"line {lineno}")
+                count_drop(dropped, name, "bad_timestamp", f"line {lineno}")
                 continue
         data = _hex_frame(body)
         if data is None:
-            _drop(dropped, name, "bad_hex", f"line {lineno}")
+            count_drop(dropped, name, "bad_hex", f"line {lineno}")
             continue
         if line[0] == "@":
             tick_rows.append(len(rows))
@@ -330,18 +331,18 @@ def frame_jsonl(lines: Iterable[str | bytes], *, first_line: int = 1, name: str 
         try:
             obj = json.loads(raw)
         except ValueError:
-            _drop(dropped, name, "bad_json", f"line {lineno}")
+            count_drop(dropped, name, "bad_json", f"line {lineno}")
             continue
         if not isinstance(obj, dict):
-            _drop(dropped, name, "bad_json", f"line {lineno}")
+            count_drop(dropped, name, "bad_json", f"line {lineno}")
             continue
         ts, text = obj.get("timestamp"), obj.get("frame")
         if not isinstance(ts, int | float) or isinstance(ts, bool) or not math.isfinite(ts) or not isinstance(text, str):
-            _drop(dropped, name, "missing_field", f"line {lineno}")
+            count_drop(dropped, name, "missing_field", f"line {lineno}")
             continue
         data = _hex_frame(text)
         if data is None or len(data) == 2:
-            _drop(dropped, name, "bad_hex", f"line {lineno}")
+            count_drop(dropped, name, "bad_hex", f"line {lineno}")
             continue
         if data[0] >> 3 < 16:
             data = data[:7]
