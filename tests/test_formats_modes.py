@@ -264,6 +264,19 @@ def test_avr_text_decodes_like_json_lines(flight, decoded, tmp_path):
     assert star.hex(0) == "8d406b902015a678d4d220aa4bda" and star.time_s[0] == 5.0
 
 
+def test_avr_forms_of_dump1090():
+    f = "8D406B902015A678D4D220AA4BDA"
+    lines = [f"*{f};", f":{f};", f"@000000000000{f};", f"%000000B71B00{f};", f"<000001312D00C8{f};",
+             f"@0x0000000000{f};", f"<000001312D00{f};", f"*8D 406B902015A678D4D220AA4B;", "*1234;"]
+    clock = modes.frames._TickClock(100.0)
+    frames = modes.frame_avr(lines, clock, arrival_s=50.0)
+    assert len(frames) == 6 and [frames.hex(i) for i in range(5)] == [f.lower()] * 5
+    assert frames.time_s.tolist() == pytest.approx([50.0, 50.0, 100.0, 101.0, 101.666667, 50.0])
+    assert frames.signal.tolist() == [-1, -1, -1, -1, 200, -1]
+    assert frames.length.tolist() == [14] * 5 + [2]  # "*1234;" is a Mode A/C reply
+    assert frames.dropped == {"bad_timestamp": 1, "bad_hex": 2}
+
+
 def test_bad_json_lines_are_dropped_with_their_line_numbers(flight, caplog):
     lines = [json.dumps(r) for r in flight[:30]]
     lines[3] = "{not json"

@@ -240,14 +240,14 @@ class BeastFramer:
             log.warning("%s: byte offset %d: dropped (%s)", self.name, offset, reason)
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def _hex_frame(text: str) -> bytes | None:
     """Hex text -> frame bytes (2, 7 or 14 bytes), or None if it is not one."""
-    if len(text) not in (4, 14, 28):
+    if len(text) not in (4, 14, 28) or not _HEX.issuperset(text):
         return None
-    try:
-        return bytes.fromhex(text)
-    except ValueError:
-        return None
+    return bytes.fromhex(text)
 
 
 def _frames_from_rows(rows: list[tuple[float, bytes, int, int]], dropped: Counter) -> Frames:
@@ -276,11 +276,17 @@ def count_drop(dropped: Counter, name: str, reason: str, where: str) -> None:
         log.warning("%s: %s: dropped (%s)", name, where, reason)
 
 
+def _hex_int(text: str, n: int) -> int:
+    """``text`` as an unsigned hex number of exactly ``n`` digits, else -1."""
+    return int(text, 16) if len(text) == n and _HEX.issuperset(text) else -1
+
+
 def frame_avr(lines: Iterable[str], clock: _TickClock | None = None, *, first_line: int = 1,
               arrival_s: float | None = None, name: str = "avr") -> Frames:
-    """AVR text: ``*HEX;`` (no timestamp: stamped ``arrival_s``, default now) or
-    ``@TTTTTTTTTTTTHEX;`` (12 hex digits of a 12 MHz counter, then the frame). ``where`` is
-    the line number."""
+    """AVR text, the forms dump1090 reads and writes: ``*HEX;`` and ``:HEX;`` (no timestamp:
+    stamped ``arrival_s``, default now), ``@TTTTTTTTTTTTHEX;`` and ``%TTTTTTTTTTTTHEX;`` (12 hex
+    digits of a 12 MHz counter, then the frame), ``<TTTTTTTTTTTTSSHEX;`` (counter, 2 hex
+    digits of signal level, frame). ``where`` is the line number."""
     clock = clock or _TickClock(None)
     now = time.time() if arrival_s is None else arrival_s
     rows: list[tuple[float, bytes, int, int]] = []
@@ -291,27 +297,27 @@ def frame_avr(lines: Iterable[str], clock: _TickClock | None = None, *, first_li
         line = raw.strip()
         if not line:
             continue
-        if not line.endswith(";") or line[0] not in "*@":
+        if not line.endswith(";") or line[0] not in "*:@%<":
             count_drop(dropped, name, "bad_line", f"line {lineno}")
             continue
-        body = line[1:-1]
-        if line[0] == "@":
-            stamp, body = body[:12], body[12:]
-            try:
-                tk = int(stamp, 16) if len(stamp) == 12 else -1
-            except ValueError:
-                tk = -1
-            if tk < 0:
+        body, tk, signal = line[1:-1], -1, -1
+        if line[0] in "@%<":
+            tk = _hex_int(body[:12], 12)
+            body = body[12:]
+            if line[0] == "<":
+                signal = _hex_int(body[:2], 2)
+                body = body[2:]
+            if tk < 0 or (line[0] == "<" and signal < 0):
                 count_drop(dropped, name, "bad_timestamp", f"line {lineno}")
                 continue
         data = _hex_frame(body)
         if data is None:
             count_drop(dropped, name, "bad_hex", f"line {lineno}")
             continue
-        if line[0] == "@":
+        if tk >= 0:
             tick_rows.append(len(rows))
             ticks.append(tk)
-        rows.append((now, data, lineno, -1))
+        rows.append((now, data, lineno, signal))
     frames = _frames_from_rows(rows, dropped)
     if ticks:
         frames.time_s[np.array(tick_rows)] = clock.times(np.array(ticks, np.int64), now)
