@@ -267,7 +267,7 @@ def test_avr_text_decodes_like_json_lines(flight, decoded, tmp_path):
 def test_avr_forms_of_dump1090():
     f = "8D406B902015A678D4D220AA4BDA"
     lines = [f"*{f};", f":{f};", f"@000000000000{f};", f"%000000B71B00{f};", f"<000001312D00C8{f};",
-             f"@0x0000000000{f};", f"<000001312D00{f};", f"*8D 406B902015A678D4D220AA4B;", "*1234;"]
+             f"@0x0000000000{f};", f"<000001312D00{f};", "*8D 406B902015A678D4D220AA4B;", "*1234;"]
     clock = modes.frames._TickClock(100.0)
     frames = modes.frame_avr(lines, clock, arrival_s=50.0)
     assert len(frames) == 6 and [frames.hex(i) for i in range(5)] == [f.lower()] * 5
