@@ -328,6 +328,157 @@ def audit_verify(
     raise typer.Exit(1)
 
 
+# --- formats: recording and Mode S (siap record, siap modes decode) -------------------------
+
+
+@app.command("record")
+def record_cmd(
+    scenario: Annotated[str, typer.Argument(help="built-in scenario name or YAML file")],
+    out_dir: Annotated[Path, typer.Option("-o", "--output", help="recording folder to write")] = Path("rec"),
+    policy: Annotated[str | None, typer.Option(help="releasability policy: built-in name or YAML file (default: the scenario's)")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+    duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
+    step_s: Annotated[float, typer.Option(help="record every partner's pictures every this many seconds")] = 5.0,
+    centralised: Annotated[bool, typer.Option(help="also record each partner's centralised picture")] = False,
+) -> None:
+    """Simulate a scenario, run it as a coalition and record plots, truth and every partner's
+    pictures (coalition and own) as Parquet (docs/formats.md, Recording)."""
+    from siap.coalition import run_coalition
+    from siap.formats.recording import Recorder
+    from siap.picture import Picture
+    from siap.pipeline import default_policy_name, evaluation_times, tracker_config_for
+    from siap.scenario import load_scenario
+    from siap.sharing.policy import load_policy
+    from siap.simulation import simulate as run_simulation
+
+    if step_s <= 0:
+        raise InputError("--step-s: expected a number > 0")
+    sc = load_scenario(scenario, seed=seed)
+    if duration_s is not None:
+        if duration_s <= 0:
+            raise InputError("--duration-s: expected a number > 0")
+        sc = sc.model_copy(update={"duration_s": float(duration_s)})
+    policy = policy or default_policy_name(sc.name)
+    if policy is None:
+        raise InputError(f"scenario {sc.name}: no built-in policy of that name; pass --policy FILE")
+    pol = load_policy(policy)
+    with _progress() as progress:
+        bars = _Bars(progress)
+        sim = run_simulation(sc, progress=bars)
+        times = evaluation_times(sim.truth, step_s)
+        result = run_coalition(
+            sim.plots, pol, times,
+            origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
+            sensor_ids=[s.id for s in sim.sensors],
+            tracker_config=tracker_config_for(sc),
+            centralised=centralised,
+            progress=bars,
+        )
+    meta = {**_frame_metadata(sc), "policy": pol.name}
+    with Recorder(out_dir, metadata=meta) as rec:
+        for lo in range(0, len(sim.plots), 65_536):
+            rec.on_plots(sim.plots[lo : lo + 65_536])
+        rec.on_truth(sim.truth)
+        kinds = {"coalition": result.coalition, "own": result.own, "centralised": result.centralised}
+        for t in result.times:
+            for kind, pictures in kinds.items():
+                for partner, tracks in pictures.items():
+                    rows = tracks[tracks["time_s"] == t]
+                    rec.on_picture(Picture(partner, float(t), rows, kind))
+    manifest = rec.close()
+    out.print(
+        f"{manifest['rows']['plots']} plots, {manifest['rows']['truth']} truth states, "
+        f"{manifest['pictures']} pictures ({manifest['rows'].get('tracks', 0)} track rows) -> {out_dir}"
+    )
+
+
+modes_app = typer.Typer(help="Mode S / ADS-B input: decode Beast, AVR and JSON-lines files.", no_args_is_help=True)
+app.add_typer(modes_app, name="modes")
+
+
+def _parse_receiver(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) not in (2, 3) or not (-90 <= values[0] <= 90 and -180 <= values[1] <= 180):
+        raise InputError(f"--receiver {text!r}: expected LAT,LON[,ALT] (deg, deg, m)")
+    return values[0], values[1], values[2] if len(values) == 3 else 0.0
+
+
+def _parse_time(text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    from datetime import UTC, datetime
+
+    try:
+        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InputError(f"--start-time {text!r}: expected Unix seconds or an ISO 8601 time") from None
+    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+
+
+@modes_app.command("decode")
+def modes_decode(
+    path: Annotated[Path, typer.Argument(help="Mode S file: .bin (Beast), .avr, .jsonl[.gz]")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="plots Parquet file to write")] = Path("plots.parquet"),
+    receiver: Annotated[str, typer.Option(help="receiver position LAT,LON[,ALT] (deg, deg, m)")] = "",
+    receiver_id: Annotated[str, typer.Option(help="sensor id of the plots")] = "adsb-1",
+    partner: Annotated[str, typer.Option(help="owning partner (ISO 3166 alpha-3)")] = "",
+    start_time: Annotated[str | None, typer.Option(help="Unix time or ISO 8601 of the first 12 MHz timestamp (Beast, AVR @); default: the file's modification time")] = None,
+) -> None:
+    """Decode a Mode S file into ADS-B plots; print the counts and one line per dropped frame
+    (the first few of each reason)."""
+    import logging
+
+    from siap import records
+    from siap.formats import modes
+
+    if not receiver:
+        raise InputError("--receiver: required, LAT,LON[,ALT] (deg, deg, m)")
+    lat, lon, alt = _parse_receiver(receiver)
+    if len(partner) > 3 or len(receiver_id) > 16:
+        raise InputError("--partner: at most 3 letters; --receiver-id: at most 16 characters")
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    try:
+        modes.file_kind(path)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    rc = modes.ReceiverConfig(receiver_id=receiver_id, partner=partner, lat_deg=lat, lon_deg=lon, alt_m=alt)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("siap: %(message)s"))
+    mlog = logging.getLogger("siap.formats.modes")
+    mlog.addHandler(handler)
+    try:
+        try:
+            plots, _, counts = modes.decode_file(path, rc, start_time_s=_parse_time(start_time))
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise InputError(f"{path}: cannot read ({exc})") from None
+    finally:
+        mlog.removeHandler(handler)
+    records.write_parquet(
+        plots, output,
+        metadata={"origin_lat_deg": repr(lat), "origin_lon_deg": repr(lon), "origin_alt_m": repr(alt), "source": str(path)},
+    )
+    main_keys = ("frames", "squitters", "decoded", "positions", "plots", "velocities")
+    out.print(", ".join(f"{k} {counts.get(k, 0)}" for k in main_keys), soft_wrap=True)
+    dropped = {k.removeprefix("dropped_"): v for k, v in counts.items() if k.startswith("dropped_")}
+    skipped = {k.removeprefix("skipped_"): v for k, v in counts.items() if k.startswith("skipped_")}
+    out.print("dropped: " + (", ".join(f"{k} {v}" for k, v in sorted(dropped.items())) or "none"))
+    if skipped:
+        out.print("skipped (valid, nothing for a plot): " + ", ".join(f"{k} {v}" for k, v in sorted(skipped.items())))
+    out.print(f"{len(plots)} plots -> {output}")
+
+
+# --- end of formats commands -------------------------------------------------------------------
+
+
 @app.command()
 def scenarios() -> None:
     """List the built-in scenarios."""
