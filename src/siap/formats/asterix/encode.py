@@ -146,20 +146,20 @@ def _records062(f, sac, sic, service_id, out, starts):
         _mark(fs, 12)
         p = _put(tmp, p, r.track_number & 0xFFFF, 2)
         _mark(fs, 13)
-        o1 = (r.mono << 7) | (r.tentative << 1)
+        o1 = (np.int64(r.mono) << 7) | (np.int64(r.tentative) << 1)
         n_oct = 1
         if r.ended:
             n_oct = 2
         if r.coasting:
             n_oct = 4
         for k in range(n_oct):
-            v = 0
+            v = np.int64(0)
             if k == 0:
                 v = o1
             elif k == 1:
-                v = r.ended << 6
+                v = np.int64(r.ended) << 6
             elif k == 3:
-                v = r.coasting << 7
+                v = np.int64(r.coasting) << 7
             p = _put(tmp, p, v | (1 if k < n_oct - 1 else 0), 1)
         if r.age_s == r.age_s:
             _mark(fs, 14)

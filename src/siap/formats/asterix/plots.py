@@ -28,7 +28,7 @@ import math
 import numpy as np
 
 from siap.records import NO_MODE_3A, NO_MODE_S, MeasurementKind, empty_plots
-from siap.sensors.base import nacp_sigma_m
+from siap.sensors.base import NACP_EPU_M, nacp_sigma_m
 
 from .decode import CAT021_DTYPE, CAT048_DTYPE, FL_M, callsigns
 from .sites import Sites
@@ -151,10 +151,22 @@ def plots_to_cat048(plots: np.ndarray, sites: Sites) -> np.ndarray:
     return t
 
 
-def plots_to_cat021(plots: np.ndarray, sites: Sites, *, nacp: int | np.ndarray = -1) -> np.ndarray:
+def nacp_from_cov(cov: np.ndarray) -> np.ndarray:
+    """The NACp whose 95 % bound covers each plot's horizontal sigma (``2.448 sqrt(cov[0, 0])``):
+    the largest NACp with EPU >= that bound (the inverse of ``nacp_sigma_m`` on its values)."""
+    codes = np.array(sorted(NACP_EPU_M))
+    epu = np.array([NACP_EPU_M[k] for k in codes])
+    r95_per_sigma = epu[0] / nacp_sigma_m(codes[0])[0]
+    bound = np.sqrt(np.asarray(cov)[:, 0, 0]) * r95_per_sigma * (1 - 1e-9)
+    ok = epu[None, :] >= bound[:, None]
+    return np.where(ok.any(axis=1), codes[np.argmax(np.where(ok, codes[None, :], -1), axis=1)], 0)
+
+
+def plots_to_cat021(plots: np.ndarray, sites: Sites, *, nacp: int | np.ndarray | None = None) -> np.ndarray:
     """A CAT021 field table for ADSB plots (inverse of :func:`cat021_to_plots`): high-resolution
-    position (I021/131), barometric flight level (I021/145), time of applicability (I021/071).
-    ``nacp`` >= 0 is sent in I021/090 (NIC 0)."""
+    position (I021/131), barometric flight level (I021/145), time of applicability (I021/071),
+    NACp in I021/090 (NIC 0): ``nacp`` if given (-1: leave I021/090 out), else from each
+    plot's covariance (:func:`nacp_from_cov`)."""
     n = len(plots)
     t = np.zeros(n, CAT021_DTYPE)
     t["sac"], t["sic"] = _sac_sic(plots, sites)
@@ -168,7 +180,7 @@ def plots_to_cat021(plots: np.ndarray, sites: Sites, *, nacp: int | np.ndarray =
     t["mode_3a"] = plots["mode_3a"]
     t["callsign"] = _ascii8(plots["callsign"])
     t["track_number"] = -1
-    nacp = np.broadcast_to(np.asarray(nacp), (n,))
+    nacp = nacp_from_cov(plots["cov"]) if nacp is None else np.broadcast_to(np.asarray(nacp), (n,))
     t["nic"] = np.where(nacp >= 0, 0, -1)
     t["nacp"] = nacp
     t["ground_speed_mps"] = t["track_angle_rad"] = t["baro_vertical_rate_mps"] = np.nan
