@@ -1,9 +1,10 @@
 """atheris harness for the ASTERIX decoder (not collected by pytest).
 
-    PYTHONPATH=src python tests/fuzz/fuzz_asterix.py tests/data/fuzz/asterix -max_total_time=60
+    PYTHONPATH=src python tests/fuzz/fuzz_asterix.py /tmp/asterix-corpus tests/data/fuzz/asterix -max_total_time=60
 
-The numba-compiled framer is not instrumented, so atheris's coverage feedback only sees the
-Python around it: treat this as a random crash search seeded by the corpus. An input that
+The numba-compiled framer cannot be instrumented (atheris's bytecode instrumentation breaks
+numba), so libFuzzer gets no coverage feedback from it: this is a mutation-based crash search
+seeded by the corpus, not a coverage-guided one. An input that
 raises or breaks an invariant is written by libFuzzer as crash-*; keep it in
 tests/data/fuzz/asterix/ (``*.bin``) where ``test_regression_corpus`` re-checks it.
 """
@@ -12,10 +13,11 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports():
-    import numpy as np
+import numpy as np
 
-    from siap.formats.asterix import decode
+# Not under atheris.instrument_imports(): its bytecode instrumentation breaks numba's
+# compilation of the framer and decoders.
+from siap.formats.asterix import decode
 
 
 def one_input(data: bytes) -> None:

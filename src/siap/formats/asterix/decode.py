@@ -287,7 +287,7 @@ def _bad_header(buf, p, end, code, errs, ne, offs):
 
 @nb.njit(cache=True, nogil=True)
 def _decode(buf, seg_start, seg_end, final, out48, out34, out21, errs, base_offset, seq0):
-    """Returns (n48, n34, n21, n_errors, consumed, n_unknown_blocks)."""
+    """Returns (n48, n34, n21, n_errors, consumed, next seq)."""
     offs = np.empty(spec.MAX_FRN, np.int64)
     n48 = n34 = n21 = ne = 0
     seq = seq0
