@@ -32,7 +32,6 @@ sys.path.insert(0, str(HERE))
 
 from machine import machine_info  # noqa: E402
 
-from siap import geo  # noqa: E402
 from siap.formats.asterix import (  # noqa: E402
     CAT021_DTYPE,
     Site,

@@ -171,6 +171,15 @@ def _encode(plots, sites) -> tuple[bytes, bytes]:
     return b"".join(encode_cat048(plots_to_cat048(r2, sites))), b"".join(encode_cat021(plots_to_cat021(ad, sites)))
 
 
+def _encode_interleaved(plots, sites) -> bytes:
+    """CAT048 and CAT021 blocks one second of feed after another, as a recording holds them."""
+    out = []
+    sec = np.floor(plots["time_s"])
+    for s in np.unique(sec):
+        out.append(b"".join(_encode(plots[sec == s], sites)))
+    return b"".join(out)
+
+
 def assert_same_plots(got: np.ndarray, want: np.ndarray) -> None:
     for kind in (MeasurementKind.RADAR_2D, MeasurementKind.ADSB):
         g, w = got[got["kind"] == kind], want[want["kind"] == kind]
@@ -189,6 +198,9 @@ def assert_same_plots(got: np.ndarray, want: np.ndarray) -> None:
             np.testing.assert_allclose(g["range_m"], w["range_m"], atol=NM_M / 512 + 1e-6, rtol=0)
             daz = np.angle(np.exp(1j * (g["azimuth_rad"] - w["azimuth_rad"])))
             assert np.all(np.abs(daz) <= math.pi / 65536 + 1e-12)
+            # display position (with Mode C) as the simulator computes it, to ~20 m
+            np.testing.assert_allclose(g["lat_deg"], w["lat_deg"], atol=2e-4, equal_nan=True)
+            np.testing.assert_allclose(g["lon_deg"], w["lon_deg"], atol=2e-4, equal_nan=True)
         else:
             np.testing.assert_allclose(g["lat_deg"], w["lat_deg"], atol=90 / 2**30 + 1e-12, rtol=0)
             np.testing.assert_allclose(g["lon_deg"], w["lon_deg"], atol=90 / 2**30 + 1e-12, rtol=0)
@@ -204,6 +216,11 @@ def test_scenario_plots_round_trip_through_a_file(tmp_path, scenario_plots):
     assert src.stats.dropped == {} and src.stats.unknown_sac_sic == {}
     assert np.all(np.diff(got["time_s"]) >= 0)
     assert_same_plots(got, plots)
+    # a recording read in small chunks: blocks cut by a chunk boundary are carried to the next
+    (tmp_path / "rec.ast").write_bytes(_encode_interleaved(plots, sites))
+    small = AsterixFileSource(tmp_path / "rec.ast", sites, date=date, chunk_bytes=777)
+    assert_same_plots(small.read_all(), plots)
+    assert small.stats.dropped == {}
     # the field tables, too, equal libasterix's reading of siap's bytes
     from asterix_reference import assert_equal_tables, reference_decode
 
@@ -247,3 +264,63 @@ def test_scenario_over_udp_loopback_gives_the_same_plots(scenario_plots):
     got = np.concatenate(batches)
     assert all(np.all(np.diff(b["time_s"]) >= 0) for b in batches)
     assert_same_plots(got, plots)
+
+
+def test_midnight_roll_over_in_a_raw_file(tmp_path, scenario_plots):
+    plots, sites, _ = scenario_plots
+    shifted = plots.copy()
+    midnight = 1_798_761_600.0  # 2027-01-01 00:00 UTC
+    shifted["time_s"] += midnight - 30.0 - plots["time_s"][0]  # starts 30 s before midnight
+    b48, b21 = _encode(shifted, sites)
+    (tmp_path / "f.ast").write_bytes(b48 + b21)
+    got = AsterixFileSource(tmp_path / "f.ast", sites, date="2026-12-31").read_all()
+    assert got["time_s"].min() < midnight < got["time_s"].max()
+    assert_same_plots(got, shifted)
+
+
+def test_radar_position_from_cat034_when_the_site_has_none(tmp_path, scenario_plots):
+    plots, sites, date = scenario_plots
+    radar = [s for s in sites.sites if s.kind == "radar"][0]
+    r2 = plots[plots["sensor_id"] == radar.sensor_id]
+    b48 = b"".join(encode_cat048(plots_to_cat048(r2, sites)))
+    # a north marker with I034/120 (the radar's own position), built by libasterix
+    rec034 = gen.Cat_034_1_29.cv_record.create({
+        "010": (("SAC", radar.sac), ("SIC", radar.sic)), "000": 1, "030": (30000.0, "s"),
+        "120": (("HGT", (float(round(radar.alt_m)), "m")), ("LAT", (radar.lat_deg, "°")), ("LON", (radar.lon_deg, "°"))),
+    })  # fmt: skip
+    b034 = gen.Cat_034_1_29.create([rec034]).unparse().to_bytes()
+    unplaced = Sites(sites=[s.model_copy(update={"lat_deg": None, "lon_deg": None, "alt_m": None}) if s is radar else s
+                            for s in sites.sites])  # fmt: skip
+    (tmp_path / "with034.ast").write_bytes(b034 + b48)
+    got = AsterixFileSource(tmp_path / "with034.ast", unplaced, date=date).read_all()
+    assert len(got) == len(r2)
+    np.testing.assert_allclose(got["sensor_lat_deg"], radar.lat_deg, atol=180 / 2**23)
+    np.testing.assert_allclose(got["sensor_lon_deg"], radar.lon_deg, atol=180 / 2**23)
+    np.testing.assert_allclose(got["sensor_alt_m"], radar.alt_m, atol=0.5)
+    (tmp_path / "no034.ast").write_bytes(b48)
+    src = AsterixFileSource(tmp_path / "no034.ast", unplaced, date=date)
+    assert len(src.read_all()) == 0
+    assert src.stats.dropped == {"no_site_position": len(r2)}
+
+
+def test_multicast_loopback():
+    sites = Sites(sites=[Site(sac=25, sic=201, sensor_id="R", partner="FRA", lat_deg=48.0, lon_deg=2.0)])
+    group = "239.255.12.34"
+    try:
+        src = AsterixUdpSource(sites, 0, group=group, date="2016-05-05", idle_timeout_s=1.0, batch_s=0.2)
+    except OSError as exc:  # no multicast on this host's loopback
+        pytest.skip(f"cannot join {group} on loopback: {exc}")
+    out: list[np.ndarray] = []
+    th = threading.Thread(target=lambda: out.extend(src))
+    th.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF, socket.inet_aton("127.0.0.1"))
+    tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+    block = (DATA / "cat048.raw").read_bytes()
+    for _ in range(3):
+        tx.sendto(block, (group, src.port))
+    tx.close()
+    th.join(timeout=20)
+    got = np.concatenate(out)
+    assert len(got) == 3 and set(got["callsign"]) == {"DLH65A"}
+    assert src.stats.records["cat048"] == 3

@@ -12,7 +12,6 @@ tests/data/fuzz/asterix/ (``*.bin``) where ``test_regression_corpus`` re-checks 
 import sys
 
 import atheris
-
 import numpy as np
 
 # Not under atheris.instrument_imports(): its bytecode instrumentation breaks numba's

@@ -24,7 +24,15 @@ import numba as nb
 import numpy as np
 
 from . import spec
-from .framing import BLOCK_TOO_SHORT, BLOCK_TRUNCATED, ERRORS, N_FRN, UNKNOWN_CATEGORY, frame_record, resync
+from .framing import (
+    BLOCK_TOO_SHORT,
+    BLOCK_TRUNCATED,
+    ERRORS,
+    N_FRN,
+    UNKNOWN_CATEGORY,
+    frame_record,
+    resync,
+)
 
 logger = logging.getLogger("siap.formats.asterix")
 

@@ -18,7 +18,8 @@ the site's ``nacp_if_absent``) through ``siap.sensors.base.nacp_sigma_m`` (DO-26
 is the time of applicability of the position (I021/071), else the time of reception (I021/073).
 
 Both get the sensor's position, id, partner and label from its site (:mod:`.sites`); records
-from a SAC/SIC with no site, and records without a usable time, are counted and dropped.
+from a SAC/SIC with no site, and records without a usable time, are counted and dropped. A 2D
+plot with an altitude also gets ``lat/lon_deg`` for display, as the simulator gives them.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import math
 
 import numpy as np
 
+from siap import geo
 from siap.records import NO_MODE_3A, NO_MODE_S, MeasurementKind, empty_plots
 from siap.sensors.base import NACP_EPU_M, nacp_sigma_m
 
@@ -34,8 +36,10 @@ from .decode import CAT021_DTYPE, CAT048_DTYPE, FL_M, callsigns
 from .sites import Sites
 
 
-def _site_columns(table: np.ndarray, sites: Sites, counts: dict[str, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Index into ``sites.sites`` for each row and the mask of rows with a known site."""
+def _site_columns(
+    table: np.ndarray, sites: Sites, counts: dict[str, int], dropped: dict[str, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index into ``sites.sites`` for each row and the mask of rows with a known, placed site."""
     key = table["sac"].astype(np.int64) * 256 + table["sic"].astype(np.int64)
     idx = sites.key_table()[np.clip(key, 0, 65535)]
     idx[table["sac"] < 0] = -1
@@ -44,21 +48,28 @@ def _site_columns(table: np.ndarray, sites: Sites, counts: dict[str, int]) -> tu
         for k, n in zip(*np.unique(key[unknown], return_counts=True), strict=True):
             name = f"{k >> 8}/{k & 0xFF}" if k >= 0 else "none"
             counts[name] = counts.get(name, 0) + int(n)
-    return idx, ~unknown
+    placed = np.array([s.has_position for s in sites.sites] + [False])[idx]
+    unplaced = ~unknown & ~placed
+    if unplaced.any() and dropped is not None:
+        dropped["no_site_position"] = dropped.get("no_site_position", 0) + int(unplaced.sum())
+    return idx, ~unknown & placed
 
 
 def _fill_site(out: np.ndarray, idx: np.ndarray, sites: Sites) -> None:
     for name, attr in zip(["sensor_id", "partner", "sensor_lat_deg", "sensor_lon_deg", "sensor_alt_m", "label"],
                           ["sensor_id", "partner", "lat_deg", "lon_deg", "alt_m", "label"], strict=True):  # fmt: skip
-        col = np.array([getattr(s, attr) for s in sites.sites] or [0])
+        col = np.array([getattr(s, attr) if getattr(s, attr) is not None else 0.0 for s in sites.sites] or [0])
         out[name] = col[idx] if len(idx) else out[name]
 
 
-def cat048_to_plots(table: np.ndarray, sites: Sites, unknown: dict[str, int] | None = None) -> np.ndarray:
+def cat048_to_plots(
+    table: np.ndarray, sites: Sites, unknown: dict[str, int] | None = None, dropped: dict[str, int] | None = None
+) -> np.ndarray:
     """RADAR_2D plots from a CAT048 field table (see the module docstring). ``unknown``
-    collects the count of records per unconfigured SAC/SIC (``"sac/sic"``)."""
+    collects the count of records per unconfigured SAC/SIC (``"sac/sic"``), ``dropped`` those
+    of sites with no position yet (``no_site_position``)."""
     unknown = {} if unknown is None else unknown
-    idx, known = _site_columns(table, sites, unknown)
+    idx, known = _site_columns(table, sites, unknown, dropped)
     usable = known & np.isfinite(table["range_m"]) & np.isfinite(table["time_s"]) & (table["typ"] != 0)
     t, idx = table[usable], idx[usable]
     out = empty_plots(len(t))
@@ -82,13 +93,35 @@ def cat048_to_plots(table: np.ndarray, sites: Sites, unknown: dict[str, int] | N
     m3a_ok = (t["mode_3a"] >= 0) & (t["mode_3a_g"] != 1)
     out["mode_3a"] = np.where(m3a_ok, t["mode_3a"], NO_MODE_3A)
     out["callsign"] = callsigns(t)
+    _display_position(out)
     return out
 
 
-def cat021_to_plots(table: np.ndarray, sites: Sites, unknown: dict[str, int] | None = None) -> np.ndarray:
+def _display_position(out: np.ndarray) -> None:
+    """``lat/lon_deg`` of each 2D plot with an altitude, for display, as the simulator fills
+    them (``siap.sensors.radar``): the elevation that puts a point at slant range r and height
+    h_t seen from a site at h_s on a sphere of radius R, by the law of cosines
+    ``(R + h_t)^2 = (R + h_s)^2 + r^2 + 2 r (R + h_s) sin(el)``; NaN without altitude."""
+    R = geo.EARTH_MEAN_RADIUS_M
+    r, hs, ht = out["range_m"], out["sensor_alt_m"], out["alt_m"]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        s = ((R + ht) ** 2 - (R + hs) ** 2 - r**2) / (2 * r * (R + hs))
+    ok = np.isfinite(s) & (np.abs(s) <= 1)
+    if not ok.any():
+        return
+    ecef = geo.polar_to_ecef(
+        r[ok], out["azimuth_rad"][ok], np.arcsin(s[ok]), out["sensor_lat_deg"][ok], out["sensor_lon_deg"][ok], hs[ok]
+    )
+    lat, lon, _ = geo.ecef_to_geodetic(ecef)
+    out["lat_deg"][ok], out["lon_deg"][ok] = lat, lon
+
+
+def cat021_to_plots(
+    table: np.ndarray, sites: Sites, unknown: dict[str, int] | None = None, dropped: dict[str, int] | None = None
+) -> np.ndarray:
     """ADSB plots from a CAT021 field table (see the module docstring)."""
     unknown = {} if unknown is None else unknown
-    idx, known = _site_columns(table, sites, unknown)
+    idx, known = _site_columns(table, sites, unknown, dropped)
     usable = known & np.isfinite(table["lat_deg"]) & np.isfinite(table["time_s"])
     t, idx = table[usable], idx[usable]
     out = empty_plots(len(t))
@@ -123,6 +156,8 @@ def _sac_sic(plots: np.ndarray, sites: Sites) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _ascii8(text: np.ndarray) -> np.ndarray:
+    if not len(text):
+        return np.zeros((0, 8), np.uint8)
     return np.char.ljust(np.char.upper(text.astype("U8")), 8).astype("S8").view(np.uint8).reshape(-1, 8)
 
 

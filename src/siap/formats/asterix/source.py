@@ -117,21 +117,28 @@ class _Converter:
     """Decoded tables -> plots, updating the stats."""
 
     def __init__(self, sites: Sites, stats: AsterixStats, keep_tables: bool = False):
+        self.configured = sites
         self.sites = sites
         self.stats = stats
         self.keep_tables = keep_tables
         self.tables: list[Decoded] = []
+        self.radar_positions: dict[tuple[int, int], tuple[float, float, float]] = {}
 
     def __call__(self, d: Decoded) -> np.ndarray:
         self.stats.add(d)
         if len(d.cat034):
             self.stats.service_messages.append(d.cat034)
+            pos = d.cat034[np.isfinite(d.cat034["site_lat_deg"])]
+            new = {(int(r["sac"]), int(r["sic"])): (float(r["site_lat_deg"]), float(r["site_lon_deg"]), float(r["site_alt_m"])) for r in pos}
+            if any(self.radar_positions.get(k) != v for k, v in new.items()):
+                self.radar_positions.update(new)
+                self.sites = self.configured.with_positions(self.radar_positions)
         if self.keep_tables:
             self.tables.append(d)
         no_time = int((~np.isfinite(d.cat048["time_s"])).sum() + (~np.isfinite(d.cat021["time_s"])).sum())
         self.stats.drop("no_time", no_time)
-        p48 = cat048_to_plots(d.cat048, self.sites, self.stats.unknown_sac_sic)
-        p21 = cat021_to_plots(d.cat021, self.sites, self.stats.unknown_sac_sic)
+        p48 = cat048_to_plots(d.cat048, self.sites, self.stats.unknown_sac_sic, self.stats.dropped)
+        p21 = cat021_to_plots(d.cat021, self.sites, self.stats.unknown_sac_sic, self.stats.dropped)
         return concatenate([p48, p21])
 
 
