@@ -113,11 +113,9 @@ def libasterix_decode(data: bytes, cat: int) -> int:
     n = 0
     for db in RawDatablock.parse(Bits.from_bytes(data)):
         for rec in spec.cv_uap.parse(db.get_raw_records()):
-            # read the same items siap reads, so both do the same work
+            # parse (done above, every item to its structure) and look up the items siap reads
             for item in ("010", "140", "040", "070", "090", "220", "240", "161", "200", "071", "131", "080", "145", "160", "170"):
-                i = rec.get_item(item)
-                if i is not None:
-                    i.unparse()
+                rec.get_item(item)
             n += 1
     return n
 
