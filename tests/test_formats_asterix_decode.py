@@ -191,3 +191,38 @@ def test_streaming_leaves_a_cut_block_for_the_next_call(name):
     assert head.consumed == 0 and len(head.errors) == 0
     whole = decode(data[head.consumed :])
     assert sum(whole.counts.values()) == 1
+
+
+def _packets(path: Path) -> list[tuple[int, int, bytes]]:
+    raw = path.read_bytes()
+    out, p_ = [], 24
+    while p_ < len(raw):
+        sec, usec, incl, _ = struct.unpack_from("<IIII", raw, p_)
+        out.append((sec, usec, raw[p_ + 16 : p_ + 16 + incl]))
+        p_ += 16 + incl
+    return out
+
+
+def test_big_endian_nanosecond_pcap_with_vlan_tags(tmp_path):
+    """The same capture rewritten big-endian, nanosecond-stamped, every frame 802.1Q tagged."""
+    out = struct.pack(">IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, 65535, 1)
+    for sec, usec, frame in _packets(PCAP):
+        tagged = frame[:12] + b"\x81\x00\x00\x07" + frame[12:]
+        out += struct.pack(">IIII", sec, usec * 1000, len(tagged), len(tagged)) + tagged
+    (tmp_path / "be.pcap").write_bytes(out)
+    a, b = read_payloads(PCAP), read_payloads(tmp_path / "be.pcap")
+    assert a.data == b.data
+    np.testing.assert_array_equal(a.segments, b.segments)
+    np.testing.assert_allclose(a.time_s, b.time_s, atol=1e-9, rtol=0)
+
+
+def test_non_udp_packets_are_skipped_and_counted(tmp_path):
+    pk = _packets(PCAP)
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    for i, (sec, usec, frame) in enumerate(pk):
+        if i == 3:
+            frame = frame[:23] + b"\x06" + frame[24:]  # IPv4 protocol: TCP
+        out += struct.pack("<IIII", sec, usec, len(frame), len(frame)) + frame
+    (tmp_path / "x.pcap").write_bytes(bytes(out))
+    p = read_payloads(tmp_path / "x.pcap")
+    assert len(p) == len(pk) - 1 and p.skipped == {"not_udp": 1}

@@ -324,3 +324,22 @@ def test_multicast_loopback():
     got = np.concatenate(out)
     assert len(got) == 3 and set(got["callsign"]) == {"DLH65A"}
     assert src.stats.records["cat048"] == 3
+
+
+def test_live_udp_takes_the_day_from_the_receive_time(scenario_plots):
+    """Without a date, each record's time of day is placed nearest the time it arrived."""
+    plots, sites, _ = scenario_plots
+    ad = plots[plots["kind"] == MeasurementKind.ADSB][:20].copy()
+    ad["time_s"] = time.time() - 3.0 + np.linspace(0, 1, len(ad))
+    src = AsterixUdpSource(sites, 0, batch_s=0.2, idle_timeout_s=1.0)
+    got: list[np.ndarray] = []
+    th = threading.Thread(target=lambda: got.extend(src))
+    th.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    for d in encode_cat021(plots_to_cat021(ad, sites)):
+        tx.sendto(d, ("127.0.0.1", src.port))
+    tx.close()
+    th.join(timeout=20)
+    g = np.concatenate(got)
+    assert len(g) == len(ad)
+    np.testing.assert_allclose(g["time_s"], ad["time_s"], atol=1 / 256 + 1e-6, rtol=0)
