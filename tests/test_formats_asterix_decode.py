@@ -158,6 +158,8 @@ CAT021_ITEMS = {
     "146": u(16), "148": u(16), "016": u(8), "008": u(8), "271": st.lists(u(7), min_size=1, max_size=2).map(tuple),
     "132": u(8), "250": st.lists(u(64), max_size=2), "260": u(56), "400": u(8),
     "295": st.dictionaries(st.sampled_from(["AOS", "TRD", "M3A", "QI", "GH", "FL", "SCC"]), u(8), min_size=1),
+    "110": st.fixed_dictionaries({}, optional={"TIS": st.tuples(u(7)), "TID": st.lists(u(120), max_size=2)}).filter(bool),
+    "RE": st.binary(max_size=4), "SP": st.binary(max_size=4),
 }  # fmt: skip
 
 
