@@ -221,6 +221,9 @@ class AsterixFileSource:
             yield d
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        # restartable (the runtime may seek backward): each pass starts its counts afresh
+        self.stats = AsterixStats()
+        self._convert = _Converter(self.sites, self.stats, self._convert.keep_tables)
         reorder = _Reorder(self.reorder_s, self.stats)
         for d in self._decoded():
             yield from _split(reorder.push(self._convert(d)), self.batch_s)
@@ -239,7 +242,8 @@ class AsterixUdpSource:
     Each datagram's receive time fixes the day of its times of day, unless ``date`` is given
     (a replay of an old feed). Iteration yields a batch every ``batch_s`` of wall time (when
     there are plots) and stops after ``idle_timeout_s`` without a datagram, or after
-    :meth:`close`."""
+    :meth:`close`. It is one-shot and blocks while it waits for datagrams: in the live runtime,
+    wrap it in ``siap.runtime.ThreadedSource``."""
 
     def __init__(
         self, sites: Sites, port: int, *, host: str = "127.0.0.1", group: str | None = None,
