@@ -142,6 +142,16 @@ class _Converter:
         return concatenate([p48, p21])
 
 
+def _latest_time(d: Decoded, previous: float) -> float:
+    """The latest resolved time in ``d`` (``previous`` if it has none): the reference that
+    carries the day from one chunk or datagram batch to the next."""
+    times = np.concatenate([d.cat048["time_s"], d.cat021["time_s"], d.cat034["time_s"]])
+    times = times[np.isfinite(times)]
+    if not len(times):
+        return previous
+    return float(times.max()) if not np.isfinite(previous) else max(previous, float(times.max()))
+
+
 def _split(plots: np.ndarray, batch_s: float) -> Iterator[np.ndarray]:
     if not len(plots):
         return
@@ -194,11 +204,7 @@ class AsterixFileSource:
                 d = decode(data, first_ref_s=first_ref, final=final, base_offset=offset - len(tail), seq0=seq)
                 seq += sum(d.counts.values())
                 yield d
-                if len(d.cat048) or len(d.cat021) or len(d.cat034):
-                    first_ref = max(
-                        (float(np.nanmax(t["time_s"])) for t in (d.cat048, d.cat021, d.cat034) if len(t) and np.isfinite(t["time_s"]).any()),
-                        default=first_ref,
-                    )
+                first_ref = _latest_time(d, first_ref)  # the next chunk continues from here
                 tail = data[d.consumed :]
                 offset += len(chunk)
                 if final:
@@ -329,9 +335,7 @@ class AsterixUdpSource:
         d = decode(b"".join(datagrams), segs, ref, first_ref_s=first, base_offset=self._offset, seq0=self._seq)
         self._offset += int(end[-1])
         self._seq += sum(d.counts.values())
-        for t in (d.cat048, d.cat021, d.cat034):
-            if len(t) and np.isfinite(t["time_s"]).any():
-                self._last_ref = max(np.nan_to_num(self._last_ref, nan=-np.inf), float(np.nanmax(t["time_s"])))
+        self._last_ref = _latest_time(d, self._last_ref)
         out = reorder.push(self._convert(d))
         if len(out):
             yield out
