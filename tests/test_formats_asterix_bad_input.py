@@ -217,3 +217,15 @@ def test_cat021_stream_written_by_siap_reads_the_same_in_libasterix():
     from asterix_reference import assert_equal_tables, reference_decode
 
     assert_equal_tables(CLEAN21.cat021, reference_decode(STREAM21)[21], 21)
+
+
+def test_blocks_of_two_octet_records():
+    """Regression: records of two octets (FSPEC + I034/000) once overflowed the output arrays,
+    sized for three octets a record (memory corruption, found by review; corpus
+    crash_two_octet_records_*.bin)."""
+    recs = b"\x40\x01" * 2000
+    block = bytes([34]) + (3 + len(recs)).to_bytes(2, "big") + recs
+    d = decode(block)
+    assert d.counts["cat034"] == 2000 and np.all(d.cat034["message_type"] == 1)
+    d = decode(b"\x30\xff\xff" + block + block, log=False)  # found again after resynchronising
+    assert d.counts["cat034"] == 4000 and d.error_counts() == {"block_truncated": 1}

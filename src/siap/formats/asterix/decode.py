@@ -346,6 +346,8 @@ def _decode(buf, seg_start, seg_end, final, out48, out34, out21, errs, base_offs
                     errs[ne].nbytes = bend - q
                     ne += 1
                     break
+                if (cat == 48 and n48 >= len(out48)) or (cat == 34 and n34 >= len(out34)) or (cat == 21 and n21 >= len(out21)):
+                    raise RuntimeError("ASTERIX decode: record capacity exceeded (a bug in _capacity)")
                 if cat == 48:
                     row = out48[n48]
                     _init_common(row, q + base_offset, s, seq, offs, buf)
@@ -365,6 +367,26 @@ def _decode(buf, seg_start, seg_end, final, out48, out34, out21, errs, base_offs
                 q = r_end
             p = bend
     return n48, n34, n21, ne, consumed, seq
+
+
+@nb.njit(cache=True, nogil=True)
+def _capacity(buf, seg_start, seg_end):
+    """Upper bounds on the records of each category in the buffer: a record takes at least 2
+    octets (FSPEC + a one-octet item), and lies in a well-formed block of its category or in
+    the bytes after a segment's first bad block header (where resynchronisation may find more)."""
+    per_cat = np.zeros(256, np.int64)
+    loose = 0
+    for s in range(len(seg_start)):
+        p = seg_start[s]
+        end = seg_end[s]
+        while p + 3 <= end:
+            ln = (np.int64(buf[p + 1]) << 8) | buf[p + 2]
+            if ln < 3 or p + ln > end:
+                break
+            per_cat[buf[p]] += ln - 3
+            p += ln
+        loose += end - p
+    return (per_cat + loose) // 2 + 1
 
 
 @nb.njit(cache=True, nogil=True)
@@ -449,10 +471,10 @@ def decode(
     buf = np.frombuffer(data, dtype=np.uint8) if not isinstance(data, np.ndarray) else data
     buf = np.ascontiguousarray(buf, dtype=np.uint8)
     start, end = _segments(len(buf), segments)
-    cap = len(buf) // 3 + 1  # a record takes at least 3 octets (FSPEC + I0x0/010)
-    out48 = np.empty(cap, CAT048_DTYPE)
-    out34 = np.empty(cap, CAT034_DTYPE)
-    out21 = np.empty(cap, CAT021_DTYPE)
+    cap = _capacity(buf, start, end)
+    out48 = np.empty(cap[48], CAT048_DTYPE)
+    out34 = np.empty(cap[34], CAT034_DTYPE)
+    out21 = np.empty(cap[21], CAT021_DTYPE)
     errs = np.empty(len(buf) + 1, ERROR_DTYPE)
     n48, n34, n21, ne, consumed, _ = _decode(
         buf, start, end, final, out48, out34, out21, errs, base_offset, seq0
