@@ -518,3 +518,13 @@ def callsigns(table: np.ndarray) -> np.ndarray:
     """The ``callsign`` octets of a CAT048/CAT021 table as text (U8, trailing spaces removed)."""
     raw = np.ascontiguousarray(table["callsign"]).view("S8").reshape(-1)
     return np.char.rstrip(raw.astype("U8"))
+
+
+def ascii8(text: np.ndarray) -> np.ndarray:
+    """Callsigns (text) as (n, 8) ASCII octets for the encoders: upper case, space padded,
+    cut at 8; a character outside ASCII becomes '?', which the encoders send as a space."""
+    text = np.asarray(text).astype("U8")
+    if not len(text):
+        return np.zeros((0, 8), np.uint8)
+    raw = np.char.encode(np.char.upper(text), "ascii", errors="replace")
+    return np.char.ljust(raw, 8).astype("S8").view(np.uint8).reshape(-1, 8)

@@ -32,7 +32,7 @@ from siap import geo
 from siap.records import NO_MODE_3A, NO_MODE_S, MeasurementKind, empty_plots
 from siap.sensors.base import NACP_EPU_M, nacp_sigma_m
 
-from .decode import CAT021_DTYPE, CAT048_DTYPE, FL_M, callsigns
+from .decode import CAT021_DTYPE, CAT048_DTYPE, FL_M, ascii8, callsigns
 from .sites import Sites
 
 
@@ -155,12 +155,6 @@ def _sac_sic(plots: np.ndarray, sites: Sites) -> tuple[np.ndarray, np.ndarray]:
     return sac, sic
 
 
-def _ascii8(text: np.ndarray) -> np.ndarray:
-    if not len(text):
-        return np.zeros((0, 8), np.uint8)
-    return np.char.ljust(np.char.upper(text.astype("U8")), 8).astype("S8").view(np.uint8).reshape(-1, 8)
-
-
 def plots_to_cat048(plots: np.ndarray, sites: Sites) -> np.ndarray:
     """A CAT048 field table for RADAR_2D plots (the inverse of :func:`cat048_to_plots`, to the
     encoding's resolution). TYP is 1 (PSR) without any SSR code, 5 (Mode S roll-call) with a
@@ -180,7 +174,7 @@ def plots_to_cat048(plots: np.ndarray, sites: Sites) -> np.ndarray:
     t["flight_level"] = plots["alt_m"] / FL_M
     t["fl_v"] = t["fl_g"] = 0
     t["mode_s_address"] = plots["mode_s_address"]
-    t["callsign"] = _ascii8(plots["callsign"])
+    t["callsign"] = ascii8(plots["callsign"])
     t["track_number"] = -1
     t["ground_speed_mps"] = t["heading_rad"] = t["height_3d_m"] = np.nan
     return t
@@ -213,7 +207,7 @@ def plots_to_cat021(plots: np.ndarray, sites: Sites, *, nacp: int | np.ndarray |
     t["flight_level"] = plots["alt_m"] / FL_M
     t["mode_s_address"] = plots["mode_s_address"]
     t["mode_3a"] = plots["mode_3a"]
-    t["callsign"] = _ascii8(plots["callsign"])
+    t["callsign"] = ascii8(plots["callsign"])
     t["track_number"] = -1
     nacp = nacp_from_cov(plots["cov"]) if nacp is None else np.broadcast_to(np.asarray(nacp), (n,))
     t["nic"] = np.where(nacp >= 0, 0, -1)

@@ -31,6 +31,7 @@ import numpy as np
 from siap import geo
 from siap.records import TrackStatus
 
+from .decode import ascii8
 from .encode import CAT062_FIELDS, encode_cat062, encode_cat065
 
 
@@ -48,8 +49,7 @@ def tracks_to_cat062(tracks: np.ndarray) -> np.ndarray:
     f["vx_mps"], f["vy_mps"] = v_enu[:, 0], v_enu[:, 1]
     f["mode_3a"] = tracks["mode_3a"]
     f["mode_s_address"] = tracks["mode_s_address"]
-    cs = np.char.ljust(np.char.upper(tracks["callsign"].astype("U8")), 8).astype("S8")
-    f["callsign"] = cs.view(np.uint8).reshape(-1, 8)
+    f["callsign"] = ascii8(tracks["callsign"])
     status = tracks["status"]
     f["tentative"] = status == TrackStatus.TENTATIVE
     f["coasting"] = status == TrackStatus.COASTING
