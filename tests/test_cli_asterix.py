@@ -89,3 +89,36 @@ def test_user_errors_are_one_line(tmp_path):
     bad = tmp_path / "sites.yaml"
     bad.write_text("sites: [{sac: 300}]")
     _one_line_error(siap("asterix", "decode", str(DATA / "cat048.raw"), "--sites", str(bad)), "sites.yaml", "sites[0].sac")
+
+
+@pytest.mark.slow
+def test_listen_records_a_udp_feed(tmp_path):
+    import socket
+    import time
+
+    sites = tmp_path / "sites.yaml"
+    sites.write_text(yaml.safe_dump({"sites": [{"sac": 25, "sic": 201, "sensor_id": "R201", "partner": "FRA", "lat_deg": 48.7, "lon_deg": 2.4}]}))
+    probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    probe.bind(("127.0.0.1", 0))
+    port = probe.getsockname()[1]
+    probe.close()
+    out = tmp_path / "live.parquet"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "siap.cli", "asterix", "listen", "--port", str(port), "--sites", str(sites),
+         "--date", "2016-05-05", "--idle-timeout-s", "3", "-o", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    block = (DATA / "cat048.raw").read_bytes()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    deadline = time.time() + 60
+    sent = 0
+    while proc.poll() is None and time.time() < deadline and sent < 24:
+        tx.sendto(block, ("127.0.0.1", port))  # until the listener is up, datagrams are lost
+        sent += 1
+        time.sleep(0.25)
+    tx.close()
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 0, stderr
+    plots, _ = records.read_parquet(out, records.PLOT_DTYPE)
+    assert 1 <= len(plots) <= sent and set(plots["callsign"]) == {"DLH65A"}
+    assert f"plots: {len(plots)}" in stdout

@@ -363,6 +363,33 @@ def asterix_decode(
         out.print(f"{len(plots)} plots -> {output}")
 
 
+@asterix_app.command("listen")
+def asterix_listen(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="UDP port to listen on")],
+    sites: Annotated[Path, typer.Option(help="sites YAML: SAC/SIC -> sensor id, partner, position, noise")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="plots Parquet file to write")] = Path("plots.parquet"),
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    group: Annotated[str | None, typer.Option(help="IPv4 multicast group to join")] = None,
+    interface: Annotated[str, typer.Option(help="interface address for the multicast group")] = "127.0.0.1",
+    date: Annotated[str | None, typer.Option(help="UTC date of the feed (a replayed old feed); default: the receive time")] = None,
+    idle_timeout_s: Annotated[float, typer.Option(help="stop after this many seconds without a datagram")] = 10.0,
+) -> None:
+    """Record a live ASTERIX feed (UDP, unicast or multicast) as plots until it goes quiet."""
+    from siap import records
+    from siap.formats.asterix import AsterixUdpSource, drop_summary
+
+    try:
+        src = AsterixUdpSource(_asterix_sites(sites), port, host=host, group=group, interface=interface,
+                               date=date, idle_timeout_s=idle_timeout_s)  # fmt: skip
+    except OSError as exc:
+        raise InputError(f"--port {port}: cannot listen on {group or host}:{port} ({exc.strerror or exc})") from None
+    batches = list(src)
+    plots = records.concatenate(batches) if batches else records.empty_plots(0)
+    records.write_parquet(plots, output, metadata={"source": f"udp://{group or host}:{port}", "format": "asterix"})
+    out.print(f"udp {group or host}:{port}: {drop_summary(src.stats)}", soft_wrap=True)
+    out.print(f"{len(plots)} plots -> {output}")
+
+
 @asterix_app.command("encode")
 def asterix_encode(
     plots_path: Annotated[Path, typer.Argument(help="plots Parquet file (e.g. from siap simulate)")],
