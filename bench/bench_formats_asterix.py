@@ -9,7 +9,8 @@ runs on the first ``n_ref`` of each (it is ~1,000 records/s). Each figure is the
 ``repeat`` runs after a warm-up (numba compiled and cached), reported as records per second of
 wall time and of process CPU time (the machine is shared: CPU time is the steadier figure).
 The siap decode figure includes framing every record, reading its fields and resolving its
-time of day; converting to plots is reported separately (``cat048_to_plots``).
+time of day; converting to plots is reported separately (``cat048_to_plots``), and so is a
+whole file source (a pcap of the CAT048 blocks, one per packet -> plots in time order).
 
 Run: ``python bench/bench_formats_asterix.py [--quick]``; writes
 bench/results/formats_asterix.json and prints a table.
@@ -34,6 +35,7 @@ from machine import machine_info  # noqa: E402
 
 from siap.formats.asterix import (  # noqa: E402
     CAT021_DTYPE,
+    AsterixFileSource,
     Site,
     Sites,
     cat048_to_plots,
@@ -105,6 +107,20 @@ def make_tracks(n: int, rng) -> np.ndarray:
     return t
 
 
+def write_pcap(path: Path, blocks: list[bytes], t0: float) -> None:
+    """A classic pcap: one Ethernet/IPv4/UDP frame per data block, 10 ms apart."""
+    import struct
+
+    out = [struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)]
+    for i, b in enumerate(blocks):
+        udp = struct.pack(">HHHH", 40000, 8600, 8 + len(b), 0) + b
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 0, 0, 64, 17, 0, b"\x7f\0\0\1", b"\x7f\0\0\1") + udp
+        frame = b"\0" * 12 + b"\x08\x00" + ip
+        t = t0 + i * 0.01
+        out.append(struct.pack("<IIII", int(t), int((t % 1) * 1e6), len(frame), len(frame)) + frame)
+    path.write_bytes(b"".join(out))
+
+
 def libasterix_decode(data: bytes, cat: int) -> int:
     import asterix.generated as gen
     from asterix.base import Bits, RawDatablock
@@ -170,6 +186,14 @@ def main(argv=None) -> dict:
     fields = tracks_to_cat062(tracks)
     rate("siap_encode_cat062", n, lambda: encode_cat062(fields, 7, 9))
     rate("siap_tracks_to_cat062_and_encode", n, lambda: encode_cat062(tracks_to_cat062(tracks), 7, 9))
+
+    # a whole file source: pcap -> payloads -> decode -> plots -> time order (one core)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pcap = Path(tmp) / "feed.pcap"
+        write_pcap(pcap, encode_cat048(t48), 1_767_225_600.0 + 30000)
+        rate("siap_file_source_pcap_to_plots", n, lambda: AsterixFileSource(pcap, sites).read_all())
 
     # libasterix on the first n_ref records (whole blocks)
     ref48 = b"".join(encode_cat048(t48[:n_ref]))

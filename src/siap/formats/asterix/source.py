@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from siap.errors import InputError
-from siap.records import concatenate, empty_plots
+from siap.records import concatenate, empty_plots, take
 
 from .capture import Payloads, read_payloads
 from .decode import DAY_S, Decoded, decode
@@ -92,7 +92,7 @@ class _Reorder:
             late = plots["time_s"] < self.last_out
             if late.any():
                 self.stats.drop("late", int(late.sum()))
-                plots = plots[~late]
+                plots = take(plots, ~late)
             self.held.append(plots)
         if not self.held:
             return empty_plots(0)
@@ -102,9 +102,9 @@ class _Reorder:
             return allp
         cut = np.inf if final else allp["time_s"].max() - self.window_s
         ready = allp["time_s"] <= cut
-        out = allp[ready]
-        self.held = [allp[~ready]] if (~ready).any() else []
-        out = out[np.argsort(out["time_s"], kind="stable")]
+        out = take(allp, ready) if not ready.all() else allp
+        self.held = [take(allp, ~ready)] if not ready.all() else []
+        out = take(out, np.argsort(out["time_s"], kind="stable"))
         if len(out):
             self.last_out = float(out["time_s"][-1])
             out["plot_id"] = np.arange(self.next_id, self.next_id + len(out))
