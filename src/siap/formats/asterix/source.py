@@ -43,7 +43,7 @@ class AsterixStats:
     unknown_sac_sic: dict[str, int] = field(default_factory=dict)  # "sac/sic" -> records
     skipped_packets: dict[str, int] = field(default_factory=dict)  # capture packets that are not UDP
     plots: int = 0
-    service_messages: list = field(default_factory=list)  # CAT034 tables as decoded
+    service_messages: list = field(default_factory=list)  # CAT034 tables as decoded (the latest ~10,000 rows)
 
     def add(self, d: Decoded) -> None:
         for k, v in d.counts.items():
@@ -127,7 +127,10 @@ class _Converter:
     def __call__(self, d: Decoded) -> np.ndarray:
         self.stats.add(d)
         if len(d.cat034):
-            self.stats.service_messages.append(d.cat034)
+            kept = self.stats.service_messages
+            kept.append(d.cat034)
+            while len(kept) > 1 and sum(len(t) for t in kept) > 10_000:  # a live feed runs for days
+                kept.pop(0)
             pos = d.cat034[np.isfinite(d.cat034["site_lat_deg"])]
             new = {(int(r["sac"]), int(r["sic"])): (float(r["site_lat_deg"]), float(r["site_lon_deg"]), float(r["site_alt_m"])) for r in pos}
             if any(self.radar_positions.get(k) != v for k, v in new.items()):
