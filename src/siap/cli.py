@@ -477,6 +477,107 @@ def modes_decode(
 
 
 # --- end of formats commands -------------------------------------------------------------------
+# ---- ASTERIX (siap.formats.asterix) --------------------------------------------------------
+
+asterix_app = typer.Typer(help="ASTERIX: decode CAT048/034/021 feeds into plots; write plots and tracks as ASTERIX.", no_args_is_help=True)
+app.add_typer(asterix_app, name="asterix")
+
+
+def _asterix_sites(sites: Path | None):
+    from siap.formats.asterix import Sites, load_sites
+
+    return load_sites(sites) if sites is not None else Sites()
+
+
+@asterix_app.command("decode")
+def asterix_decode(
+    input_path: Annotated[Path, typer.Argument(metavar="FILE", help="raw ASTERIX (.ast, .raw), pcap or pcapng capture")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="plots Parquet file to write (needs --sites)")] = None,
+    sites: Annotated[Path | None, typer.Option(help="sites YAML: SAC/SIC -> sensor id, partner, position, noise")] = None,
+    date: Annotated[str | None, typer.Option(help="UTC date of a raw file's first record, YYYY-MM-DD (captures carry their own)")] = None,
+) -> None:
+    """Decode an ASTERIX file into plots; print records per category, drops and unknown SAC/SIC."""
+    from siap import records
+    from siap.formats.asterix import AsterixFileSource, drop_summary
+
+    if output is not None and sites is None:
+        raise typer.BadParameter("writing plots needs --sites (SAC/SIC -> sensor)", param_hint="--output")
+    src = AsterixFileSource(input_path, _asterix_sites(sites), date=date)
+    plots = src.read_all()
+    out.print(f"{input_path}: {drop_summary(src.stats)}", soft_wrap=True)
+    if src.stats.skipped_packets:
+        out.print("skipped capture packets: " + ", ".join(f"{k} {v}" for k, v in src.stats.skipped_packets.items()))
+    if output is not None:
+        records.write_parquet(plots, output, metadata={"source": str(input_path), "format": "asterix"})
+        out.print(f"{len(plots)} plots -> {output}")
+
+
+@asterix_app.command("listen")
+def asterix_listen(
+    port: Annotated[int, typer.Option(min=1, max=65535, help="UDP port to listen on")],
+    sites: Annotated[Path, typer.Option(help="sites YAML: SAC/SIC -> sensor id, partner, position, noise")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="plots Parquet file to write")] = Path("plots.parquet"),
+    host: Annotated[str, typer.Option(help="address to bind")] = "127.0.0.1",
+    group: Annotated[str | None, typer.Option(help="IPv4 multicast group to join")] = None,
+    interface: Annotated[str, typer.Option(help="interface address for the multicast group")] = "127.0.0.1",
+    date: Annotated[str | None, typer.Option(help="UTC date of the feed (a replayed old feed); default: the receive time")] = None,
+    idle_timeout_s: Annotated[float, typer.Option(help="stop after this many seconds without a datagram")] = 10.0,
+) -> None:
+    """Record a live ASTERIX feed (UDP, unicast or multicast) as plots until it goes quiet."""
+    from siap import records
+    from siap.formats.asterix import AsterixUdpSource, drop_summary
+
+    try:
+        src = AsterixUdpSource(_asterix_sites(sites), port, host=host, group=group, interface=interface,
+                               date=date, idle_timeout_s=idle_timeout_s)  # fmt: skip
+    except OSError as exc:
+        raise InputError(f"--port {port}: cannot listen on {group or host}:{port} ({exc.strerror or exc})") from None
+    batches = list(src)
+    plots = records.concatenate(batches) if batches else records.empty_plots(0)
+    records.write_parquet(plots, output, metadata={"source": f"udp://{group or host}:{port}", "format": "asterix"})
+    out.print(f"udp {group or host}:{port}: {drop_summary(src.stats)}", soft_wrap=True)
+    out.print(f"{len(plots)} plots -> {output}")
+
+
+@asterix_app.command("encode")
+def asterix_encode(
+    plots_path: Annotated[Path, typer.Argument(help="plots Parquet file (e.g. from siap simulate)")],
+    sites: Annotated[Path, typer.Option(help="sites YAML giving each sensor its SAC/SIC")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="raw ASTERIX file to write")] = Path("plots.ast"),
+) -> None:
+    """Write 2D radar plots as CAT048 and ADS-B plots as CAT021 (other plots are counted and left out)."""
+    from siap.formats.asterix import encode_cat021, encode_cat048, plots_to_cat021, plots_to_cat048
+    from siap.records import MeasurementKind
+
+    plots, _ = _read_batch(plots_path, "plots")
+    site_cfg = _asterix_sites(sites)
+    r2 = plots[plots["kind"] == MeasurementKind.RADAR_2D]
+    ad = plots[plots["kind"] == MeasurementKind.ADSB]
+    try:
+        blocks = encode_cat048(plots_to_cat048(r2, site_cfg)) + encode_cat021(plots_to_cat021(ad, site_cfg))
+    except ValueError as exc:
+        raise InputError(f"{sites}: {exc}") from None
+    output.write_bytes(b"".join(blocks))
+    skipped = len(plots) - len(r2) - len(ad)
+    out.print(f"{len(r2)} CAT048 + {len(ad)} CAT021 records -> {output}" + (f" ({skipped} 3D radar plots left out)" if skipped else ""))
+
+
+@asterix_app.command("tracks")
+def asterix_tracks(
+    tracks_path: Annotated[Path, typer.Argument(help="tracks Parquet file (from siap track)")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="raw ASTERIX file to write")] = Path("tracks.ast"),
+    sac: Annotated[int, typer.Option(min=0, max=255, help="SDPS system area code")] = 0,
+    sic: Annotated[int, typer.Option(min=0, max=255, help="SDPS system identification code")] = 1,
+) -> None:
+    """Write a tracks file as CAT062 (one batch per snapshot time) with CAT065 status and end-of-batch messages."""
+    from siap.formats.asterix import Cat062Writer
+
+    tracks, _ = _read_batch(tracks_path, "tracks")
+    with open(output, "wb") as f:
+        writer = Cat062Writer(f.write, sac=sac, sic=sic)
+        for t in np.unique(tracks["time_s"]):
+            writer.write_tracks(tracks[tracks["time_s"] == t], float(t))
+    out.print(f"{writer.tracks_sent} CAT062 records in {writer.batch} batches, {writer.blocks_sent} data blocks -> {output}")
 
 
 @app.command()
