@@ -97,7 +97,7 @@ def demo(
             policy_ref = str(Path(policy_ref).resolve())
         folder = save_recording(
             out_dir / "recording", coal.coalition, policy_ref,
-            sensors=result.simulation.sensors, truth=result.simulation.truth,
+            sensors=result.simulation.sensors, truth=result.simulation.truth, times=coal.times,
         )
         out.print(f"recording: {folder} (replay it with: siap serve {folder})")
         _serve(load_recording(folder), None, "127.0.0.1", port)
@@ -276,7 +276,7 @@ def _serve(live, cfg, host: str, port: int) -> None:
     for token in cfg.admin_tokens:
         out.print(f"  admin {base}#token={token}", soft_wrap=True)
     out.print(f"serving the live picture at {base} (Ctrl-C to stop)")
-    uvicorn.run(create_app(live, cfg), host=host, port=port, log_level="warning", ws="websockets")
+    uvicorn.run(create_app(live, cfg), host=host, port=port, log_level="warning")
 
 
 @app.command()

@@ -517,13 +517,6 @@ async def _stream(svc: _Service, ws: WebSocket, partner: str) -> None:
     tasks = [asyncio.create_task(receiver()), asyncio.create_task(sender())]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
-            exc = t.exception()
-            if isinstance(exc, asyncio.TimeoutError):
-                with contextlib.suppress(Exception):
-                    await ws.close(code=4408, reason="client too slow")
-            elif exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
-                log.warning("service: stream of %s ended: %r", partner, exc)
     finally:
         svc.hub.unsubscribe(sub)
         for t in tasks:
@@ -531,3 +524,13 @@ async def _stream(svc: _Service, ws: WebSocket, partner: str) -> None:
         for t in tasks:
             with contextlib.suppress(BaseException):
                 await t
+    for t in done:
+        exc = t.exception() if not t.cancelled() else None
+        if isinstance(exc, asyncio.TimeoutError):
+            log.warning("service: dropping a %s client of %s: it accepted no frame for %.0f s",
+                        who.describe(), partner, svc.config.send_timeout_s)
+            # the close frame cannot pass a full buffer either: give it a moment, then leave
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(ws.close(code=4408, reason="client too slow"), 1.0)
+        elif exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+            log.warning("service: stream of %s ended: %r", partner, exc)

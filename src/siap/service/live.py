@@ -7,7 +7,7 @@ protocol only, so either plugs in (``siap.service.create_app(source, config)``).
 
 A recording folder (:func:`save_recording` / :func:`load_recording`) holds::
 
-    manifest.json            policy (built-in name or file), partners, start/end, kind
+    manifest.json            policy (built-in name or file), partners, picture times
     pictures-<PARTNER>.parquet   that partner's pictures over time (TRACK_DTYPE rows)
     truth.parquet            (optional) truth states (TRUTH_DTYPE)
     sensors.json             the sensors (id, partner, site, ranges) for the map
@@ -84,6 +84,7 @@ class PictureReplayer:
         loop: bool = True,
         kind: str = "coalition",
         tick_s: float = 0.05,
+        times: np.ndarray | None = None,
     ) -> None:
         self.policy = policy
         self.partners = [p for p in policy.partners if p in pictures]
@@ -97,11 +98,14 @@ class PictureReplayer:
         for p in self.partners:
             rows = pictures[p]
             rows = rows[np.argsort(rows["time_s"], kind="stable")]
-            times, first = np.unique(rows["time_s"], return_index=True)
-            self._frames[p] = (times, np.split(rows, first[1:]) if len(rows) else [])
-            if len(times):
-                starts.append(times[0])
-                ends.append(times[-1])
+            # the picture times: given (so that an empty picture is sent too) or those of the rows
+            ts = np.unique(rows["time_s"]) if times is None else np.unique(np.asarray(times, dtype=np.float64))
+            lo = np.searchsorted(rows["time_s"], ts, side="left")
+            hi = np.searchsorted(rows["time_s"], ts, side="right")
+            self._frames[p] = (ts, [rows[a:b] for a, b in zip(lo, hi, strict=True)])
+            if len(ts):
+                starts.append(ts[0])
+                ends.append(ts[-1])
         if not starts:
             raise InputError("replay: no pictures to replay (every partner's picture is empty)")
         self.start_s = float(min(starts))
@@ -118,8 +122,9 @@ class PictureReplayer:
 
     @classmethod
     def from_coalition(cls, result, policy, **kwargs) -> PictureReplayer:
-        """Replay the partners' coalition pictures of a ``siap.coalition.CoalitionResult``."""
-        return cls(dict(result.coalition), policy, **kwargs)
+        """Replay the partners' coalition pictures of a ``siap.coalition.CoalitionResult``
+        (at every evaluation time, empty pictures included)."""
+        return cls(dict(result.coalition), policy, times=result.times, **kwargs)
 
     # --- the clock -------------------------------------------------------------------------
     @property
@@ -240,7 +245,9 @@ _SENSOR_FIELDS = (
 )
 
 
-def save_recording(folder: str | Path, pictures: dict[str, np.ndarray], policy_ref: str, *, sensors=(), truth=None) -> Path:
+def save_recording(
+    folder: str | Path, pictures: dict[str, np.ndarray], policy_ref: str, *, sensors=(), truth=None, times=None
+) -> Path:
     """Write a recording folder (see the module docstring); ``policy_ref`` is the policy's
     built-in name or file path. Returns the folder."""
     folder = Path(folder)
@@ -259,7 +266,15 @@ def save_recording(folder: str | Path, pictures: dict[str, np.ndarray], policy_r
         sens.append(d)
     (folder / "sensors.json").write_text(json.dumps(sens, indent=1), encoding="utf-8")
     (folder / "manifest.json").write_text(
-        json.dumps({"format": "siap-recording-1", "policy": policy_ref, "partners": sorted(pictures)}, indent=2),
+        json.dumps(
+            {
+                "format": "siap-recording-1",
+                "policy": policy_ref,
+                "partners": sorted(pictures),
+                "times_s": None if times is None else np.asarray(times, dtype=np.float64).tolist(),
+            },
+            indent=2,
+        ),
         encoding="utf-8",
     )
     return folder
@@ -312,4 +327,5 @@ def load_recording(folder: str | Path, policy=None, **kwargs) -> PictureReplayer
                 sensors.append(SensorInfo(kind=kind, platform_track=track, **d))
             except (KeyError, TypeError) as e:
                 raise InputError(f"{sensors_path}: sensor {i}: expected the fields {', '.join(_SENSOR_FIELDS)} ({e})") from None
-    return PictureReplayer(pictures, policy, sensors=sensors, truth=truth, **kwargs)
+    times = manifest.get("times_s")
+    return PictureReplayer(pictures, policy, sensors=sensors, truth=truth, times=times, **kwargs)

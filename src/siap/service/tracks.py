@@ -136,15 +136,18 @@ class Identifier:
 
 
 def display_number(track_id: int) -> str:
-    """Short track number for labels: the founding partner's code and local id (``JPN-1042``);
-    the plain number for ids that are not coalition track numbers."""
+    """Short track number for labels: the founding partner's code and local id (``JPN-1042``,
+    ``JPN-1042.1`` for generation 1); the plain number for ids that are not coalition track
+    numbers."""
     tid = int(track_id)
     code = tid >> PARTNER_SHIFT
     letters = [(code >> s) & 31 for s in (10, 5, 0)]
     if tid < 0 or code == 0 or any(v > 26 for v in letters) or letters[0] == 0:
         return str(tid)
     name = "".join(chr(ord("A") + v - 1) for v in letters if v)
-    return f"{name}-{tid & ((1 << LOCAL_ID_BITS) - 1)}"
+    generation = (tid >> LOCAL_ID_BITS) & ((1 << (PARTNER_SHIFT - LOCAL_ID_BITS)) - 1)
+    local = tid & ((1 << LOCAL_ID_BITS) - 1)
+    return f"{name}-{local}" + (f".{generation}" if generation else "")
 
 
 def _floats(values: np.ndarray, decimals: int) -> list[float | None]:
