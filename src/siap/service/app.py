@@ -41,7 +41,7 @@ from typing import Annotated, Any
 
 import numpy as np
 from fastapi import Depends, FastAPI, HTTPException, Request, WebSocket, WebSocketDisconnect
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -310,7 +310,7 @@ def create_app(source: LiveSource, config: ServiceConfig, *, start_source: bool 
 
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():
-        return JSONResponse(None, status_code=204)
+        return Response(status_code=204)
 
     @app.get("/health", tags=["service"])
     def health() -> dict:
