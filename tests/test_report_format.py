@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 from matplotlib.path import Path as MplPath
 
-from siap.report import _decode_arcs, format_quantity, natural_earth, topojson_lines, topojson_polygons
+from siap.report import (
+    _decode_arcs,
+    format_quantity,
+    natural_earth,
+    topojson_lines,
+    topojson_polygons,
+)
 
 
 @pytest.mark.parametrize(

@@ -276,7 +276,9 @@ def _serve(live, cfg, host: str, port: int) -> None:
     for token in cfg.admin_tokens:
         out.print(f"  admin {base}#token={token}", soft_wrap=True)
     out.print(f"serving the live picture at {base} (Ctrl-C to stop)")
-    uvicorn.run(create_app(live, cfg), host=host, port=port, log_level="warning")
+    # per-message deflate off: compressing each ~1 MB frame once per client costs 4x the CPU
+    # (bench/bench_service.py measures both)
+    uvicorn.run(create_app(live, cfg), host=host, port=port, log_level="warning", ws_per_message_deflate=False)
 
 
 @app.command()
