@@ -105,8 +105,9 @@ function addSymbols(map) {
 
 function addDataLayers(map) {
   const empty = { type: "FeatureCollection", features: [] };
+  // tracks change every second: tile them only up to zoom 8 and skip simplification work
   for (const id of ["coverage", "sensors", "trails", "leaders", "tracks", "selected"]) {
-    map.addSource(id, { type: "geojson", data: empty });
+    map.addSource(id, { type: "geojson", data: empty, maxzoom: 8, buffer: 32, tolerance: 0 });
   }
   map.addLayer({ id: "coverage", type: "line", source: "coverage",
     paint: { "line-color": ["get", "colour"], "line-width": 1.2, "line-dasharray": [4, 3], "line-opacity": 0.8 } });
