@@ -303,3 +303,49 @@ def test_service_config_file(tmp_path):
         load_service_config(bad)
     with pytest.raises(ConfigError, match="nope.yaml: \\(file\\)"):
         load_service_config(tmp_path / "nope.yaml")
+
+
+def test_websocket_survives_any_client_message(service):
+    """Fuzz: whatever a client sends, it gets an error frame (or pong / full for the two valid
+    messages) and the connection stays up."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    client, cfg, *_ = service
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+        lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4),
+        max_leaves=10,
+    )
+    messages = st.one_of(
+        st.text(max_size=200),
+        json_values.map(json.dumps),
+        st.dictionaries(st.just("type"), st.text(max_size=10) | st.integers() | st.none()).map(json.dumps),
+    )
+    with client.websocket_connect(f"/api/v1/partners/AUS/stream?token={cfg.tokens['AUS']}") as ws:
+        ws.receive_text()
+        ws.receive_text()
+
+        @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(messages)
+        def check(text):
+            ws.send_text(text)
+            reply = json.loads(ws.receive_text())
+            try:
+                sent = json.loads(text)
+                kind = sent.get("type") if isinstance(sent, dict) else None
+            except ValueError:
+                kind = None
+            expected = {"full": "full", "ping": "pong"}.get(kind, "error")
+            assert reply["type"] == expected
+
+        check()
+        ws.send_text(json.dumps({"type": "ping"}))
+        assert json.loads(ws.receive_text())["type"] == "pong"
+
+
+def test_the_replayer_is_a_live_source(run):
+    from siap.service import LiveSource
+
+    coal, policy, _ = run
+    assert isinstance(PictureReplayer.from_coalition(coal, policy), LiveSource)
