@@ -343,11 +343,13 @@ def create_app(source: LiveSource, config: ServiceConfig, *, start_source: bool 
         return {"partners": out}
 
     @app.get(f"{API}/partners/{{partner}}/tracks", tags=["pictures"])
-    def tracks(partner: str, request: Request, who: Caller) -> dict:
+    def tracks(partner: str, request: Request, who: Caller) -> Response:
         """The partner's latest releasable picture: confirmed and coasting tracks."""
         _viewable(svc, who, partner, f"GET {request.url.path}")
         v = _view_or_404(svc, partner)
-        return {"partner": partner, "seq": v.seq, "time_s": v.time_s, "tracks": list(v.tracks.values())}
+        # the tracks' JSON text the stream sends (encoded once per picture), not re-encoded
+        head = json.dumps({"partner": partner, "seq": v.seq, "time_s": v.time_s})[:-1]
+        return Response(head + ',"tracks":[' + ",".join(v.texts.values()) + "]}", media_type="application/json")
 
     @app.get(f"{API}/partners/{{partner}}/tracks/{{track_id}}", tags=["pictures"])
     def track(partner: str, track_id: str, request: Request, who: Caller) -> dict:
