@@ -77,9 +77,30 @@ def demo(
     eval_step_s: Annotated[float, typer.Option(help="evaluate the picture every this many seconds")] = 5.0,
     registration: Annotated[bool, typer.Option(help="estimate and remove radar biases online")] = True,
     nats_url: Annotated[str | None, typer.Option(help="carry partner messages over NATS JetStream at this URL")] = None,
+    serve: Annotated[
+        bool | None,
+        typer.Option("--serve/--no-serve", help="then serve the live picture (default: only when stdout is a terminal)"),
+    ] = None,
+    port: Annotated[int, typer.Option(help="port of the live picture (with --serve)")] = 8600,
 ) -> None:
-    """Run the main job: simulate, track (coalition mode by default), evaluate, write the report."""
-    _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration, nats_url)
+    """Run the main job: simulate, track (coalition mode by default), evaluate, write the report;
+    then (coalition mode, on a terminal or with --serve) replay the partners' pictures live."""
+    result = _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration, nats_url)
+    if serve is None:
+        serve = sys.stdout.isatty()
+    if serve and result.mode == "coalition":
+        from siap.service.live import load_recording, save_recording
+
+        coal = result.coalition
+        policy_ref = policy if policy is not None else result.scenario_name
+        if Path(str(policy_ref)).is_file():
+            policy_ref = str(Path(policy_ref).resolve())
+        folder = save_recording(
+            out_dir / "recording", coal.coalition, policy_ref,
+            sensors=result.simulation.sensors, truth=result.simulation.truth, times=coal.times,
+        )
+        out.print(f"recording: {folder} (replay it with: siap serve {folder})")
+        _serve(load_recording(folder), None, "127.0.0.1", port)
 
 
 @app.command()
@@ -129,6 +150,7 @@ def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s
     _print_summary(result.summary())
     out.print(f"report:  {out_dir / 'report.html'}")
     out.print(f"metrics: {out_dir / 'metrics.json'}")
+    return result
 
 
 def _print_summary(summary: dict) -> None:
@@ -171,6 +193,92 @@ def _print_summary(summary: dict) -> None:
         out.print(f"commonality {pair}: {value['commonality']:.3f} over {value['common']} common (object, time) pairs")
     rejected = {p: r for p, r in summary["rejected"].items() if r}
     out.print(f"messages: {summary['messages']}; rejected: {rejected or 'none'}")
+
+
+@app.command()
+def serve(
+    source: Annotated[str, typer.Argument(help="built-in scenario name, scenario YAML, or a recording folder")],
+    policy: Annotated[str | None, typer.Option(help="releasability policy: built-in name or YAML file")] = None,
+    speed: Annotated[float, typer.Option(help="picture seconds per wall second")] = 1.0,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8600,
+    config: Annotated[Path | None, typer.Option(help="service configuration YAML (tokens; default: random tokens, printed)")] = None,
+    seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
+    duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
+    update_s: Annotated[float, typer.Option(help="picture update period of a scenario run (s)")] = 5.0,
+) -> None:
+    """Serve a live per-partner air picture (HTTP/WebSocket API and the web COP)."""
+    if not 0 < speed <= 10_000:
+        raise typer.BadParameter("expected a number in (0, 10000]", param_hint="--speed")
+    if not 0 < port < 65536:
+        raise typer.BadParameter("expected a port 1..65535", param_hint="--port")
+    if update_s <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--update-s")
+    cfg = None
+    if config is not None:
+        from siap.service.config import load_service_config
+
+        cfg = load_service_config(config)
+    live = _live_source_for(source, policy, speed, seed, duration_s, update_s)
+    _serve(live, cfg, host, port)
+
+
+def _live_source_for(source: str, policy: str | None, speed: float, seed: int | None = None,
+                     duration_s: float | None = None, update_s: float = 5.0):
+    """The live picture source that ``siap serve`` runs: a recording folder is replayed; a
+    scenario is simulated and run as a coalition, and its partners' pictures replayed.
+    (The one place to swap in ``siap.runtime.Runtime`` for a scenario.)"""
+    from siap.service.live import PictureReplayer, load_recording
+
+    path = Path(source)
+    if path.is_dir():
+        return load_recording(path, policy, speed=speed)
+    from siap.coalition import run_coalition
+    from siap.pipeline import default_policy_name, evaluation_times, tracker_config_for
+    from siap.scenario import load_scenario
+    from siap.sharing.policy import load_policy
+    from siap.simulation import simulate
+
+    sc = load_scenario(source, seed=seed)
+    if duration_s is not None:
+        if duration_s <= 0:
+            raise typer.BadParameter("must be > 0", param_hint="--duration-s")
+        sc = sc.model_copy(update={"duration_s": float(duration_s)})
+    policy = policy or default_policy_name(sc.name)
+    if policy is None:
+        raise InputError(f"scenario {sc.name}: no built-in policy of that name; pass --policy FILE")
+    pol = load_policy(policy)
+    with _progress() as progress:
+        bars = _Bars(progress)
+        sim = simulate(sc, progress=bars)
+        times = evaluation_times(sim.truth, update_s)
+        coal = run_coalition(
+            sim.plots, pol, times,
+            origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
+            sensor_ids=[s.id for s in sim.sensors], tracker_config=tracker_config_for(sc),
+            centralised=False, registration=True, progress=bars,
+        )
+    return PictureReplayer.from_coalition(coal, pol, sensors=sim.sensors, truth=sim.truth, speed=speed)
+
+
+def _serve(live, cfg, host: str, port: int) -> None:
+    """Run the service over ``live`` until interrupted; print the COP's address per role."""
+    import uvicorn
+
+    from siap.service import ServiceConfig, create_app
+
+    if cfg is None:
+        cfg = ServiceConfig.generate(live.partners)
+        out.print("tokens generated for this run only (pass --config FILE to set your own):")
+    base = f"http://{host}:{port}/"
+    for partner, token in cfg.tokens.items():
+        out.print(f"  {partner:5s} {base}#token={token}", soft_wrap=True)
+    for token in cfg.admin_tokens:
+        out.print(f"  admin {base}#token={token}", soft_wrap=True)
+    out.print(f"serving the live picture at {base} (Ctrl-C to stop)")
+    # per-message deflate off: compressing each ~1 MB frame once per client costs 4x the CPU
+    # (bench/bench_service.py measures both)
+    uvicorn.run(create_app(live, cfg), host=host, port=port, log_level="warning", ws_per_message_deflate=False)
 
 
 @app.command()

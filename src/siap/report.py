@@ -2,14 +2,21 @@
 
 Figures: per-partner map of truth, plots and sensor coverage; tracks against truth; GOSPA and
 its parts over time; SIAP metrics over time. Every number and curve comes from the run that is
-passed in; nothing is read from elsewhere.
+passed in. Maps are drawn over Natural Earth land, coastlines and borders (1:50m, public
+domain), read from the world-atlas TopoJSON bundled with the web COP
+(``siap/service/static/vendor/world-atlas``). Numbers are written for a reader: distances in
+m or km, fractions in %, counts with thousands separators (:func:`format_quantity`).
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
+import json
+import math
+from importlib import resources
 from pathlib import Path
 
 import matplotlib
@@ -21,11 +28,104 @@ from pyproj import Geod  # noqa: E402
 
 from siap import geo, records  # noqa: E402
 
-__all__ = ["write_report", "plot_positions_geodetic"]
+__all__ = ["write_report", "plot_positions_geodetic", "format_quantity", "topojson_lines", "natural_earth"]
 
 _PARTNER_COLOURS = {"JPN": "#c0392b", "USA": "#2c3e8f", "AUS": "#1e8449", "KOR": "#8e44ad", "PHL": "#d68910"}
 _GEOD = Geod(ellps="WGS84")
 _MAP_ALT_M = 9_000.0  # coverage circles are drawn for targets at this altitude (about FL300)
+_SEA, _LAND, _COAST, _BORDER = "#dfe8f0", "#f3f0e7", "#6f8597", "#9a8fa6"
+
+
+def _decode_arcs(topology: dict) -> list[np.ndarray]:
+    """The arcs of a TopoJSON topology as (n, 2) arrays of (lon, lat) degrees.
+
+    TopoJSON specification (github.com/topojson/topojson-specification, sec. 2.1.3-2.1.4 and
+    2.2): a quantized topology's arc positions are delta-encoded integers; position k is the
+    running sum of the first k deltas, then ``x * scale + translate`` per axis.
+    """
+    arcs = [np.asarray(a, dtype=np.float64).reshape(-1, 2) for a in topology["arcs"]]
+    tr = topology.get("transform")
+    if tr is None:
+        return arcs
+    scale, translate = np.asarray(tr["scale"], float), np.asarray(tr["translate"], float)
+    return [np.cumsum(a, axis=0) * scale + translate for a in arcs]
+
+
+def _ring(indices: list[int], arcs: list[np.ndarray]) -> np.ndarray:
+    """One ring from arc indices (``~i`` = arc i reversed); shared end points kept once."""
+    parts = []
+    for k, i in enumerate(indices):
+        a = arcs[i] if i >= 0 else arcs[~i][::-1]
+        parts.append(a if k == 0 else a[1:])
+    return np.concatenate(parts) if parts else np.zeros((0, 2))
+
+
+def topojson_lines(topology: dict, name: str, *, shared_only: bool = False) -> list[np.ndarray]:
+    """The arcs used by object ``name`` (polylines of (lon, lat)); with ``shared_only`` only
+    the arcs shared by two different geometries (the borders between countries)."""
+    arcs = _decode_arcs(topology)
+    users: dict[int, set[int]] = {}
+
+    def walk(node, geom_id: int) -> None:
+        if isinstance(node, int):
+            users.setdefault(node if node >= 0 else ~node, set()).add(geom_id)
+        else:
+            for child in node:
+                walk(child, geom_id)
+
+    for gid, geom in enumerate(topology["objects"][name].get("geometries", [])):
+        walk(geom.get("arcs", []), gid)
+    keep = [i for i, g in sorted(users.items()) if (len(g) > 1 if shared_only else True)]
+    return [arcs[i] for i in keep]
+
+
+def topojson_polygons(topology: dict, name: str) -> list[np.ndarray]:
+    """Exterior rings of the (multi)polygons of object ``name`` (holes are left out)."""
+    arcs = _decode_arcs(topology)
+    rings = []
+    for geom in topology["objects"][name].get("geometries", []):
+        polys = geom["arcs"] if geom["type"] == "MultiPolygon" else [geom["arcs"]] if geom["type"] == "Polygon" else []
+        for poly in polys:
+            if poly:
+                rings.append(_ring(poly[0], arcs))
+    return rings
+
+
+@functools.lru_cache(maxsize=2)
+def natural_earth(resolution: str = "50m") -> dict[str, list[np.ndarray]]:
+    """Land rings, coastlines and country borders of Natural Earth at ``resolution`` (50m or
+    110m), from the bundled world-atlas TopoJSON."""
+    root = resources.files("siap.service") / "static" / "vendor" / "world-atlas"
+    land = json.loads((root / f"land-{resolution}.json").read_text(encoding="utf-8"))
+    countries = json.loads((root / f"countries-{resolution}.json").read_text(encoding="utf-8"))
+    return {
+        "land": topojson_polygons(land, "land"),
+        "coast": topojson_lines(land, "land"),
+        "borders": topojson_lines(countries, "countries", shared_only=True),
+    }
+
+
+def _basemap(ax) -> None:
+    """Sea, land, coastlines and borders under what is already drawn (limits kept)."""
+    from matplotlib.collections import LineCollection, PolyCollection
+
+    xlim, ylim = ax.get_xlim(), ax.get_ylim()
+    ne = natural_earth("50m")
+
+    def near(lines):
+        out = []
+        for a in lines:
+            if len(a) and a[:, 0].max() >= xlim[0] - 1 and a[:, 0].min() <= xlim[1] + 1 \
+                    and a[:, 1].max() >= ylim[0] - 1 and a[:, 1].min() <= ylim[1] + 1:
+                out.append(a)
+        return out
+
+    ax.set_facecolor(_SEA)
+    ax.add_collection(PolyCollection(near(ne["land"]), facecolors=_LAND, edgecolors="none", zorder=0))
+    ax.add_collection(LineCollection(near(ne["coast"]), colors=_COAST, linewidths=0.6, zorder=0.5))
+    ax.add_collection(LineCollection(near(ne["borders"]), colors=_BORDER, linewidths=0.6, linestyles="--", zorder=0.5))
+    ax.set_xlim(xlim)
+    ax.set_ylim(ylim)
 
 
 def plot_positions_geodetic(plots: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -77,6 +177,7 @@ def _truth_lines(ax, truth: np.ndarray, max_targets: int = 400) -> None:
 
 
 def _set_map_aspect(ax, lat_deg: float) -> None:
+    _basemap(ax)
     ax.set_aspect(1.0 / max(np.cos(np.radians(lat_deg)), 0.1))
     ax.set_xlabel("longitude (deg)")
     ax.set_ylabel("latitude (deg)")
@@ -161,15 +262,47 @@ def _time_axis(per_time, start_s: float) -> np.ndarray:
 
 def _table(rows: list[tuple[str, object]]) -> str:
     body = "".join(
-        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(_fmt(v))}</td></tr>" for k, v in rows
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(format_quantity(str(k), v))}</td></tr>" for k, v in rows
     )
     return f"<table>{body}</table>"
 
 
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    return str(v)
+_PERCENT = ("completeness", "spuriousness", "commonality", "longest_track_segment")
+_PLAIN = ("seed", "gospa_p", "ospa_p", "gospa_alpha", "entries")
+
+
+def format_quantity(name: str, value) -> str:
+    """``value`` written for a reader, by what its ``name`` says it is: a distance (``_m``,
+    GOSPA / OSPA parts) in m, or km from 10 km on; a speed (``_mps``) in m/s; a rate
+    (``_per_s``); a duration (``_s``) in s; a fraction (completeness, spuriousness,
+    commonality) in %; counts with thousands separators; anything else with at most four
+    significant digits, never in exponent notation."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        return "yes" if value is True else "no" if value is False else str(value)
+    short = name.rsplit(" ", 1)[-1]
+    if isinstance(value, int | np.integer):
+        return str(int(value)) if short in _PLAIN else f"{int(value):,}"
+    v = float(value)
+    if not math.isfinite(v):
+        return "-"
+    if short in _PLAIN:
+        return f"{v:g}"
+    if any(k in short for k in _PERCENT):
+        return f"{100 * v:.1f} %"
+    distance = short.endswith("_m") or (
+        short.startswith(("gospa_", "ospa_")) and "_n_" not in short and short.endswith(("_mean", "localisation", "missed", "false"))
+    )
+    if distance:
+        return f"{v / 1000:,.1f} km" if abs(v) >= 10_000 else f"{v:,.0f} m" if abs(v) >= 10 else f"{v:.2f} m"
+    if short.endswith("_mps"):
+        return f"{v:,.1f} m/s"
+    if short.endswith("_per_s"):
+        return f"{v * 3600:,.2f} /h" if abs(v) < 0.01 else f"{v:,.3f} /s"
+    if short.endswith("_s"):
+        return f"{v:,.1f} s" if abs(v) >= 100 else f"{v:.2f} s"
+    if abs(v) >= 1000:
+        return f"{v:,.0f}"
+    return np.format_float_positional(v, precision=4, unique=False, fractional=False, trim="-")
 
 
 def _sensor_table(sim) -> str:
@@ -203,7 +336,7 @@ def _partner_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
     for partner, by_kind in table.items():
         metrics = list(next(iter(by_kind.values())).keys()) if by_kind else []
         for m in metrics:
-            cells = "".join(f"<td>{_fmt(by_kind.get(k, {}).get(m, ''))}</td>" for k in kinds)
+            cells = "".join(f"<td>{html.escape(format_quantity(m, by_kind.get(k, {}).get(m, '')))}</td>" for k in kinds)
             rows.append(f"<tr><th>{html.escape(partner)}</th><td>{html.escape(m)}</td>{cells}</tr>")
     return f"<table>{head}{''.join(rows)}</table>"
 
@@ -211,7 +344,8 @@ def _partner_table(table: dict[str, dict[str, dict[str, float]]]) -> str:
 def _commonality_table(common: dict[str, dict[str, float | int]]) -> str:
     head = "<tr><th>partners</th><th>commonality</th><th>common (object, time) pairs</th></tr>"
     rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{_fmt(v['commonality'])}</td><td>{v['common']}</td></tr>"
+        f"<tr><td>{html.escape(k)}</td><td>{format_quantity('commonality', v['commonality'])}</td>"
+        f"<td>{format_quantity('common', v['common'])}</td></tr>"
         for k, v in common.items()
     )
     return f"<table>{head}{rows}</table>"

@@ -1,0 +1,162 @@
+"""The live service under load: N WebSocket clients (default 20) on a picture of 2,000 tracks
+updated every second; latency from picture in (``PictureHub.on_picture``) to frame out (the
+whole frame received by a client), p50 / p99, and the hub's per-picture work. Writes
+bench/results/service.json.
+
+    python bench/bench_service.py [--clients 20] [--tracks 2000] [--pictures 30] [--quick]
+
+Server (uvicorn, loopback) and clients run in this one process (so one clock serves both);
+the clients' JSON parsing is left out (they read the frame's sequence number only), so the
+numbers are the service's, not a browser's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import socket
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from machine import machine_info  # noqa: E402
+
+RESULTS = HERE / "results"
+_SEQ = re.compile(r'^\{"seq":(\d+)')
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--clients", type=int, default=20)
+    ap.add_argument("--tracks", type=int, default=2000)
+    ap.add_argument("--pictures", type=int, default=30)
+    ap.add_argument("--period-s", type=float, default=1.0, help="time between pictures (s)")
+    ap.add_argument("--quick", action="store_true", help="8 pictures")
+    ap.add_argument("--out", type=Path, default=RESULTS / "service.json")
+    args = ap.parse_args(argv)
+    runs = {}
+    for deflate in (False, True):
+        runs["deflate" if deflate else "plain"] = _run_once(args, deflate)
+    result = {
+        "benchmark": "service",
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": machine_info(),
+        "clients": args.clients,
+        "tracks": args.tracks,
+        "period_s": args.period_s,
+        "runs": runs,
+        "ratio_cpu_deflate_over_plain": round(runs["deflate"]["process_cpu_s"] / max(runs["plain"]["process_cpu_s"], 1e-9), 2),
+        "note": "server and clients share this process and its CPU; latency is picture in -> whole frame "
+        "received; 'plain' is what siap serve runs (per-message deflate off), 'deflate' the same with "
+        "WebSocket per-message compression",
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: v for k, v in result.items() if k != "machine"}, indent=2))
+    return result
+
+
+def _run_once(args, deflate: bool) -> dict:
+    n_pictures = 8 if args.quick else args.pictures
+
+    import numpy as np
+    import uvicorn
+    import websockets
+
+    from siap.picture import Picture
+    from siap.service import PictureReplayer, ServiceConfig, create_app
+    from siap.service.synthetic import synthetic_pictures
+    from siap.sharing.policy import load_policy
+
+    policy = load_policy("pacific")
+    rows = synthetic_pictures(args.tracks, n_pictures + 1, ["USA"], policy, step_s=args.period_s)["USA"]
+    times = np.unique(rows["time_s"])
+    pictures = [Picture("USA", float(t), rows[rows["time_s"] == t]) for t in times]
+    source = PictureReplayer({"USA": rows}, policy)
+    import tempfile
+
+    tmp = tempfile.mkdtemp(prefix="siap-bench-service-")
+    cfg = ServiceConfig.generate(policy.partners, audit_log=Path(tmp) / "audit.jsonl")
+    app = create_app(source, cfg, start_source=False)
+    hub = app.state.hub
+    view_s: list[float] = []
+    hub.add_view_listener(lambda v: view_s.append(time.perf_counter() - v.received_s))
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", ws_per_message_deflate=deflate))
+    threading.Thread(target=server.run, daemon=True).start()
+    while not server.started:
+        time.sleep(0.02)
+
+    t_in: dict[int, float] = {}
+    received: list[tuple[int, int, float, int]] = []  # (client, seq, t_out, bytes)
+    url = f"ws://127.0.0.1:{port}/api/v1/partners/USA/stream?token={cfg.tokens['USA']}"
+
+    async def client(i: int, stop: asyncio.Event, ready: asyncio.Event, counter: list[int]) -> None:
+        async with websockets.connect(url, max_size=None) as ws:
+            counter[0] += 1
+            if counter[0] == args.clients:
+                ready.set()
+            while not stop.is_set():
+                try:
+                    msg = await asyncio.wait_for(ws.recv(), 0.5)
+                except TimeoutError:
+                    continue
+                t = time.perf_counter()
+                m = _SEQ.match(msg)
+                if m:
+                    received.append((i, int(m.group(1)), t, len(msg)))
+
+    async def run() -> float:
+        stop, ready, counter = asyncio.Event(), asyncio.Event(), [0]
+        hub.on_picture(pictures[0])  # the state every client gets on connect
+        tasks = [asyncio.create_task(client(i, stop, ready, counter)) for i in range(args.clients)]
+        await asyncio.wait_for(ready.wait(), 60)
+        await asyncio.sleep(1.0)
+        cpu0 = time.process_time()
+        for k, pic in enumerate(pictures[1:], start=2):
+            t_in[k] = time.perf_counter()
+            hub.on_picture(pic)
+            await asyncio.sleep(args.period_s)
+        await asyncio.sleep(2.0)
+        cpu = time.process_time() - cpu0
+        stop.set()
+        await asyncio.gather(*tasks)
+        return cpu
+
+    cpu_s = asyncio.run(run())
+    server.should_exit = True
+
+    lat = np.array([t - t_in[seq] for _, seq, t, _ in received if seq in t_in]) * 1000.0
+    got = {(c, s) for c, s, _, _ in received if s in t_in}
+    expected = args.clients * len(t_in)
+    frame_bytes = [b for _, s, _, b in received if s in t_in]
+    return {
+        "pictures": len(t_in),
+        "frames_expected": expected,
+        "frames_received": len(got),
+        "latency_ms": {
+            "p50": round(float(np.percentile(lat, 50)), 1),
+            "p99": round(float(np.percentile(lat, 99)), 1),
+            "max": round(float(lat.max()), 1),
+        },
+        "hub_view_ms_p50": round(float(np.median(view_s[1:])) * 1000.0, 1) if len(view_s) > 1 else None,
+        "delta_frame_kib_p50": round(float(np.median(frame_bytes)) / 1024, 1),
+        "process_cpu_s": round(cpu_s, 2),
+        "process_cpu_per_picture_ms": round(cpu_s / len(t_in) * 1000.0, 1),
+    }
+
+if __name__ == "__main__":
+    main()
