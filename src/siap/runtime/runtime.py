@@ -360,7 +360,7 @@ class Runtime:
         try:
             self._loop(until)
         finally:
-            self.sinks.flush()
+            self.sinks.flush(timeout_s=1.0)  # queued sinks: what is waiting, briefly
         cpu = time.thread_time() - cpu0
         self.result = self._result(time.perf_counter() - wall0, cpu)
         return self.result

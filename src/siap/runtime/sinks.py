@@ -103,6 +103,7 @@ class QueuedSink:
             except queue.Full:
                 try:
                     self._queue.get_nowait()
+                    self._queue.task_done()
                     self.dropped += 1
                 except queue.Empty:
                     pass
