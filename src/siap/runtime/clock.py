@@ -135,7 +135,7 @@ class ReplayClock(Clock):
         super().__init__(speed)
         self._wall_anchor_s = wall_anchor_s
         self._anchor_wall = time.monotonic()
-        self._anchor_time = 0.0
+        self._anchor_time = -math.inf  # not started
 
     def start(self, time_s: float) -> None:
         with self._cond:
