@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict:
         args.targets, args.duration = 1000, 60.0
     result = dict(
         benchmark="runtime",
-        date=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        timestamp_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         command=" ".join(["python", "bench/bench_runtime.py", *(argv if argv is not None else sys.argv[1:])]),
         machine=machine_info(),
         target="under 0.5 core for tracking + fusion + release at 10,000 targets, real time",

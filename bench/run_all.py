@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["bench_metrics", "bench_tracker_stonesoup", "bench_tracker_scale", "bench_accuracy", "bench_coalition"]
+BENCHES = ["bench_metrics", "bench_tracker_stonesoup", "bench_tracker_scale", "bench_accuracy", "bench_coalition",
+           "bench_runtime"]
 # Arguments per benchmark (default: none). The Stone Soup comparison reports seeds 1 and 3-9
 # (eight scenarios per N; seed 2 is the one both trackers were tuned on).
 ARGS = {"bench_tracker_stonesoup": ["--seeds", "1", "3", "4", "5", "6", "7", "8", "9"]}
