@@ -322,3 +322,44 @@ def test_fuser_predicts_contributions_of_different_times_to_the_fusion_time():
     alone = TrackFuser(FusionConfig(source_id_bits=32)).update(jpn, now)
     np.testing.assert_allclose(alone["pos_ecef_m"][0], pos0[0] + vel[0] * (now - t), atol=1e-6)
     assert np.trace(alone["cov_ecef"][0][:3, :3]) > np.trace(cov[:3, :3])
+
+
+def test_threaded_source_hands_out_everything_without_blocking():
+    from siap.runtime import ThreadedSource
+
+    _, sim = _sim()
+    gate = threading.Event()
+
+    def feed():
+        yield sim.plots[:50]
+        gate.wait()  # a feed with nothing to say for a while
+        yield sim.plots[50:120]
+
+    it = iter(ThreadedSource(feed()))
+    got = []
+    empties = 0
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            break
+        if len(batch) == 0:
+            empties += 1
+            gate.set()  # the loop was not blocked: let the feed go on
+            time.sleep(0.01)
+        got.append(batch)
+    assert empties > 0
+    assert np.concatenate(got).tobytes() == sim.plots[:120].tobytes()
+
+
+def test_real_time_clock_reads_the_wall_clock_and_a_stop_ends_a_started_run():
+    from siap.runtime import RealTimeClock
+
+    clock = RealTimeClock()
+    clock.start(0.0)
+    assert abs(clock.now() - time.time()) < 1.0
+    rt = _runtime(clock=ReplayClock(speed=1.0))
+    rt.start()
+    result = rt.stop(timeout_s=30.0)
+    assert result is not None and rt.error is None and not rt._thread.is_alive()
+    assert result.stop_s < rt.end_s

@@ -325,6 +325,7 @@ class Runtime:
                 self.error = exc
                 log.exception("runtime stopped on an error")
 
+        self._stop = False
         self._thread = threading.Thread(target=main, name="siap-runtime", daemon=True)
         self._thread.start()
 
@@ -356,7 +357,8 @@ class Runtime:
                 self.start_s = self.clock.now()  # live: the run starts now
             self._restart()
             self._started = True
-        self._stop = False
+        if threading.current_thread() is not self._thread:
+            self._stop = False  # (start() clears it before its thread runs, so a stop() is not lost)
         try:
             self._loop(until)
         finally:
