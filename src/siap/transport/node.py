@@ -201,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         import siap
         from siap.pipeline import default_policy_name, evaluation_times, tracker_config_for
+        from siap.runtime import ReplayClock
 
+        try:
+            clock = ReplayClock(speed=args.speed, wall_anchor_s=args.wall_start_s)
+        except ValueError as exc:
+            raise ConfigError(f"(node): --speed: {exc}") from None
         scenario = siap.load_scenario(args.scenario)
         policy_name = args.policy or default_policy_name(scenario.name)
         if policy_name is None:
@@ -213,9 +218,6 @@ def main(argv: list[str] | None = None) -> int:
             times = times[: args.max_steps]
         identity = NodeIdentity.load(args.keys / f"{args.partner}.pem", node_id_for(args.partner), args.partner)
         trust = TrustStore.load(args.keys / "trust.yaml")
-        from siap.runtime import ReplayClock
-
-        clock = ReplayClock(speed=args.speed, wall_anchor_s=args.wall_start_s)
         with NatsBus(args.url, args.stream, durable_prefix=f"node-{args.partner}", deliver_new=False,
                      name=f"siap-node-{args.partner}") as bus:
             res = run_node(
