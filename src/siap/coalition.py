@@ -98,7 +98,7 @@ class CoalitionResult:
         if i < 0:
             raise ValueError(f"at_s {at_s}: before the first evaluation time {times[0]}")
         t = float(times[i])
-        return Picture(partner, t, tracks[tracks["time_s"] == t], kind)
+        return Picture(partner, t, records.take(tracks, tracks["time_s"] == t), kind)
 
     def pictures(self, partner: str, kind: str = "coalition") -> list[Picture]:
         """Every picture of ``partner`` at the evaluation times, in time order."""
