@@ -14,7 +14,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = [
     "bench_metrics", "bench_tracker_stonesoup", "bench_tracker_scale", "bench_accuracy", "bench_coalition",
-    "bench_formats_asterix", "bench_formats_modes", "bench_service",
+    "bench_runtime", "bench_formats_asterix", "bench_formats_modes", "bench_service",
 ]
 # Arguments per benchmark (default: none). The Stone Soup comparison reports seeds 1 and 3-9
 # (eight scenarios per N; seed 2 is the one both trackers were tuned on).

@@ -203,6 +203,36 @@ def section_metrics(d: dict) -> list[str]:
     return out
 
 
+def section_runtime(d: dict) -> list[str]:
+    r = d["run"]
+    out = [f"## 6. The live runtime: {r['n_targets']:,} targets, three partners, 1 s updates", ""]
+    out += _header(d)
+    out += [
+        f"{r['n_sensors']} radars dealt to JPN, USA and AUS, {r['duration_s']:.0f} s, {r['n_plots']:,} plots; "
+        f"every partner updates every {r['update_period_s']:g} s (track, release + sign + publish to the two "
+        "others, verify + fuse its coalition and own pictures). The same plots on a replay clock at "
+        f"x{r['speed']:g} (real time) and on a virtual clock (as fast as possible). CPU is "
+        "`time.process_time` for the process and `time.thread_time` per stage for the loop.",
+        "",
+        "| clock | wall (s) | process CPU (s) | CPU s per simulated s | track + fuse + release, CPU s per "
+        "simulated s | loop CPU (s): track / publish / fuse | max lag (s) | mean coalition tracks |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for mode in ("realtime", "virtual"):
+        m = r[mode]
+        st = m["loop_cpu_s_by_stage"]
+        tracks = ", ".join(f"{p} {v:,.0f}" for p, v in m["mean_coalition_tracks"].items())
+        out.append(
+            f"| {mode} | {m['wall_s']:.1f} | {m['process_cpu_s']:.1f} | {m['process_cpu_s'] / r['duration_s']:.3f} | "
+            f"{m['track_fuse_release_cpu_per_sim_s']:.3f} | {st['track']:.2f} / {st['publish']:.2f} / {st['fuse']:.2f} | "
+            f"{m['max_lag_s']:.2f} | {tracks} |"
+        )
+    out += ["", "In real time, CPU s per simulated s is the number of cores used. On the virtual clock wall "
+            "time depends on what else the shared machine runs; its CPU is the same work.", ""]
+    out += ["", f"Target: {d.get('target', '-')}.", ""]
+    return out
+
+
 def main() -> int:
     parts = [
         "# Performance",
@@ -219,6 +249,7 @@ def main() -> int:
         ("accuracy", section_accuracy),
         ("coalition", section_coalition),
         ("metrics", section_metrics),
+        ("runtime", section_runtime),
     ):
         d = _load(name)
         if d is None:

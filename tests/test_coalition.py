@@ -289,3 +289,30 @@ def test_builtin_policy_declares_exactly_the_builtin_scenario_sensors(name):
         assert policy.owner(s.id) == s.partner
     # at least one sensor is not releasable to every partner (the demo shows releasability)
     assert any(not all(policy.releasable(policy.sensor_label(s), p) for p in policy.partners) for s in policy.sensors)
+
+
+@pytest.mark.slow
+def test_non_interference_holds_with_partners_on_their_own_update_periods():
+    """The runtime's partners update on different periods (JPN 1 s, USA 2 s, AUS 5 s; no
+    lockstep): adding a JPN sensor not releasable to AUS still leaves AUS's picture bit-for-bit
+    equal, and USA (entitled) does see a change."""
+    sc, sim, times = _base()
+    doc = _policy_doc()
+    sensor = {
+        "id": "JPN-HIDDEN", "type": "ground_radar", "partner": "JPN", "lat_deg": 35.2, "lon_deg": 135.3,
+        "alt_m": 100.0, "dimension": "3d", "scan_period_s": 4.0, "max_range_km": 250.0,
+        "range_sigma_m": 50.0, "azimuth_sigma_deg": 0.1, "elevation_sigma_deg": 0.3,
+        "detection": {"pd_at_ref_range": 0.9, "ref_range_km": 200.0, "pfa": 1.0e-6},
+        "false_alarms_per_scan": 1.0, "ssr": {"pd": 0.95},
+    }
+    doc["partners"]["JPN"]["sensors"][sensor["id"]] = {"label": "SIAP//CONFIDENTIAL//REL TO JPN, USA", "share_plots": True}
+    policy = Policy.from_mapping(doc)
+    hidden = _hidden_plots(sc, sensor, 11)
+    sensor_ids = [*sorted(set(sim.plots["sensor_id"].tolist())), sensor["id"]]
+    kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=False,
+                  update_period_s={"JPN": 1.0, "USA": 2.0, "AUS": 5.0})
+    without = run_coalition(sim.plots, policy, times, **kwargs)
+    withh = run_coalition(np.concatenate([sim.plots, hidden]), policy, times, **kwargs)
+    assert len(without.coalition["AUS"]) > 0
+    assert _bytes(without.coalition["AUS"]) == _bytes(withh.coalition["AUS"])
+    assert _bytes(without.coalition["USA"]) != _bytes(withh.coalition["USA"])

@@ -494,49 +494,63 @@ def test_coalition_run_over_nats_matches_in_process_bus(server, attack):
 
 
 @pytest.mark.slow
-def test_node_processes_over_nats_reproduce_the_in_process_coalition(server, tmp_path):
-    """Three partner nodes as separate processes (python -m siap.transport.node run) in lockstep
-    over NATS: every partner's coalition picture equals run_coalition's, field by field."""
+def test_node_processes_over_nats_share_and_fuse_without_lockstep(server, tmp_path):
+    """Three partner nodes as separate processes (python -m siap.transport.node run) on replay
+    clocks with a common wall anchor, no lockstep: each fuses what has arrived by its update,
+    so the pictures are not bit-for-bit the in-process ones, but every node receives and
+    accepts the others' tracks, fuses them (its coalition picture holds other partners'
+    contributions and beats its own), and the coalition completeness is close to the
+    in-process run's."""
     import sys
+    import time
 
     import siap
     from siap.coalition import run_coalition
+    from siap.evaluation import evaluate
     from siap.pipeline import evaluation_times, tracker_config_for
     from siap.records import read_parquet
     from siap.sharing.policy import load_policy
     from siap.transport.node import main as node_main
 
-    scenario, policy_file, steps = DATA / "coalition_small.yaml", DATA / "coalition_small_policy.yaml", 6
+    scenario, policy_file, steps = DATA / "coalition_small.yaml", DATA / "coalition_small_policy.yaml", 8
     assert node_main(["keys", "--policy", str(policy_file), "--out", str(tmp_path / "keys")]) == 0
     run_id = f"t{uuid.uuid4().hex[:10]}"
+    wall_start = time.time() + 12.0  # the processes import, simulate and compile meanwhile
     procs = {
         p: subprocess.Popen(
             [sys.executable, "-m", "siap.transport.node", "run", "--partner", p, "--scenario", str(scenario),
              "--policy", str(policy_file), "--keys", str(tmp_path / "keys"), "--url", server.url,
-             "--run", run_id, "--out", str(tmp_path / "out"), "--max-steps", str(steps), "--step-timeout-s", "60"],
+             "--run", run_id, "--out", str(tmp_path / "out"), "--max-steps", str(steps),
+             "--speed", "4", "--wall-start-s", repr(wall_start)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         for p in ("AUS", "JPN", "USA")
     }
-    outputs = {p: proc.communicate(timeout=120)[0].decode() for p, proc in procs.items()}
+    outputs = {p: proc.communicate(timeout=180)[0].decode() for p, proc in procs.items()}
     for p, proc in procs.items():
         assert proc.returncode == 0, outputs[p][-2000:]
 
     sc = siap.load_scenario(scenario)
     sim = siap.simulate(sc)
     times = evaluation_times(sim.truth, 5.0)[:steps]
+    truth = sim.truth[np.isin(sim.truth["time_s"], times)]
     ref = run_coalition(sim.plots, load_policy(policy_file), times,
                         origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
                         sensor_ids=[s.id for s in sim.sensors], tracker_config=tracker_config_for(sc), centralised=False)
-    published = delivered = accepted = 0
+    published = accepted = 0
     for p in ref.partners:
         pic, _ = read_parquet(tmp_path / "out" / f"{p}-coalition.parquet")
-        assert len(pic) == len(ref.coalition[p]) > 0, p
-        for name in pic.dtype.names:
-            np.testing.assert_array_equal(pic[name], ref.coalition[p][name], err_msg=f"{p}.{name}")
+        own, _ = read_parquet(tmp_path / "out" / f"{p}-own.parquet")
+        assert set(np.unique(pic["time_s"]).tolist()) <= set(times.tolist())
+        others = [q for q in ref.partners if q != p]
+        assert any(q + ":" in src for src in pic["sources"].tolist() for q in others), p
         summary = json.loads((tmp_path / "out" / f"{p}-summary.json").read_text())
-        assert summary["rejected"] == {}
+        assert set(summary["rejected"]) <= {"expired"}, summary  # late, never forged or altered
         published += summary["messages"]["published"]
-        delivered += summary["messages"]["delivered"]
         accepted += summary["messages"]["accepted"]
-    assert published == delivered == accepted == ref.messages["accepted"] > 0
+        node_c = evaluate(truth, pic).summary()["siap_completeness"]
+        own_c = evaluate(truth, own).summary()["siap_completeness"]
+        ref_c = evaluate(truth, ref.coalition[p]).summary()["siap_completeness"]
+        assert node_c >= own_c, p
+        assert abs(node_c - ref_c) <= 0.15, (p, node_c, ref_c)
+    assert 0 < accepted <= published

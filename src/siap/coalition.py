@@ -1,21 +1,11 @@
 """Coalition runs: partner nodes that track their own sensors, share signed local tracks under a
 releasability policy, and fuse what they receive into their own picture.
 
-How a run works (federated mode, the coalition default; see docs/coalition.md):
-
-1. Each partner's sensors are split into *source groups* by audience: the set of partners the
-   sensor's label releases to. Each group has its own tracker, so a track's label follows only
-   from the group's sensors and never changes with what other sensors saw. This is what makes
-   releasability non-interfering: what partner P receives is computed from data releasable to
-   P alone.
-2. Every evaluation step, each group's tracker processes its plots and its snapshot becomes the
-   partner's local tracks (``track_id = group << 32 | local id``, ``label`` = the group label).
-3. Each node releases to every other partner the rows releasable to it (audited), seals them in
-   Ed25519-signed envelopes and publishes them on that partner's subject of the bus.
-4. Each node verifies what it receives (signature, replay, label, ownership; rejects are counted
-   and audited) and fuses its own local tracks with the accepted ones in its *own* fuser
-   (:class:`siap.fusion.TrackFuser`); that is the partner's coalition picture. A second fuser over
-   its own local tracks only gives the picture it would have alone.
+:func:`run_coalition` is a thin wrapper: it builds a :class:`siap.runtime.Runtime` over the
+plots with a virtual clock, every partner updating at the given ``times`` (or on a period),
+runs it, and keeps the pictures at ``times``. How a partner update works (source groups,
+release, signing, verification, fusion) is in :mod:`siap.runtime.partner`; the loop in
+:mod:`siap.runtime.runtime`; see docs/coalition.md and docs/runtime.md.
 
 Centralised mode (for comparison): each partner runs one tracker over all the raw plots it may
 receive (releasable and ``share_plots: true``, plus its own).
@@ -23,29 +13,34 @@ receive (releasable and ``share_plots: true``, plus its own).
 
 from __future__ import annotations
 
-import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from siap import records
-from siap.errors import ConfigError
-from siap.fusion import FusionConfig, TrackFuser
-from siap.sharing import audit as audit_mod
-from siap.sharing.labels import combine
+from siap.fusion import FusionConfig
+from siap.picture import Picture, TrackHistory
+from siap.runtime import (
+    DEFAULT_SUBJECT_PREFIX,
+    GROUP_SHIFT,
+    ArraySource,
+    PartnerNode,
+    PictureRecorder,
+    Runtime,
+    SourceGroup,
+    VirtualClock,
+    label_plots,
+    source_groups,
+    subject_for,
+)
 from siap.sharing.policy import Policy
-from siap.sharing.release import release, release_mask
-from siap.sharing.signing import NodeIdentity, RejectedMessage, Signer, TrustStore, Verifier
-from siap.tracking import Tracker, TrackerConfig, track_with_stats
-from siap.tracking.registration import SensorRegistration, estimates_table
-from siap.transport import InProcessBus, MessageBus
-
-log = logging.getLogger(__name__)
+from siap.sharing.release import release_mask
+from siap.tracking import TrackerConfig, track_with_stats
+from siap.tracking.registration import SensorRegistration
+from siap.transport import MessageBus
 
 __all__ = [
     "SourceGroup",
@@ -54,174 +49,21 @@ __all__ = [
     "source_groups",
     "run_coalition",
     "label_plots",
+    "subject_for",
     "GROUP_SHIFT",
 ]
 
-GROUP_SHIFT = 32  # local track id = group index << GROUP_SHIFT | tracker track id
-DEFAULT_SUBJECT_PREFIX = "siap.tracks"  # partner P receives on "siap.tracks.P"
 ProgressFn = Callable[[str, float], None]
-
-
-def _combine_text(labels: list[str]) -> str:
-    return str(combine(labels))
-
-
-def _audience_rank(policy: Policy) -> Callable[[str], int]:
-    """Founder rank for the fusers: minus the number of partners a label is releasable to, so
-    numbers founded on widely releasable tracks survive merges (higher commonality)."""
-    cache: dict[str, int] = {}
-
-    def rank(label: str) -> int:
-        if label not in cache:
-            try:
-                cache[label] = -sum(policy.releasable(label, p) for p in policy.partners)
-            except ValueError:
-                cache[label] = 0
-        return cache[label]
-
-    return rank
-
-
-@dataclass
-class SourceGroup:
-    """Sensors of one partner whose data share an audience, tracked together."""
-
-    partner: str
-    index: int
-    sensor_ids: tuple[str, ...]
-    label: str  # canonical label text carried by every track of this group
-    audience: frozenset[str]
-
-
-def source_groups(policy: Policy, sensor_ids: list[str]) -> list[SourceGroup]:
-    """Split the scenario's sensors into source groups (per owner, by audience).
-
-    The group label is the join of the owner's track label and its sensors' labels. Raises
-    ConfigError if a scenario sensor is not declared in the policy.
-    """
-    by_key: dict[tuple[str, frozenset[str]], list[str]] = {}
-    for sid in sorted(sensor_ids):
-        owner = policy.owner_or_none(sid)
-        if owner is None:
-            raise ConfigError(
-                f"policy {policy.name}: sensors: scenario sensor {sid!r} is not declared under any partner"
-            )
-        label = policy.sensor_label(sid)
-        audience = frozenset(p for p in policy.partners if policy.releasable(label, p))
-        by_key.setdefault((owner, audience), []).append(sid)
-    groups: list[SourceGroup] = []
-    per_partner: Counter[str] = Counter()
-    for (owner, _audience), sids in sorted(by_key.items(), key=lambda kv: (kv[0][0], sorted(kv[0][1]), kv[1])):
-        label = combine([policy.track_label(owner), *(policy.sensor_label(s) for s in sids)])
-        text = str(label)
-        real_audience = frozenset(p for p in policy.partners if policy.releasable(text, p))
-        groups.append(SourceGroup(owner, per_partner[owner], tuple(sids), text, real_audience))
-        per_partner[owner] += 1
-    return groups
-
-
-def label_plots(plots: np.ndarray, policy: Policy) -> np.ndarray:
-    """A copy of ``plots`` with each row labelled by its sensor's default label."""
-    out = plots.copy()
-    codes, uniq = pd.factorize(out["sensor_id"])
-    labels = np.array([str(policy.sensor_label(s)) for s in uniq.tolist()], dtype=out.dtype["label"])
-    out["label"] = labels[codes] if len(uniq) else out["label"]
-    return out
-
-
-class PartnerNode:
-    """One partner's node: its source-group trackers, signer, verifier and fusers."""
-
-    def __init__(
-        self,
-        partner: str,
-        groups: list[SourceGroup],
-        policy: Policy,
-        tracker_config: TrackerConfig,
-        fusion_config: FusionConfig,
-        identity: NodeIdentity,
-        trust_store: TrustStore,
-        audit_path: Path | None,
-        group_ids: list[int],
-        registration: bool = False,
-        subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
-    ) -> None:
-        self.partner = partner
-        self.subject_prefix = subject_prefix
-        self.groups = groups
-        self.group_ids = group_ids
-        self.policy = policy
-        self.trackers = [Tracker(tracker_config) for _ in groups]
-        # A group's registration may use as references the partner's sensors whose audience
-        # includes the group's (wider-audience data flowing into a narrower group cannot
-        # change what a partner outside the narrower audience sees).
-        self.reference_ids = [
-            [gid for gid, other in zip(group_ids, groups, strict=True) if other.audience >= g.audience]
-            for g in groups
-        ]
-        self.registrations = [SensorRegistration() for _ in groups] if registration else None
-        self.identity = identity
-        self.signer = Signer(identity, first_seq=1)
-        self.audit = audit_mod.AuditLog(audit_path, identity=identity) if audit_path else None
-        self.verifier = Verifier(trust_store, policy, audit=self.audit, recipient=partner)
-        rank = _audience_rank(policy)
-        self.coalition_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
-        self.own_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
-
-    def local_tracks(self, plots: np.ndarray, group_of_plot: np.ndarray, time_s: float) -> np.ndarray:
-        """Process the node's new plots (``group_of_plot``: global group index of each) and
-        return its local tracks at ``time_s``."""
-        parts = []
-        for i, (group, tracker) in enumerate(zip(self.groups, self.trackers, strict=True)):
-            mine = plots[group_of_plot == self.group_ids[i]]
-            hold_s = 0.0
-            if self.registrations is not None:
-                reg = self.registrations[i]
-                reg.observe(plots[np.isin(group_of_plot, self.reference_ids[i])])
-                mine = reg.correct(mine)
-                hold_s = reg.max_time_correction_s
-            if len(mine):
-                tracker.process(mine)
-            tracker.advance(time_s - hold_s)  # the node's plots arrive in time order
-            snap = tracker.snapshot(time_s)
-            if len(snap):
-                snap = snap.copy()
-                snap["track_id"] = (np.int64(group.index) << GROUP_SHIFT) | snap["track_id"]
-                snap["partner"] = self.partner
-                snap["label"] = group.label
-                parts.append(snap)
-        return np.concatenate(parts) if parts else records.empty_tracks(0)
-
-    def publish(self, local: np.ndarray, time_s: float, bus: MessageBus, recipients: list[str]) -> None:
-        """Release to each recipient what it may see (audited), sign it and publish it."""
-        for recipient in recipients:
-            rows = release(local, recipient, self.policy, audit=self.audit, time_s=time_s)
-            for envelope in self.signer.sign_batch(rows, "tracks", time_s=time_s):
-                bus.publish(subject_for(recipient, self.subject_prefix), envelope.to_bytes())
-
-    def receive(self, bus: MessageBus, time_s: float) -> np.ndarray:
-        """Verify every message waiting for this node; the accepted track rows."""
-        accepted = []
-        for message in bus.drain(subject_for(self.partner, self.subject_prefix)):
-            try:
-                accepted.append(self.verifier.verify(message, now_s=time_s))
-            except RejectedMessage:
-                continue  # counted, logged and audited by the verifier; the stream goes on
-        return np.concatenate(accepted) if accepted else records.empty_tracks(0)
-
-    def close(self) -> None:
-        if self.audit is not None:
-            self.audit.close()
-
-
-def subject_for(partner: str, prefix: str = DEFAULT_SUBJECT_PREFIX) -> str:
-    """The subject on which ``partner`` receives tracks (``siap.tracks.JPN``)."""
-    return f"{prefix}.{partner}"
+Tamper = Callable[[str, bytes], "bytes | list[tuple[str, bytes]] | None"]
 
 
 @dataclass
 class CoalitionResult:
-    """The pictures of one coalition run, per partner, at the evaluation times."""
+    """The pictures of one coalition run, per partner, at the evaluation times.
+
+    ``coalition``/``own``/``centralised`` hold each partner's pictures at ``times`` as one
+    TRACK_DTYPE batch; :meth:`picture` and :meth:`history` give them as the user's objects.
+    """
 
     times: np.ndarray
     partners: list[str]
@@ -235,6 +77,36 @@ class CoalitionResult:
     biases: dict[str, dict[str, dict[str, float | int | bool]]] = field(default_factory=dict)
     audit_paths: dict[str, Path] = field(default_factory=dict)
     timings_s: dict[str, float] = field(default_factory=dict)
+    runtime: object | None = None  # siap.runtime.RuntimeResult of the federated run
+
+    def _kind(self, kind: str) -> dict[str, np.ndarray]:
+        table = {"coalition": self.coalition, "own": self.own, "centralised": self.centralised}
+        if kind not in table:
+            raise ValueError(f"kind: expected one of {', '.join(table)}, got {kind!r}")
+        return table[kind]
+
+    def picture(self, partner: str, at_s: float | None = None, kind: str = "coalition") -> Picture:
+        """The picture ``partner`` held at the last evaluation time at or before ``at_s``
+        (default: the last one)."""
+        if partner not in self.partners:
+            raise KeyError(f"no partner {partner!r} (have {', '.join(self.partners)})")
+        tracks = self._kind(kind).get(partner, records.empty_tracks(0))
+        times = np.asarray(self.times, dtype=np.float64)
+        if len(times) == 0:
+            raise ValueError("the run has no evaluation times")
+        i = len(times) - 1 if at_s is None else int(np.searchsorted(times, float(at_s), side="right")) - 1
+        if i < 0:
+            raise ValueError(f"at_s {at_s}: before the first evaluation time {times[0]}")
+        t = float(times[i])
+        return Picture(partner, t, records.take(tracks, tracks["time_s"] == t), kind)
+
+    def pictures(self, partner: str, kind: str = "coalition") -> list[Picture]:
+        """Every picture of ``partner`` at the evaluation times, in time order."""
+        return [self.picture(partner, t, kind) for t in np.asarray(self.times, dtype=np.float64)]
+
+    def history(self, partner: str, track_id: int, kind: str = "coalition") -> TrackHistory:
+        """One of ``partner``'s tracks over the run (its states at the evaluation times)."""
+        return TrackHistory.from_tracks(self._kind(kind).get(partner, records.empty_tracks(0)), track_id, partner)
 
 
 def run_coalition(
@@ -251,111 +123,79 @@ def run_coalition(
     registration: bool = False,
     bus: MessageBus | None = None,
     subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
-    tamper: Callable[[str, bytes], bytes | list[tuple[str, bytes]] | None] | None = None,
+    tamper: Tamper | None = None,
     progress: ProgressFn | None = None,
+    update_period_s: float | dict[str, float] | None = None,
 ) -> CoalitionResult:
-    """Run the coalition over ``plots`` and return every partner's picture at ``times``.
+    """Run the coalition over ``plots`` on the runtime (virtual clock) and return every
+    partner's picture at ``times``.
 
-    ``origin`` (lat_deg, lon_deg, alt_m) is the trackers' frame. ``sensor_ids`` defaults to the
-    sensors present in the plots. ``tamper`` lets tests act as an attacker on the bus (alter,
-    drop, replay or redirect messages; see :func:`_apply_tamper`).
+    Partners update at ``times`` (default) or every ``update_period_s`` (one number, or per
+    partner); the pictures kept are those of the updates at ``times``. ``origin`` (lat_deg,
+    lon_deg, alt_m) is the trackers' frame. ``sensor_ids`` defaults to the sensors present in
+    the plots. ``tamper`` lets tests act as an attacker on the link (alter, drop, replay or
+    redirect messages; see :class:`TamperedBus`).
     """
     t_start = time.perf_counter()
+    times = np.asarray(times, dtype=np.float64)
     cfg = tracker_config or TrackerConfig(
         origin_lat_deg=origin[0], origin_lon_deg=origin[1], origin_alt_m=origin[2]
     )
-    fcfg = fusion_config or FusionConfig(source_id_bits=GROUP_SHIFT)
     sids = sorted(set(sensor_ids) if sensor_ids is not None else set(np.unique(plots["sensor_id"]).tolist()))
-    groups = source_groups(policy, sids)
-    partners = list(policy.partners)
-    plots = label_plots(plots[np.argsort(plots["time_s"], kind="stable")], policy)
-    group_of_plot = _group_index(plots, groups)
-
-    identities = {p: NodeIdentity.generate(f"{p}-node", p) for p in partners}
-    trust = TrustStore()
-    for identity in identities.values():
-        trust.add(identity)
-    audit_paths: dict[str, Path] = {}
-    if audit_dir is not None:
-        Path(audit_dir).mkdir(parents=True, exist_ok=True)
-        audit_paths = {p: Path(audit_dir) / f"audit-{p}.jsonl" for p in partners}
-        for path in audit_paths.values():  # a run starts new chains, signed by this run's keys
-            path.unlink(missing_ok=True)
-            Path(str(path) + ".head").unlink(missing_ok=True)
-        trust.save(Path(audit_dir) / "trust.yaml")
-    nodes = {
-        p: PartnerNode(
-            p,
-            [g for g in groups if g.partner == p],
-            policy,
-            cfg,
-            fcfg,
-            identities[p],
-            trust,
-            audit_paths.get(p),
-            [i for i, g in enumerate(groups) if g.partner == p],
-            registration,
-            subject_prefix,
-        )
-        for p in partners
-    }
-    bus = bus if bus is not None else InProcessBus()
-    for p in partners:
-        bus.subscribe(subject_for(p, subject_prefix))
-    published_before = sum(bus.published.values())
-    delivered_before = sum(bus.delivered.values())
-
-    cuts = np.searchsorted(plots["time_s"], times, side="right")
-    coalition = {p: [] for p in partners}
-    own = {p: [] for p in partners}
-    start = 0
-    for step, (t, stop) in enumerate(zip(times, cuts, strict=True)):
-        t = float(t)
-        window = slice(start, stop)
-        start = stop
-        window_plots, window_groups = plots[window], group_of_plot[window]
-        locals_ = {p: node.local_tracks(window_plots, window_groups, t) for p, node in nodes.items()}
-        for p, node in nodes.items():
-            node.publish(locals_[p], t, bus, [r for r in partners if r != p])
-        if tamper is not None:
-            _apply_tamper(bus, [subject_for(p, subject_prefix) for p in partners], tamper)
-        for p, node in nodes.items():
-            received = node.receive(bus, t)
-            mine = locals_[p]
-            both = np.concatenate([mine, received]) if len(received) else mine
-            coalition[p].append(node.coalition_fuser.update(both, t))
-            own[p].append(node.own_fuser.update(mine, t))
-        if progress is not None and step % 10 == 0:
-            progress("coalition", step / max(len(times), 1))
-    for node in nodes.values():
-        node.close()
-    if progress is not None:
-        progress("coalition", 1.0)
+    link = bus
+    if tamper is not None:
+        link = TamperedBus(bus if bus is not None else _in_process_bus(), tamper)
+    first = float(min(times.min() if len(times) else np.inf, plots["time_s"].min() if len(plots) else np.inf))
+    start_s = first - 1.0 if np.isfinite(first) else 0.0
+    if update_period_s is not None and len(times):
+        # put the update grid on the evaluation times: start a whole number of (the largest)
+        # periods before the first of them (periods that divide the largest stay on it too)
+        periods = update_period_s.values() if isinstance(update_period_s, dict) else [update_period_s]
+        big = float(max(periods))
+        start_s = float(times[0]) - big * max(np.ceil((float(times[0]) - first) / big - 1e-9), 1.0)
+    runtime = Runtime(
+        policy,
+        [ArraySource(plots)],
+        sensor_ids=sids,
+        tracker_config=cfg,
+        fusion_config=fusion_config,
+        clock=VirtualClock(),
+        bus=link,
+        update_period_s=update_period_s if update_period_s is not None else 1.0,
+        update_times=times if update_period_s is None else None,
+        start_s=start_s,
+        end_s=float(times.max()) if len(times) else start_s,
+        registration=registration,
+        audit_dir=audit_dir,
+        subject_prefix=subject_prefix,
+        progress=progress,
+    )
+    recorder = runtime.add_sink(PictureRecorder(times))
+    try:
+        rt = runtime.run()
+    finally:
+        runtime.close()
     timings = {"federated": time.perf_counter() - t_start}
-
+    partners = list(runtime.partners)
     result = CoalitionResult(
-        times=np.asarray(times),
+        times=times,
         partners=partners,
-        groups=groups,
-        coalition={p: _cat(v) for p, v in coalition.items()},
-        own={p: _cat(v) for p, v in own.items()},
-        rejected={p: {k: int(v) for k, v in n.verifier.counts.items() if k != "accepted"} for p, n in nodes.items()},
-        messages={"published": int(sum(bus.published.values()) - published_before),
-                  "delivered": int(sum(bus.delivered.values()) - delivered_before),
-                  "accepted": int(sum(n.verifier.counts.get("accepted", 0) for n in nodes.values()))},
-        tracker_stats={f"{g.partner}#{g.index}": dict(tr.stats) for n in nodes.values() for g, tr in zip(n.groups, n.trackers, strict=True)},
-        biases={
-            f"{g.partner}#{g.index}": estimates_table(reg)
-            for n in nodes.values() if n.registrations is not None
-            for g, reg in zip(n.groups, n.registrations, strict=True)
-        },
-        audit_paths=audit_paths,
+        groups=runtime.groups,
+        coalition={p: recorder.tracks(p, "coalition") for p in partners},
+        own={p: recorder.tracks(p, "own") for p in partners},
+        rejected=rt.rejected,
+        messages=rt.messages,
+        tracker_stats=rt.tracker_stats,
+        biases=rt.biases,
+        audit_paths=rt.audit_paths,
         timings_s=timings,
+        runtime=rt,
     )
     if centralised:
         t0 = time.perf_counter()
+        ordered = label_plots(plots[np.argsort(plots["time_s"], kind="stable")], policy)
         for i, p in enumerate(partners):
-            mine = plots[release_mask(plots, p, policy)]
+            mine = ordered[release_mask(ordered, p, policy)]
             result.centralised[p] = _centralised_picture(mine, cfg, times, p, registration)
             if progress is not None:
                 progress("centralised", (i + 1) / len(partners))
@@ -363,21 +203,44 @@ def run_coalition(
     return result
 
 
-def _apply_tamper(bus: MessageBus, subjects: list[str], tamper) -> None:
-    """Let an attacker rewrite what is in flight: ``tamper(subject, message)`` returns the
+def _in_process_bus():
+    from siap.transport import InProcessBus
+
+    return InProcessBus()
+
+
+class TamperedBus:
+    """A bus with an attacker on the link (tests): ``tamper(subject, message)`` returns the
     bytes to deliver on that subject, None to drop it, or a list of (subject, bytes) to deliver
-    instead (redirection, duplication)."""
-    in_flight = []
-    for subject in subjects:
-        messages = bus.drain(subject)
-        bus.delivered[subject] -= len(messages)
-        in_flight += [(subject, m) for m in messages]
-    for subject, m in in_flight:
-        changed = tamper(subject, m)
+    instead (redirection, duplication). The publication is counted once, as sent."""
+
+    def __init__(self, bus: MessageBus, tamper: Tamper) -> None:
+        self.bus, self.tamper = bus, tamper
+
+    @property
+    def published(self):
+        return self.bus.published
+
+    @property
+    def delivered(self):
+        return self.bus.delivered
+
+    def subscribe(self, subject: str) -> None:
+        self.bus.subscribe(subject)
+
+    def drain(self, subject: str) -> list[bytes]:
+        return self.bus.drain(subject)
+
+    def requeue(self, subject: str, message: bytes) -> None:
+        self.bus.requeue(subject, message)
+
+    def publish(self, subject: str, message: bytes) -> None:
+        self.bus.published[subject] += 1
+        changed = self.tamper(subject, message)
         if changed is None:
-            continue
+            return
         for target, data in [(subject, changed)] if isinstance(changed, bytes) else changed:
-            bus.requeue(target, data)
+            self.bus.requeue(target, data)
 
 
 def _centralised_picture(
@@ -387,16 +250,3 @@ def _centralised_picture(
     tracks, _ = track_with_stats(plots, cfg, times, registration=reg)
     tracks["partner"] = partner
     return tracks
-
-
-def _group_index(plots: np.ndarray, groups: list[SourceGroup]) -> np.ndarray:
-    """Index (into ``groups``) of the group of each plot's sensor; -1 for unknown sensors."""
-    lookup = {sid: i for i, g in enumerate(groups) for sid in g.sensor_ids}
-    codes, uniq = pd.factorize(plots["sensor_id"])
-    table = np.array([lookup.get(s, -1) for s in uniq.tolist()], dtype=np.int64)
-    return table[codes] if len(uniq) else np.zeros(0, np.int64)
-
-
-def _cat(parts: list[np.ndarray]) -> np.ndarray:
-    parts = [p for p in parts if len(p)]
-    return np.concatenate(parts) if parts else records.empty_tracks(0)

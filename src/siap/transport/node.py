@@ -1,26 +1,20 @@
 """One coalition partner's node as its own process, exchanging signed envelopes over NATS.
 
-Each node runs what :func:`siap.coalition.run_coalition` runs for one partner (its source-group
-trackers, release + signing, verification, fusion), with a :class:`~siap.transport.NatsBus` in
-place of the in-process bus::
+A node is the runtime (:class:`siap.runtime.Runtime`) hosting one partner's node, with a
+:class:`~siap.transport.NatsBus` as its bus::
 
     python -m siap.transport.node keys --policy POLICY --out KEYS
     python -m siap.transport.node run --partner JPN --scenario SC --policy POLICY --keys KEYS \\
-        --url nats://127.0.0.1:4222 --run RUN_ID --out OUT     # one per partner, in parallel
+        --url nats://127.0.0.1:4222 --run RUN_ID --out OUT --speed 1 \\
+        --wall-start-s UNIX_TIME     # one per partner, in parallel
 
-Subjects of run ``RUN_ID``: ``siap.run.RUN_ID.tracks.P`` carries the envelopes for partner P
-(as ``siap.tracks.P`` in-process) and ``siap.run.RUN_ID.steps.P`` the *step markers* sent to P.
-After publishing its envelopes of evaluation step k to P, a node sends P a marker
-``(run, node, partner, k, time_s, count)`` signed with its Ed25519 key (domain
-``siap-step-v1``). P waits for a marker from every other partner for step k, then for the
-announced number of envelopes of time t_k, and only then verifies and fuses: lockstep without a
-coordinator. Envelopes from a partner already at step k+1 are kept for the next step.
-Received envelopes are verified in (policy partner order, sequence) order, the order of the
-in-process run, so a node's pictures are identical to those of ``run_coalition``.
-
-Markers carry no track data; a forged or altered one is dropped and counted
-(``bad_marker``). A partner that stays silent makes the others fail after ``step_timeout_s``
-with a one-line :class:`NodeError`.
+Subject ``siap.run.RUN_ID.tracks.P`` carries the envelopes for partner P (as ``siap.tracks.P``
+in-process). There is no lockstep and no coordinator: each node runs a replay clock (``--speed``
+x real time; nodes given the same ``--wall-start-s`` see the same scenario time at the same
+wall time), updates on its own schedule, publishes, and fuses whatever has arrived by then.
+A partner that is late or silent delays nobody: its tracks age out of the others' pictures
+and come back when it resumes. A node's pictures therefore depend on arrival times and are not
+bit-for-bit those of the in-process run (:func:`siap.coalition.run_coalition`).
 """
 
 from __future__ import annotations
@@ -30,40 +24,26 @@ import json
 import logging
 import re
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from cryptography.exceptions import InvalidSignature
 
 from siap import records
-from siap.coalition import GROUP_SHIFT, PartnerNode, label_plots, source_groups
 from siap.errors import ConfigError, SiapError
 from siap.fusion import FusionConfig
+from siap.runtime import ArraySource, Clock, PictureRecorder, Runtime, VirtualClock, node_id_for
 from siap.sharing.policy import Policy
-from siap.sharing.signing import NodeIdentity, RejectedMessage, SignedEnvelope, TrustStore
+from siap.sharing.signing import NodeIdentity, TrustStore
 from siap.tracking import TrackerConfig
 
 from .nats import NatsBus
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NodeError", "NodeResult", "make_keys", "node_id_for", "run_node", "tracks_subject", "steps_subject"]
+__all__ = ["NodeResult", "make_keys", "node_id_for", "run_node", "tracks_prefix", "tracks_subject"]
 
-MARKER_DOMAIN = b"siap-step-v1\0"
 _RUN_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class NodeError(SiapError):
-    """A coalition node cannot go on (a partner silent past the step timeout). One line."""
-
-    exit_code = 4
-
-
-def node_id_for(partner: str) -> str:
-    """The node id of a partner's node (as in :func:`siap.coalition.run_coalition`)."""
-    return f"{partner}-node"
 
 
 def _check_run(run_id: str) -> str:
@@ -72,12 +52,13 @@ def _check_run(run_id: str) -> str:
     return run_id
 
 
+def tracks_prefix(run_id: str) -> str:
+    """The subject prefix of run ``run_id``: partner P receives on ``PREFIX.P``."""
+    return f"siap.run.{_check_run(run_id)}.tracks"
+
+
 def tracks_subject(run_id: str, partner: str) -> str:
-    return f"siap.run.{_check_run(run_id)}.tracks.{partner}"
-
-
-def steps_subject(run_id: str, partner: str) -> str:
-    return f"siap.run.{_check_run(run_id)}.steps.{partner}"
+    return f"{tracks_prefix(run_id)}.{partner}"
 
 
 def make_keys(policy: Policy, out_dir: str | Path) -> Path:
@@ -94,45 +75,6 @@ def make_keys(policy: Policy, out_dir: str | Path) -> Path:
     return out / "trust.yaml"
 
 
-def _marker(identity: NodeIdentity, run_id: str, step: int, time_s: float, count: int) -> bytes:
-    body = f"{run_id}|{identity.node_id}|{identity.partner}|{step}|{time_s!r}|{count}".encode("ascii")
-    return body + identity.sign(MARKER_DOMAIN + body)
-
-
-def _parse_marker(data: bytes, trust: TrustStore, run_id: str) -> tuple[str, int, float, int]:
-    """(partner, step, time_s, count) of a genuine marker of this run; ValueError otherwise."""
-    if len(data) <= 64:
-        raise ValueError("marker too short")
-    body, sig = data[:-64], data[-64:]
-    fields = body.decode("ascii").split("|")
-    if len(fields) != 6:
-        raise ValueError("marker must have 6 fields")
-    run, node, partner, step, time_s, count = fields
-    trusted = trust.get(node)
-    if trusted is None or trusted.partner != partner:
-        raise ValueError(f"marker from unknown node {node!r}")
-    try:
-        trusted.public_key.verify(sig, MARKER_DOMAIN + body)
-    except InvalidSignature:
-        raise ValueError(f"marker signature of {node!r} does not verify") from None
-    if run != run_id:
-        raise ValueError(f"marker of another run {run!r}")
-    return partner, int(step), float(time_s), int(count)
-
-
-class _RunBus:
-    """What :meth:`PartnerNode.publish` sees: ``siap.tracks.P`` goes to the run's subject."""
-
-    def __init__(self, bus: NatsBus, run_id: str) -> None:
-        self.bus, self.run_id = bus, run_id
-
-    def publish(self, subject: str, message: bytes) -> None:
-        prefix = "siap.tracks."
-        if not subject.startswith(prefix):
-            raise ValueError(f"unexpected subject {subject!r} from PartnerNode.publish")
-        self.bus.publish(tracks_subject(self.run_id, subject[len(prefix):]), message)
-
-
 @dataclass
 class NodeResult:
     """One node's pictures at the evaluation times and what went over the wire."""
@@ -143,7 +85,7 @@ class NodeResult:
     own: np.ndarray  # TRACK_DTYPE, from the partner's own sensors alone
     rejected: dict[str, int] = field(default_factory=dict)
     messages: dict[str, int] = field(default_factory=dict)
-    wait_s: float = 0.0  # time spent waiting for partners
+    max_lag_s: float = 0.0  # how far the node fell behind its clock (replay)
 
 
 def run_node(
@@ -160,118 +102,66 @@ def run_node(
     sensor_ids: list[str] | None = None,
     tracker_config: TrackerConfig | None = None,
     fusion_config: FusionConfig | None = None,
-    step_timeout_s: float = 60.0,
     registration: bool = False,
+    clock: Clock | None = None,
+    start_s: float | None = None,
+    update_period_s: float | None = None,
 ) -> NodeResult:
-    """Run ``partner``'s node over ``plots`` (only its own sensors' plots are used) in lockstep
-    with the other partners' nodes on ``bus``; see the module doc for the protocol."""
+    """Run ``partner``'s node over ``plots`` (only its own sensors' plots are used) on the
+    runtime, with ``bus`` to the other partners' nodes; the pictures at ``times``.
+
+    The node updates at ``times`` (or every ``update_period_s``) on ``clock`` (default
+    virtual; separate processes use a :class:`~siap.runtime.ReplayClock` with a common wall
+    anchor and a common ``start_s``).
+    """
     if partner not in policy.partners:
         raise ConfigError(f"policy {policy.name}: partners: no partner {partner!r} (have {', '.join(policy.partners)})")
     if identity.partner != partner:
         raise ConfigError(f"(node): key: the key is {identity.partner}'s, not {partner}'s")
+    times = np.asarray(times, dtype=np.float64)
     cfg = tracker_config or TrackerConfig(origin_lat_deg=origin[0], origin_lon_deg=origin[1], origin_alt_m=origin[2])
-    fcfg = fusion_config or FusionConfig(source_id_bits=GROUP_SHIFT)
     sids = sorted(set(sensor_ids) if sensor_ids is not None else set(np.unique(plots["sensor_id"]).tolist()))
-    groups = source_groups(policy, sids)
-    mine = [g for g in groups if g.partner == partner]
-    partners = list(policy.partners)
-    others = [p for p in partners if p != partner]
-    rank = {p: i for i, p in enumerate(partners)}
-    own_sensors = {s for g in mine for s in g.sensor_ids}
-    plots = plots[np.isin(plots["sensor_id"], list(own_sensors))]
-    plots = label_plots(plots[np.argsort(plots["time_s"], kind="stable")], policy)
-    global_index = {s: i for i, g in enumerate(groups) for s in g.sensor_ids}
-    group_of = np.array([global_index[s] for s in plots["sensor_id"].tolist()], dtype=np.int64)
-    cuts = np.searchsorted(plots["time_s"], times, side="right")
-    node = PartnerNode(partner, mine, policy, cfg, fcfg, identity, trust, None,
-                       [i for i, g in enumerate(groups) if g.partner == partner], registration)
-
-    def local_tracks(window: slice, t: float) -> np.ndarray:
-        return node.local_tracks(plots[window], group_of[window], t)
-
-    my_tracks, my_steps = tracks_subject(run_id, partner), steps_subject(run_id, partner)
-    bus.subscribe(my_tracks)
-    bus.subscribe(my_steps)
-    markers: dict[int, dict[str, int]] = {}  # step -> sender -> envelope count
-    held: list[SignedEnvelope | bytes] = []  # envelopes for later steps, or unparseable
-    counts = {"bad_marker": 0}
-    coalition, own = [], []
-    waited = 0.0
-    start = 0
-    for step, (t, stop) in enumerate(zip(times, cuts, strict=True)):
-        t = float(t)
-        window = slice(start, stop)
-        start = stop
-        local = local_tracks(window, t)
-        for r in others:
-            subject = tracks_subject(run_id, r)
-            before = bus.published[subject]
-            node.publish(local, t, _RunBus(bus, run_id), [r])  # release, sign, publish
-            bus.publish(steps_subject(run_id, r), _marker(identity, run_id, step, t, bus.published[subject] - before))
-
-        t0 = time.perf_counter()
-        deadline = time.monotonic() + step_timeout_s
-        while len(markers.get(step, {})) < len(others):
-            if time.monotonic() > deadline:
-                silent = sorted(set(others) - set(markers.get(step, {})))
-                raise NodeError(f"node {partner}: no step {step} marker from {', '.join(silent)} within {step_timeout_s:g} s (run {run_id})")
-            for data in bus.drain(my_steps, wait_s=1.0, min_messages=1):
-                try:
-                    sender, k, _, n = _parse_marker(data, trust, run_id)
-                except (ValueError, UnicodeDecodeError) as exc:
-                    counts["bad_marker"] += 1
-                    log.warning("node %s: dropped a step marker: %s", partner, exc)
-                    continue
-                markers.setdefault(k, {})[sender] = n
-        expected = sum(markers.pop(step).values())
-        now, later = [], []
-        for item in held:
-            (now if isinstance(item, bytes) or item.time_s <= t else later).append(item)
-        held = later
-        while sum(isinstance(e, SignedEnvelope) for e in now) < expected:
-            if time.monotonic() > deadline:
-                raise NodeError(f"node {partner}: step {step}: {expected} envelopes announced, not all arrived within {step_timeout_s:g} s")
-            for data in bus.drain(my_tracks, wait_s=1.0, min_messages=1):
-                try:
-                    env = SignedEnvelope.from_bytes(data)
-                except ValueError:
-                    now.append(data)  # the verifier rejects it as malformed
-                    continue
-                (now if env.time_s <= t else held).append(env)
-        waited += time.perf_counter() - t0
-        log.debug("node %s: step %d t=%.1f: %d envelopes expected, waited %.3f s", partner, step, t, expected, time.perf_counter() - t0)
-        envs = sorted((e for e in now if isinstance(e, SignedEnvelope)), key=lambda e: (rank.get(e.origin_partner, len(rank)), e.seq))
-        accepted = []
-        for item in [*envs, *(b for b in now if isinstance(b, bytes))]:
-            try:
-                accepted.append(node.verifier.verify(item, now_s=t))
-            except RejectedMessage:
-                continue
-        received = np.concatenate(accepted) if accepted else records.empty_tracks(0)
-        both = np.concatenate([local, received]) if len(received) else local
-        coalition.append(node.coalition_fuser.update(both, t))
-        own.append(node.own_fuser.update(local, t))
-    node.close()
-
-    def cat(parts):
-        parts = [p for p in parts if len(p)]
-        return np.concatenate(parts) if parts else records.empty_tracks(0)
-
-    rejected = {k: int(v) for k, v in node.verifier.counts.items() if k != "accepted"}
-    if counts["bad_marker"]:
-        rejected["bad_marker"] = counts["bad_marker"]
+    own = {s for s in sids if policy.owner_or_none(s) == partner}
+    plots = plots[np.isin(plots["sensor_id"], sorted(own))]
+    if start_s is None:
+        first = min(float(times[0]), float(plots["time_s"].min()) if len(plots) else np.inf)
+        start_s = first - 1.0
+    runtime = Runtime(
+        policy,
+        [ArraySource(plots)],
+        sensor_ids=sids,
+        tracker_config=cfg,
+        fusion_config=fusion_config,
+        clock=clock if clock is not None else VirtualClock(),
+        bus=bus,
+        hosted=[partner],
+        update_period_s=update_period_s if update_period_s is not None else 1.0,
+        update_times=times if update_period_s is None else None,
+        start_s=start_s,
+        end_s=float(times.max()),
+        registration=registration,
+        identities={partner: identity},
+        trust=trust,
+        subject_prefix=tracks_prefix(run_id),
+    )
+    recorder = runtime.add_sink(PictureRecorder(times))
+    try:
+        res = runtime.run()
+    finally:
+        runtime.close()
+    mine = tracks_prefix(run_id) + "."
     return NodeResult(
         partner,
-        np.asarray(times),
-        cat(coalition),
-        cat(own),
-        rejected=rejected,
+        times,
+        recorder.tracks(partner, "coalition"),
+        recorder.tracks(partner, "own"),
+        rejected=res.rejected[partner],
         messages={
-            "published": int(sum(v for s, v in bus.published.items() if ".tracks." in s)),
-            "delivered": int(bus.delivered[my_tracks]),
-            "accepted": int(node.verifier.counts.get("accepted", 0)),
+            "published": int(sum(v for s, v in bus.published.items() if s.startswith(mine))),
+            "delivered": int(bus.delivered[tracks_subject(run_id, partner)]),
+            "accepted": res.messages["accepted"],
         },
-        wait_s=waited,
+        max_lag_s=res.max_lag_s,
     )
 
 
@@ -293,7 +183,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", required=True, type=Path)
     r.add_argument("--step-s", type=float, default=5.0, help="evaluation step, s")
     r.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: all)")
-    r.add_argument("--step-timeout-s", type=float, default=60.0)
+    r.add_argument("--speed", type=float, default=1.0, help="replay speed, x real time")
+    r.add_argument("--wall-start-s", type=float, default=None,
+                   help="Unix wall time at which the scenario starts (the same for every node; default: now)")
     r.add_argument("--registration", action="store_true", help="estimate and correct sensor biases (as run_coalition)")
     return ap
 
@@ -309,7 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         import siap
         from siap.pipeline import default_policy_name, evaluation_times, tracker_config_for
+        from siap.runtime import ReplayClock
 
+        try:
+            clock = ReplayClock(speed=args.speed, wall_anchor_s=args.wall_start_s)
+        except ValueError as exc:
+            raise ConfigError(f"(node): --speed: {exc}") from None
         scenario = siap.load_scenario(args.scenario)
         policy_name = args.policy or default_policy_name(scenario.name)
         if policy_name is None:
@@ -328,13 +225,13 @@ def main(argv: list[str] | None = None) -> int:
                 origin=(scenario.origin.lat_deg, scenario.origin.lon_deg, scenario.origin.alt_m),
                 bus=bus, identity=identity, trust=trust, run_id=args.run,
                 sensor_ids=[s.id for s in sim.sensors], tracker_config=tracker_config_for(scenario),
-                step_timeout_s=args.step_timeout_s, registration=args.registration,
+                registration=args.registration, clock=clock, start_s=scenario.start_time_s,
             )
         args.out.mkdir(parents=True, exist_ok=True)
         records.write_parquet(res.coalition, args.out / f"{args.partner}-coalition.parquet")
         records.write_parquet(res.own, args.out / f"{args.partner}-own.parquet")
         summary = {"partner": res.partner, "steps": len(res.times), "messages": res.messages,
-                   "rejected": res.rejected, "wait_s": round(res.wait_s, 3)}
+                   "rejected": res.rejected, "max_lag_s": round(res.max_lag_s, 3)}
         (args.out / f"{args.partner}-summary.json").write_text(json.dumps(summary, indent=1))
         print(json.dumps(summary))
         return 0
