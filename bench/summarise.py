@@ -37,12 +37,15 @@ def _machine(d: dict) -> str:
 
 
 def _when(d: dict) -> str:
-    return d.get("timestamp_utc") or d.get("timestamp") or "?"
+    for key in ("timestamp_utc", "timestamp", "date_utc", "when_utc", "when"):
+        if d.get(key):
+            return d[key]
+    return "?"
 
 
 def _header(d: dict) -> list[str]:
     return [
-        f"- command: `{d.get('command') or 'python bench/bench_' + d.get('benchmark', '?') + '.py'}`",
+        f"- command: `{d.get('command') or 'python bench/bench_' + d.get('benchmark', '?') + '.py' + (' --quick' if d.get('quick') else '')}`",
         f"- machine: {_machine(d)}",
         f"- date (UTC): {_when(d)}",
         "",
@@ -233,6 +236,87 @@ def section_runtime(d: dict) -> list[str]:
     return out
 
 
+def section_formats_asterix(d: dict) -> list[str]:
+    r = d["results"]
+    out = ["## 7. ASTERIX codecs: siap vs libasterix (same records, one run)", ""]
+    out += _header(d)
+    out += [
+        f"{d['n']:,} records per siap row; libasterix (the reference decoder) on the first "
+        f"{d['n_libasterix']:,} of them. Rates per CPU second of one thread (`time.process_time`), "
+        "wall-clock beside them.",
+        "",
+        "| what | siap records/CPU s | siap records/s wall | libasterix records/CPU s | siap / libasterix (CPU) |",
+        "|---|---|---|---|---|",
+    ]
+    pairs = [
+        ("CAT048 decode", "siap_decode_cat048", "libasterix_decode_cat048"),
+        ("CAT021 decode", "siap_decode_cat021", "libasterix_decode_cat021"),
+        ("CAT062 encode", "siap_encode_cat062", "libasterix_encode_cat062"),
+        ("CAT048 bytes -> plots", "siap_cat048_to_plots", None),
+        ("track batch -> CAT062 bytes", "siap_tracks_to_cat062_and_encode", None),
+        ("pcap file source -> time-ordered plots", "siap_file_source_pcap_to_plots", None),
+    ]
+    for what, mine, ref in pairs:
+        if mine not in r:
+            continue
+        a = r[mine]
+        b = r.get(ref) if ref else None
+        ratio = f"{a['per_s_cpu'] / b['per_s_cpu']:,.0f}x" if b else "-"
+        ref_rate = f"{b['per_s_cpu']:,.0f}" if b else "-"
+        out.append(f"| {what} | {a['per_s_cpu']:,.0f} | {a['per_s_wall']:,.0f} | {ref_rate} | {ratio} |")
+    out += ["", "Targets (issue 10, one core): 200,000 CAT048 records/s decoded, 100,000 CAT062 tracks/s "
+            "encoded. What each figure includes: docs/formats.md, ASTERIX, \"Speed\".", ""]
+    return out
+
+
+def section_formats_modes(d: dict) -> list[str]:
+    out = ["## 8. Mode S / ADS-B: siap framing + decoding vs rs1090 alone vs pyModeS", ""]
+    out += _header(d)
+    out += [
+        "Same frames for every contender; siap starts from Beast bytes, rs1090 and pyModeS from hex "
+        f"strings. CPU time of one thread, best of {d.get('repeats', '?')}.",
+        "",
+        "| input | contender | frames/CPU s | positions or frames out | vs rs1090 |",
+        "|---|---|---|---|---|",
+    ]
+    runs = [d]
+    full = _load("formats_modes_full_flight")
+    if full is not None:
+        runs.append(full)
+    for run in runs:
+        for name, v in run["results"].items():
+            out.append(
+                f"| {run['input']} ({run['frames']:,} frames) | {name} | {v['frames_per_cpu_s']:,.0f} | "
+                f"{v['positions_or_frames_out']:,} | {v['vs_rs1090']:.2f}x |"
+            )
+    out += ["", "Target (issue 10): 50,000 Mode S frames/s framed and decoded on one core. siap hands "
+            "rs1090 only the distinct extended squitters that carry plot fields, so its gain shrinks as "
+            "the share of position squitters grows (docs/formats.md).", ""]
+    return out
+
+
+def section_service(d: dict) -> list[str]:
+    out = [f"## 9. Live service: {d['clients']} WebSocket clients on a {d['tracks']:,}-track picture", ""]
+    out += _header(d)
+    out += [
+        f"One picture every {d['period_s']:g} s; latency is picture in -> whole frame received by "
+        "the client; server and clients share one process.",
+        "",
+        "| run | frames received / expected | latency p50 (ms) | p99 (ms) | hub view p50 (ms) | "
+        "delta frame p50 (KiB) | process CPU per picture (ms) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, r in d["runs"].items():
+        lat = r["latency_ms"]
+        out.append(
+            f"| {name} | {r['frames_received']} / {r['frames_expected']} | {lat['p50']:.0f} | "
+            f"{lat['p99']:.0f} | {r['hub_view_ms_p50']:.0f} | {r['delta_frame_kib_p50']:,.0f} | "
+            f"{r['process_cpu_per_picture_ms']:.0f} |"
+        )
+    out += ["", f"{d.get('note', '')}", "", "Target (issue 9): p99 within the update period + 100 ms.", ""]
+    return out
+
+
 def main() -> int:
     parts = [
         "# Performance",
@@ -250,6 +334,9 @@ def main() -> int:
         ("coalition", section_coalition),
         ("metrics", section_metrics),
         ("runtime", section_runtime),
+        ("formats_asterix", section_formats_asterix),
+        ("formats_modes", section_formats_modes),
+        ("service", section_service),
     ):
         d = _load(name)
         if d is None:
