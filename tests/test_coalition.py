@@ -210,8 +210,10 @@ def test_tampered_messages_are_rejected_counted_and_nothing_else_is_lost(tmp_pat
     assert n_reject_entries == rejected
 
 
-def test_misrouted_messages_are_refused_where_not_releasable():
-    """An attacker redirects every JPN message to AUS: AUS refuses what it may not see."""
+def test_redirected_messages_are_refused_as_misrouted():
+    """An attacker redirects every JPN message for USA to AUS: AUS refuses every one of them
+    (addressed to USA, whether or not AUS could have seen the label), and AUS's picture is the
+    one it has without the attack."""
     sc, sim, times = _base()
     policy = load_policy(POLICY)
     state = {"redirected": 0, "not_for_aus": 0}
@@ -225,10 +227,10 @@ def test_misrouted_messages_are_refused_where_not_releasable():
         return message
 
     result = run_coalition(sim.plots, policy, times, origin=ORIGIN, centralised=False, tamper=attacker)
-    assert state["not_for_aus"] > 0
-    assert result.rejected["AUS"].get("not_releasable", 0) == state["not_for_aus"]
-    for label in np.unique(result.coalition["AUS"]["label"]).tolist():
-        assert policy.releasable(label, "AUS")
+    assert state["not_for_aus"] > 0 and state["redirected"] > state["not_for_aus"]
+    assert result.rejected["AUS"] == {"misrouted": state["redirected"]}
+    clean = run_coalition(sim.plots, policy, times, origin=ORIGIN, centralised=False)
+    assert _bytes(result.coalition["AUS"]) == _bytes(clean.coalition["AUS"])
 
 
 def test_forged_message_from_an_outsider_is_rejected():
@@ -243,7 +245,7 @@ def test_forged_message_from_an_outsider_is_rejected():
         if injected["done"]:
             return message
         env = SignedEnvelope.from_bytes(message)
-        forged = outsider.sign(env.payload, label=env.label, kind=env.kind, time_s=env.time_s)
+        forged = outsider.sign(env.payload, label=env.label, kind=env.kind, recipient=env.recipient, time_s=env.time_s)
         injected["done"] = 1
         return forged.to_bytes()
 

@@ -196,7 +196,7 @@ class PartnerNode:
         """Release to each recipient what it may see (audited), sign it and publish it."""
         for recipient in recipients:
             rows = release(local, recipient, self.policy, audit=self.audit, time_s=time_s)
-            for envelope in self.signer.sign_batch(rows, "tracks", time_s=time_s):
+            for envelope in self.signer.sign_batch(rows, "tracks", time_s=time_s, recipient=recipient):
                 bus.publish(subject_for(recipient, self.subject_prefix), envelope.to_bytes())
 
     def receive(self, bus: MessageBus, time_s: float) -> np.ndarray:

@@ -5,9 +5,10 @@ verify against a :class:`TrustStore` of coalition node keys and a :class:`~siap.
 
 Signed message (the exact bytes Ed25519 signs; all integers big-endian)::
 
-    b"siap.sharing.envelope.v1\\x00"        25 bytes, domain separation
+    b"siap.sharing.envelope.v2\\x00"        25 bytes, domain separation
     u8  len(origin_node)  || origin_node   ASCII, 1..64 bytes
     origin_partner                         3 bytes ASCII (ISO 3166-1 alpha-3)
+    recipient                              3 bytes ASCII: the partner it is addressed to
     u64 seq                                per origin node, strictly increasing
     f64 time_s                             IEEE 754 binary64, creation time, Unix s UTC
     u8  len(label)        || label         ASCII canonical label text, 1..64 bytes
@@ -17,8 +18,8 @@ Signed message (the exact bytes Ed25519 signs; all integers big-endian)::
 
 Wire form of an envelope (:meth:`SignedEnvelope.to_bytes`)::
 
-    b"SIAPENV1"                            8 bytes magic
-    u8 len(origin_node) || origin_node || origin_partner(3) || u64 seq || f64 time_s
+    b"SIAPENV2"                            8 bytes magic
+    u8 len(origin_node) || origin_node || origin_partner(3) || recipient(3) || u64 seq || f64 time_s
     || u8 len(label) || label || u8 len(kind) || kind
     u32 len(payload)      || payload       Arrow IPC stream of one record batch
     digest                                 32 bytes: SHA-256 of the signed message
@@ -32,9 +33,12 @@ recomputed the digest). Both are rejected either way.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
 import math
+import os
 import re
 import struct
 import time
@@ -53,7 +57,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from siap.errors import ConfigError
-from siap.records import PLOT_DTYPE, TRACK_DTYPE, from_arrow, to_arrow
+from siap.records import PLOT_DTYPE, TRACK_DTYPE, to_arrow
+from siap.sharing.content import decode_strict, implausible_plots, implausible_tracks
 from siap.sharing.labels import LABEL_MAX_CHARS, NATIONS, Label, dominates, parse_cached
 from siap.sharing.policy import Policy, split_sources
 
@@ -77,8 +82,10 @@ __all__ = [
 
 log = logging.getLogger("siap.sharing")
 
-ENVELOPE_DOMAIN = b"siap.sharing.envelope.v1\x00"
-WIRE_MAGIC = b"SIAPENV1"
+ENVELOPE_DOMAIN = b"siap.sharing.envelope.v2\x00"
+WIRE_MAGIC = b"SIAPENV2"
+DEFAULT_MAX_MESSAGE_BYTES = 64 * 1024 * 1024  # a 10 000-track snapshot is about 5 MB
+SEQ_RESERVE_BLOCK = 1024  # sequence numbers a Signer reserves (persists) at a time
 SIGNATURE_BYTES = 64
 _NODE_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
@@ -110,12 +117,18 @@ def encode_batch(batch: np.ndarray) -> bytes:
 
 
 def decode_batch(data: bytes, dtype: np.dtype | None = None) -> np.ndarray:
-    """Inverse of :func:`encode_batch`. ValueError if the bytes are not a siap record batch."""
-    try:
-        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
-        return from_arrow(table, dtype)
-    except (pa.ArrowException, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"payload is not a siap record batch in Arrow IPC form: {e}") from None
+    """Inverse of :func:`encode_batch`, strict (:func:`siap.sharing.content.decode_strict`).
+
+    ``dtype`` defaults to the one the stream's schema names. ValueError (and nothing else) if
+    the bytes are not exactly a siap record batch of that dtype.
+    """
+    if dtype is None:
+        try:
+            meta = pa.ipc.open_stream(pa.py_buffer(data)).schema.metadata or {}
+            dtype = _KIND_DTYPES[meta.get(b"siap.dtype", b"").decode("ascii", "replace")]
+        except Exception as e:  # noqa: BLE001 - hostile bytes: pyarrow raises OSError and others
+            raise ValueError(f"payload is not a siap record batch in Arrow IPC form: {type(e).__name__}: {e}") from None
+    return decode_strict(data, dtype)
 
 
 # ---------------------------------------------------------------------------------------
@@ -297,17 +310,18 @@ def _ascii(s: str, what: str, max_len: int) -> bytes:
     return b
 
 
-def _fields_bytes(node: str, partner: str, seq: int, time_s: float, label: str, kind: str) -> bytes:
+def _fields_bytes(node: str, partner: str, recipient: str, seq: int, time_s: float, label: str, kind: str) -> bytes:
     nb = _ascii(node, "origin node", 64)
     pb = _ascii(partner, "origin partner", 3)
-    if len(pb) != 3:
-        raise ValueError(f"origin partner {partner!r} must be 3 letters")
+    rb = _ascii(recipient, "recipient", 3)
+    if len(pb) != 3 or len(rb) != 3:
+        raise ValueError(f"origin partner {partner!r} and recipient {recipient!r} must be 3 letters")
     lb = _ascii(label, "label", LABEL_MAX_CHARS)
     kb = _ascii(kind, "kind", 32)
     if not 0 <= seq < 2**64:
         raise ValueError(f"sequence number {seq} must be in [0, 2**64)")
     return (
-        struct.pack(">B", len(nb)) + nb + pb + struct.pack(">Qd", seq, time_s)
+        struct.pack(">B", len(nb)) + nb + pb + rb + struct.pack(">Qd", seq, time_s)
         + struct.pack(">B", len(lb)) + lb + struct.pack(">B", len(kb)) + kb
     )
 
@@ -318,6 +332,7 @@ class SignedEnvelope:
 
     origin_node: str
     origin_partner: str
+    recipient: str  # the partner the envelope is addressed to (signed: redirection is detected)
     seq: int
     time_s: float
     label: str
@@ -330,27 +345,29 @@ class SignedEnvelope:
         """The exact bytes the signature covers (see module doc)."""
         return (
             ENVELOPE_DOMAIN
-            + _fields_bytes(self.origin_node, self.origin_partner, self.seq, self.time_s, self.label, self.kind)
+            + _fields_bytes(
+                self.origin_node, self.origin_partner, self.recipient, self.seq, self.time_s, self.label, self.kind
+            )
             + struct.pack(">I", len(self.payload))
             + hashlib.sha256(self.payload).digest()
         )
 
     @classmethod
     def seal(
-        cls, identity: NodeIdentity, *, seq: int, time_s: float, label: str | Label, kind: str, payload: bytes
+        cls, identity: NodeIdentity, *, recipient: str, seq: int, time_s: float, label: str | Label, kind: str,
+        payload: bytes,
     ) -> SignedEnvelope:
-        """Sign ``payload`` and its metadata as ``identity`` (label is written canonically)."""
+        """Sign ``payload`` and its metadata as ``identity``, addressed to partner ``recipient``
+        (label is written canonically)."""
+        _check_partner(recipient)
         text = label.format() if isinstance(label, Label) else parse_cached(label).format()
         if not _KIND_RE.match(kind):
             raise ValueError(f"bad message kind {kind!r}; expected e.g. 'tracks' or 'plots'")
         if not math.isfinite(time_s):
             raise ValueError(f"time_s must be finite (got {time_s})")
-        env = cls(identity.node_id, identity.partner, int(seq), float(time_s), text, kind, bytes(payload))
+        env = cls(identity.node_id, identity.partner, recipient, int(seq), float(time_s), text, kind, bytes(payload))
         msg = env.signed_message()
-        return cls(
-            env.origin_node, env.origin_partner, env.seq, env.time_s, env.label, env.kind, env.payload,
-            hashlib.sha256(msg).digest(), identity.sign(msg),
-        )
+        return dataclasses.replace(env, digest=hashlib.sha256(msg).digest(), signature=identity.sign(msg))
 
     def to_bytes(self) -> bytes:
         """Wire form (see module doc)."""
@@ -359,7 +376,9 @@ class SignedEnvelope:
         digest = self.digest if self.digest else bytes(32)
         return (
             WIRE_MAGIC
-            + _fields_bytes(self.origin_node, self.origin_partner, self.seq, self.time_s, self.label, self.kind)
+            + _fields_bytes(
+                self.origin_node, self.origin_partner, self.recipient, self.seq, self.time_s, self.label, self.kind
+            )
             + struct.pack(">I", len(self.payload)) + self.payload
             + digest + struct.pack(">B", len(self.signature)) + self.signature
         )
@@ -372,6 +391,7 @@ class SignedEnvelope:
             raise ValueError("not a siap envelope (bad magic)")
         node = r.take(r.u8()).decode("ascii")
         partner = r.take(3).decode("ascii")
+        recipient = r.take(3).decode("ascii")
         seq, time_s = struct.unpack(">Qd", r.take(16))
         label = r.take(r.u8()).decode("ascii")
         kind = r.take(r.u8()).decode("ascii")
@@ -381,7 +401,7 @@ class SignedEnvelope:
         signature = r.take(r.u8())
         if r.pos != len(r.data):
             raise ValueError(f"{len(r.data) - r.pos} trailing bytes after the envelope")
-        return cls(node, partner, seq, time_s, label, kind, payload, digest, signature)
+        return cls(node, partner, recipient, seq, time_s, label, kind, payload, digest, signature)
 
 
 class _Reader:
@@ -399,29 +419,83 @@ class _Reader:
         return self.take(1)[0]
 
 
+def _write_json_atomic(path: Path, obj: dict) -> None:
+    """Write ``obj`` as JSON to ``path`` so that a crash leaves the old or the new file, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(obj, fh, sort_keys=True)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _read_state(path: Path, expect: dict[str, str]) -> dict | None:
+    """The JSON state file at ``path`` (None if absent); ConfigError if it is unreadable or was
+    written for another node/partner (``expect``: key -> required value)."""
+    if not path.exists():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{path}: (state): expected a siap sequence state file (got {e})") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{path}: (state): expected a JSON object")
+    for key, value in expect.items():
+        if doc.get(key) != value:
+            raise ConfigError(f"{path}: {key}: expected {value!r}, the state file belongs to {doc.get(key)!r}")
+    return doc
+
+
 class Signer:
     """Seals messages for one node, numbering them strictly increasingly.
 
-    ``first_seq`` defaults to microseconds since the Unix epoch at construction, so a node that
-    restarts keeps numbering above what receivers have already accepted (as long as its clock
-    does not step back); pass an explicit value for reproducible runs.
+    Sequence numbers must keep increasing across restarts, or partners reject the restarted
+    node's messages as replays. With ``state_path`` the signer persists a high-water mark: it
+    reserves :data:`SEQ_RESERVE_BLOCK` numbers at a time (written, fsynced, before any of them
+    is used) and a restarted signer continues above everything it may have used. Without one,
+    ``first_seq`` defaults to microseconds since the Unix epoch at construction (increasing
+    across restarts as long as the clock does not step back); pass an explicit ``first_seq``
+    for reproducible runs (a persisted mark above it wins).
     """
 
-    def __init__(self, identity: NodeIdentity, first_seq: int | None = None) -> None:
+    def __init__(self, identity: NodeIdentity, first_seq: int | None = None, state_path: str | Path | None = None) -> None:
         self.identity = identity
         self.next_seq = int(time.time() * 1e6) if first_seq is None else int(first_seq)
+        self.state_path = Path(state_path) if state_path is not None else None
+        self._reserved = 0
+        if self.state_path is not None:
+            doc = _read_state(self.state_path, {"node": identity.node_id})
+            if doc is not None:
+                mark = doc.get("reserved_seq")
+                if not isinstance(mark, int) or mark < 0:
+                    raise ConfigError(f"{self.state_path}: reserved_seq: expected a non-negative integer")
+                self.next_seq = max(self.next_seq, mark)
+            self._reserve()
 
-    def sign(self, payload: bytes, *, label: str | Label, kind: str, time_s: float | None = None) -> SignedEnvelope:
-        """Seal raw payload bytes under the next sequence number."""
+    def _reserve(self) -> None:
+        assert self.state_path is not None
+        self._reserved = self.next_seq + SEQ_RESERVE_BLOCK
+        _write_json_atomic(self.state_path, {"node": self.identity.node_id, "reserved_seq": self._reserved})
+
+    def sign(
+        self, payload: bytes, *, label: str | Label, kind: str, recipient: str, time_s: float | None = None
+    ) -> SignedEnvelope:
+        """Seal raw payload bytes for partner ``recipient`` under the next sequence number."""
+        if self.state_path is not None and self.next_seq >= self._reserved:
+            self._reserve()
         env = SignedEnvelope.seal(
-            self.identity, seq=self.next_seq, time_s=time.time() if time_s is None else time_s,
+            self.identity, recipient=recipient, seq=self.next_seq, time_s=time.time() if time_s is None else time_s,
             label=label, kind=kind, payload=payload,
         )
         self.next_seq += 1
         return env
 
-    def sign_batch(self, batch: np.ndarray, kind: str | None = None, time_s: float | None = None) -> list[SignedEnvelope]:
-        """Seal a plot or track batch: one envelope per distinct row label, rows in order.
+    def sign_batch(
+        self, batch: np.ndarray, kind: str | None = None, time_s: float | None = None, *, recipient: str
+    ) -> list[SignedEnvelope]:
+        """Seal a plot or track batch for partner ``recipient``: one envelope per distinct row
+        label, rows in order.
 
         Every row of an envelope carries exactly the envelope's label (the verifier insists).
         ValueError if a row is unlabelled or its label does not parse.
@@ -437,7 +511,12 @@ class Signer:
         for i, text in enumerate(uniq.tolist()):
             if text == "":
                 raise ValueError("unlabelled rows cannot be shared; label them from the policy first")
-            out.append(self.sign(encode_batch(batch[inverse == i]), label=parse_cached(text), kind=kind, time_s=time_s))
+            out.append(
+                self.sign(
+                    encode_batch(batch[inverse == i]), label=parse_cached(text), kind=kind, recipient=recipient,
+                    time_s=time_s,
+                )
+            )
         return out
 
 
@@ -457,7 +536,9 @@ class RejectReason(StrEnum):
     NOT_OWNER = "not_owner"  # signer's partner does not own the rows' sensors / partner field
     NOT_SHAREABLE = "not_shareable"  # raw plots of a sensor whose policy forbids sharing plots
     NOT_RELEASABLE = "not_releasable"  # the receiving partner may not see the envelope's label
+    MISROUTED = "misrouted"  # addressed to another partner (redirected or misdelivered)
     MISLABELLED = "mislabelled"  # row label != envelope label, or below the policy default
+    IMPLAUSIBLE = "implausible"  # values non-finite or physically impossible (siap.sharing.content)
 
 
 class RejectedMessage(Exception):
@@ -478,10 +559,15 @@ class Verifier:
     logs it, and appends a ``reject`` entry to ``audit`` if one is given; the verifier's state
     (last accepted sequence per origin) only moves on acceptance.
 
-    ``recipient``: the partner this verifier receives for. When given, a message whose label is
-    not releasable to that partner is refused (``not_releasable``) even if genuinely signed: a
-    message misrouted, or redirected by an attacker, to a partner not entitled to it is never
-    accepted there.
+    ``recipient`` (required: a verifier always knows who it is): the partner this verifier
+    receives for. A message addressed to another partner is refused (``misrouted``), and so is
+    one whose label is not releasable to ``recipient`` (``not_releasable``) even if it was
+    genuinely signed and addressed to it.
+
+    ``state_path``: a JSON file where the last accepted sequence number of every origin is
+    persisted (atomically, on each acceptance), so that a restarted receiver still refuses a
+    replay of a message it accepted before the restart. ``max_message_bytes`` bounds what is
+    parsed at all.
     """
 
     def __init__(
@@ -491,24 +577,51 @@ class Verifier:
         max_age_s: float = 30.0,
         max_clock_skew_s: float = 2.0,
         audit: AuditLog | None = None,
-        recipient: str | None = None,
+        *,
+        recipient: str,
+        state_path: str | Path | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        if recipient is not None:
-            policy.partner(recipient)  # KeyError for a partner the policy does not know
+        policy.partner(recipient)  # KeyError for a partner the policy does not know
+        for name, value in (("max_age_s", max_age_s), ("max_clock_skew_s", max_clock_skew_s)):
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be finite and >= 0 (got {value})")
         self.recipient = recipient
         self.trust_store = trust_store
         self.policy = policy
         self.max_age_s = float(max_age_s)
         self.max_clock_skew_s = float(max_clock_skew_s)
+        self.max_message_bytes = int(max_message_bytes)
         self.audit = audit
         self.counts: Counter[str] = Counter()
         self.last_seq: dict[str, int] = {}
+        self.state_path = Path(state_path) if state_path is not None else None
+        if self.state_path is not None:
+            doc = _read_state(self.state_path, {"recipient": recipient})
+            if doc is not None:
+                seqs = doc.get("last_seq")
+                if not isinstance(seqs, dict) or not all(isinstance(v, int) for v in seqs.values()):
+                    raise ConfigError(f"{self.state_path}: last_seq: expected a mapping node id -> integer")
+                self.last_seq = {str(k): int(v) for k, v in seqs.items()}
 
     def verify(self, envelope: SignedEnvelope | bytes, now_s: float) -> np.ndarray:
-        """The envelope's record batch if every check passes; else RejectedMessage (counted)."""
+        """The envelope's record batch if every check passes; else RejectedMessage (counted).
+
+        ``now_s`` is the receiver's clock (ValueError if it is not finite: that is the caller's
+        bug, not the sender's)."""
+        if not math.isfinite(now_s):
+            raise ValueError(f"now_s must be a finite Unix time (got {now_s})")
         origin = envelope.origin_node if isinstance(envelope, SignedEnvelope) else None
         try:
-            env, batch = self._check(envelope, now_s)
+            try:
+                env, batch = self._check(envelope, now_s)
+            except RejectedMessage:
+                raise
+            except Exception as e:  # noqa: BLE001 - a bug must not let one message stop the stream
+                log.exception("unexpected error while checking a message from %s", origin)
+                raise RejectedMessage(
+                    RejectReason.MALFORMED, f"unexpected error while checking: {type(e).__name__}: {e}", origin
+                ) from None
         except RejectedMessage as rej:
             rej.origin = rej.origin or origin
             self.counts[rej.reason.value] += 1
@@ -517,12 +630,16 @@ class Verifier:
                 self.audit.append("reject", time_s=now_s, reason=rej.reason.value, detail=rej.detail, origin=rej.origin)
             raise
         self.last_seq[env.origin_node] = env.seq
+        if self.state_path is not None:
+            _write_json_atomic(self.state_path, {"recipient": self.recipient, "last_seq": self.last_seq})
         self.counts["accepted"] += 1
         return batch
 
     def _check(self, envelope: SignedEnvelope | bytes, now_s: float) -> tuple[SignedEnvelope, np.ndarray]:
         R = RejectReason
         if not isinstance(envelope, SignedEnvelope):
+            if len(envelope) > self.max_message_bytes:
+                raise RejectedMessage(R.MALFORMED, f"message of {len(envelope)} bytes is larger than {self.max_message_bytes}")
             try:
                 envelope = SignedEnvelope.from_bytes(envelope)
             except (ValueError, UnicodeDecodeError, struct.error) as e:
@@ -554,8 +671,12 @@ class Verifier:
                 f"created {age:.3f} s before now; window is [-{self.max_clock_skew_s:g}, {self.max_age_s:g}] s",
                 env.origin_node,
             )
+        if env.recipient != self.recipient:
+            raise RejectedMessage(
+                R.MISROUTED, f"addressed to {env.recipient!r}, received by {self.recipient}", env.origin_node
+            )
         try:
-            entitled = self.recipient is None or self.policy.releasable(env.label, self.recipient)
+            entitled = self.policy.releasable(env.label, self.recipient)
         except ValueError as e:
             raise RejectedMessage(R.MALFORMED, f"label: {e}", env.origin_node) from None
         if not entitled:
@@ -573,6 +694,10 @@ class Verifier:
         except ValueError as e:
             raise RejectedMessage(R.MALFORMED, str(e), env.origin_node) from None
         self._check_rows(env, batch)
+        implausible = implausible_plots if env.kind == "plots" else implausible_tracks
+        why = implausible(batch, now_s, self.max_age_s, self.max_clock_skew_s)
+        if why is not None:
+            raise RejectedMessage(R.IMPLAUSIBLE, why, env.origin_node)
         return env, batch
 
     def _check_rows(self, env: SignedEnvelope, batch: np.ndarray) -> None:
