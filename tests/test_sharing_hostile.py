@@ -50,7 +50,7 @@ def _good(t: float = T0, n: int = 2, first_id: int = 100) -> np.ndarray:
 
 
 def _receiver(tmp_path=None) -> Verifier:
-    audit = AuditLog(tmp_path / "audit.jsonl", identity=NodeIdentity.generate("USA-node", "USA")) if tmp_path else None
+    audit = AuditLog(tmp_path / "audit.jsonl", NodeIdentity.generate("USA-node", "USA"), "run-1") if tmp_path else None
     return Verifier(TRUST, POLICY, audit=audit, recipient="USA")
 
 
@@ -106,7 +106,9 @@ def test_signed_payload_that_is_not_a_record_batch_is_malformed_and_the_stream_g
     good = signer.sign_batch(_good(T0 + 1), "tracks", time_s=T0 + 1, recipient="USA")[0]
     assert len(v.verify(good.to_bytes(), T0 + 1)) == 2
     v.audit.close()
-    entries = verify_audit_log(tmp_path / "audit.jsonl", TrustStore([v.audit.identity]))
+    entries = verify_audit_log(
+        tmp_path / "audit.jsonl", TrustStore([v.audit.identity]), node="USA-node", run_id="run-1", heads=[v.audit.head()]
+    )
     assert entries.ok and entries.entries == 1  # the reject is audited
 
 

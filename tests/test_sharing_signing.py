@@ -322,7 +322,7 @@ def test_malformed(world):
 # --- the stream keeps flowing ------------------------------------------------------------
 def test_attack_stream_then_good_message_still_accepted(world, tmp_path):
     ids, store, signers = world
-    log = AuditLog(tmp_path / "audit.log", identity=ids["AUS"])
+    log = AuditLog(tmp_path / "audit.log", identity=ids["AUS"], run_id="run-1")
     v = Verifier(store, POLICY, recipient="JPN", max_age_s=30, max_clock_skew_s=2, audit=log)
     good1 = one(signers["USA"], plots("usa-radar", "USA", ALL3))
     v.verify(good1.to_bytes(), T0 + 1)
@@ -360,7 +360,7 @@ def test_attack_stream_then_good_message_still_accepted(world, tmp_path):
     log.close()
     lines = (tmp_path / "audit.log").read_text().splitlines()
     assert len(lines) == len(attacks) and all('"kind":"reject"' in x for x in lines)
-    assert verify_audit_log(tmp_path / "audit.log", store).ok
+    assert verify_audit_log(tmp_path / "audit.log", store, node="aus-node", run_id="run-1", heads=[log.head()]).ok
 
 
 # --- trust store ---------------------------------------------------------------------------

@@ -305,27 +305,46 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify(
     log: Annotated[Path, typer.Argument(help="audit log (JSON Lines) to verify")],
-    trust: Annotated[
-        Path | None, typer.Option(help="trust store (YAML or folder) to check entry signatures; default: LOG's folder trust.yaml if present")
+    trust: Annotated[Path, typer.Option(help="YOUR pinned trust store (YAML or folder): never take the one shipped beside the log")],
+    node: Annotated[str, typer.Option(help="node id whose log this must be (e.g. JPN-node)")],
+    run: Annotated[str, typer.Option(help="run id the log must belong to (the run's summary names it)")],
+    head: Annotated[list[Path] | None, typer.Option(help="a signed head of this log kept outside it (JSON); repeatable")] = None,
+    anchor: Annotated[
+        list[Path] | None, typer.Option(help="another node's log of the same run that recorded this log's head; repeatable")
     ] = None,
 ) -> None:
-    """Check an audit log: every entry's hash chain, order, signature and the signed head."""
-    from siap.sharing.audit import verify_audit_log
+    """Check an audit log: hash chain, order, every signature with your pinned keys, its node and
+    run, and the heads anchored outside it (given heads, peers' logs)."""
+    from siap.sharing.audit import read_head, verify_audit_log
     from siap.sharing.signing import TrustStore
 
-    if not log.exists():
-        raise InputError(f"{log}: no such file")
-    trust_path = trust if trust is not None else log.parent / "trust.yaml"
-    store = TrustStore.load(trust_path) if trust_path.exists() else None
-    if trust is not None and not trust.exists():
-        raise InputError(f"{trust}: no such trust store")
-    result = verify_audit_log(log, store)
-    signed = "with signatures" if store is not None else "without signatures (no trust store)"
+    _existing_file(log, "LOG")
+    if not trust.exists():
+        raise InputError(f"{trust}: --trust: no such trust store")
+    store = TrustStore.load(trust)
+    heads = []
+    for h in head or []:
+        _existing_file(h, "--head")
+        try:
+            heads.append(read_head(h))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    for a in anchor or []:
+        _existing_file(a, "--anchor")
+    result = verify_audit_log(log, store, node=node, run_id=run, heads=heads, anchors=anchor or [])
     if result.ok:
-        out.print(f"{log}: ok, {result.entries} entries verified {signed}")
+        out.print(f"{log}: ok, {result.reason}")
         return
     console.print(f"siap: audit: {log}: FAILED at seq {result.first_bad_seq}: {result.reason}", markup=False, highlight=False)
     raise typer.Exit(1)
+
+
+def _existing_file(path: Path, what: str) -> None:
+    """InputError unless ``path`` is an existing regular file (not a directory)."""
+    if not path.exists():
+        raise InputError(f"{path}: {what}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: {what}: expected a file, got a directory")
 
 
 @app.command()
@@ -340,16 +359,28 @@ def scenarios() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and an exit code.
 
-    Typer's standalone mode handles usage errors (exit 2) itself; siap's own errors arrive here.
+    Usage errors (a missing or malformed option, an unknown command) and siap's own errors are
+    printed as one line on stderr, exit 2 (or the error's code), never a traceback.
     """
+    usage_error = typer.BadParameter.__mro__[1]  # click's UsageError (typer vendors click)
+    no_args = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", ())
     try:
-        app(args=argv)
+        code = app(args=argv, standalone_mode=False)
+    except no_args as exc:
+        out.print(exc.format_message(), markup=False, highlight=False)
+        sys.exit(2)
+    except usage_error as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "siap"
+        message = " ".join(exc.format_message().split())
+        console.print(f"siap: error: {where}: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except SiapError as exc:
         console.print(f"siap: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         console.print("siap: interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -145,6 +146,7 @@ class PartnerNode:
         group_ids: list[int],
         registration: bool = False,
         subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
+        run_id: str = "run",
     ) -> None:
         self.partner = partner
         self.subject_prefix = subject_prefix
@@ -162,7 +164,7 @@ class PartnerNode:
         self.registrations = [SensorRegistration() for _ in groups] if registration else None
         self.identity = identity
         self.signer = Signer(identity, first_seq=1)
-        self.audit = audit_mod.AuditLog(audit_path, identity=identity) if audit_path else None
+        self.audit = audit_mod.AuditLog(audit_path, identity=identity, run_id=run_id) if audit_path else None
         self.verifier = Verifier(trust_store, policy, audit=self.audit, recipient=partner)
         rank = _audience_rank(policy)
         self.coalition_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
@@ -234,6 +236,8 @@ class CoalitionResult:
     tracker_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     biases: dict[str, dict[str, dict[str, float | int | bool]]] = field(default_factory=dict)
     audit_paths: dict[str, Path] = field(default_factory=dict)
+    run_id: str = ""  # binds the audit logs to this run (see siap.sharing.audit)
+    trust: TrustStore | None = None  # public keys of this run's nodes, to verify the audit logs
     timings_s: dict[str, float] = field(default_factory=dict)
 
 
@@ -271,6 +275,7 @@ def run_coalition(
     plots = label_plots(plots[np.argsort(plots["time_s"], kind="stable")], policy)
     group_of_plot = _group_index(plots, groups)
 
+    run_id = uuid.uuid4().hex[:16]
     identities = {p: NodeIdentity.generate(f"{p}-node", p) for p in partners}
     trust = TrustStore()
     for identity in identities.values():
@@ -296,6 +301,7 @@ def run_coalition(
             [i for i, g in enumerate(groups) if g.partner == p],
             registration,
             subject_prefix,
+            run_id,
         )
         for p in partners
     }
@@ -327,6 +333,7 @@ def run_coalition(
             own[p].append(node.own_fuser.update(mine, t))
         if progress is not None and step % 10 == 0:
             progress("coalition", step / max(len(times), 1))
+    _exchange_audit_heads(list(nodes.values()), float(times[-1]) if len(times) else 0.0)
     for node in nodes.values():
         node.close()
     if progress is not None:
@@ -350,6 +357,8 @@ def run_coalition(
             for g, reg in zip(n.groups, n.registrations, strict=True)
         },
         audit_paths=audit_paths,
+        run_id=run_id,
+        trust=trust,
         timings_s=timings,
     )
     if centralised:
@@ -361,6 +370,19 @@ def run_coalition(
                 progress("centralised", (i + 1) / len(partners))
         result.timings_s["centralised"] = time.perf_counter() - t0
     return result
+
+
+def _exchange_audit_heads(nodes: list[PartnerNode], time_s: float) -> None:
+    """Anchor every node's audit log outside itself: each node records the others' signed heads
+    in its own log (``peer_head`` entries), so a rewritten or truncated chain contradicts what
+    the other partners hold (see siap.sharing.audit)."""
+    heads = {n.partner: n.audit.head() for n in nodes if n.audit is not None}
+    for n in nodes:
+        if n.audit is None:
+            continue
+        for partner, head in heads.items():
+            if partner != n.partner and head is not None:
+                n.audit.record_peer_head(head, time_s=time_s)
 
 
 def _apply_tamper(bus: MessageBus, subjects: list[str], tamper) -> None:

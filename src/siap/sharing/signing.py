@@ -275,6 +275,8 @@ class TrustStore:
                     store.add(TrustedNode(pem.stem, pem.parent.name, _load_public_pem(pem.read_bytes(), where)))
                 except ValueError as e:
                     raise ConfigError(f"{where}: node: expected PARTNER/NODE_ID.pem ({e})") from None
+            if not len(store):
+                raise ConfigError(f"{p}: (trust store): expected PARTNER/NODE_ID.pem public keys in this folder, found none")
             return store
         try:
             doc = yaml.safe_load(p.read_text(encoding="utf-8"))
