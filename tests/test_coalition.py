@@ -14,12 +14,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import siap
-from siap.coalition import run_coalition, source_groups
+from siap.coalition import run_coalition, source_groups, subject_for
 from siap.evaluation import evaluate
 from siap.pipeline import evaluation_times
 from siap.sharing.audit import verify_coalition_audit
 from siap.sharing.policy import Policy, load_policy
-from siap.sharing.signing import SignedEnvelope, TrustStore
+from siap.sharing.signing import SignedEnvelope, TrustStore, decode_batch
+from siap.transport import InProcessBus
 
 DATA = Path(__file__).parent / "data"
 SCENARIO = DATA / "coalition_small.yaml"
@@ -119,12 +120,95 @@ def test_non_interference_data_not_releasable_to_p_leaves_p_picture_identical(ca
     assert len(hidden) > 0
     with_hidden = np.concatenate([sim.plots, hidden])
     kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=True, registration=registration)
-    without = run_coalition(sim.plots, policy, times, **kwargs)
-    withh = run_coalition(with_hidden, policy, times, **kwargs)
+    bus_without, bus_with = RecordingBus(), RecordingBus()
+    without = run_coalition(sim.plots, policy, times, bus=bus_without, **kwargs)
+    withh = run_coalition(with_hidden, policy, times, bus=bus_with, **kwargs)
     assert _bytes(without.coalition[recipient]) == _bytes(withh.coalition[recipient])
     assert _bytes(without.centralised[recipient]) == _bytes(withh.centralised[recipient])
+    # on the wire: nothing published on P's subject that P may not see, and the content
+    # published to P is byte-for-byte what it is without the hidden sensor
+    assert _wire_violations(bus_with, policy, recipient, sensor["id"]) == []
+    assert _wire_content(bus_with, recipient) == _wire_content(bus_without, recipient)
     # and the hidden data did reach the owner: the test is not vacuous
     assert _bytes(without.coalition[owner]) != _bytes(withh.coalition[owner])
+
+
+class RecordingBus(InProcessBus):
+    """The in-process bus, keeping a copy of every (subject, bytes) published: what a broker
+    or a tap on P's subject sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, bytes]] = []
+
+    def publish(self, subject: str, message: bytes) -> None:
+        self.log.append((subject, bytes(message)))
+        super().publish(subject, message)
+
+
+def _wire_violations(bus: RecordingBus, policy: Policy, partner: str, hidden_sensor: str) -> list[str]:
+    """Everything published on ``partner``'s subject that ``partner`` may not see: an envelope
+    label or a row label not releasable to it, a row derived from a sensor whose label is not
+    releasable to it or from ``hidden_sensor``, an envelope addressed to someone else."""
+    found = []
+    for subject, data in bus.log:
+        if subject != subject_for(partner):
+            continue
+        env = SignedEnvelope.from_bytes(data)
+        if env.recipient != partner or not policy.releasable(env.label, partner):
+            found.append(f"envelope {env.origin_node}#{env.seq} to {env.recipient} labelled {env.label}")
+        rows = decode_batch(env.payload)
+        for label in set(rows["label"].tolist()):
+            if not policy.releasable(label, partner):
+                found.append(f"row labelled {label} in {env.origin_node}#{env.seq}")
+        for text in set(rows["sensors"].tolist()) | set(rows["sources"].tolist()):
+            for sid in filter(None, text.replace("+", "").split(",")):
+                if sid == hidden_sensor or (sid in policy.sensors and not policy.releasable(policy.sensor_label(sid), partner)):
+                    found.append(f"row derived from {sid} in {env.origin_node}#{env.seq}")
+    return found
+
+
+def _wire_content(bus: RecordingBus, partner: str) -> list[tuple]:
+    """What was published to ``partner`` less the signatures (keys are new each run)."""
+    out = []
+    for subject, data in bus.log:
+        if subject == subject_for(partner):
+            e = SignedEnvelope.from_bytes(data)
+            out.append((e.origin_node, e.recipient, e.seq, e.time_s, e.label, e.kind, e.payload))
+    return out
+
+
+@pytest.mark.slow
+def test_wire_check_catches_a_sender_that_skips_the_release_filter(monkeypatch):
+    """Mutant: the sender publishes every local track to every partner. The receiver's verifier
+    drops what is not releasable, so the picture check alone cannot see it; the wire check does."""
+    import siap.coalition as coalition_mod
+
+    sc, sim, times = _base()
+    doc = _policy_doc()
+    sensor = {
+        "id": "JPN-HIDDEN", "type": "adsb_receiver", "partner": "JPN", "lat_deg": 35.0, "lon_deg": 135.0,
+        "alt_m": 20.0, "max_range_km": 300.0, "report_interval_s": 1.0, "jitter_s": 0.2, "reception_probability": 0.9,
+    }
+    doc["partners"]["JPN"]["sensors"]["JPN-HIDDEN"] = {"label": "SIAP//SECRET//JPN ONLY", "share_plots": True}
+    policy = Policy.from_mapping(doc)
+    plots = np.concatenate([sim.plots, _hidden_plots(sc, sensor, 1)])
+    sensor_ids = [*sorted(set(sim.plots["sensor_id"].tolist())), "JPN-HIDDEN"]
+    kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=False)
+    honest = RecordingBus()
+    reference = run_coalition(plots, policy, times[:12], bus=honest, **kwargs)
+    assert _wire_violations(honest, policy, "USA", "JPN-HIDDEN") == []
+
+    def leaky_release(batch, partner, policy, **kw):
+        return batch.copy()  # the mutant: no filter
+
+    monkeypatch.setattr(coalition_mod, "release", leaky_release)
+    leaky = RecordingBus()
+    mutant = run_coalition(plots, policy, times[:12], bus=leaky, **kwargs)
+    assert _bytes(mutant.coalition["USA"]) == _bytes(reference.coalition["USA"])  # the picture check passes ...
+    assert mutant.rejected["USA"].get("not_releasable", 0) > 0
+    violations = _wire_violations(leaky, policy, "USA", "JPN-HIDDEN")
+    assert violations and any("JPN-HIDDEN" in v or "JPN ONLY" in v for v in violations)  # ... the wire check fails
 
 
 def test_source_groups_split_by_audience():
