@@ -3,9 +3,11 @@ messages, audit, and the value of the network."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -19,7 +21,13 @@ from siap.evaluation import evaluate
 from siap.pipeline import evaluation_times
 from siap.sharing.audit import verify_coalition_audit
 from siap.sharing.policy import Policy, load_policy
-from siap.sharing.signing import SignedEnvelope, TrustStore, decode_batch
+from siap.sharing.signing import (
+    NodeIdentity,
+    SignedEnvelope,
+    TrustStore,
+    decode_batch,
+    open_payload,
+)
 from siap.transport import InProcessBus
 
 DATA = Path(__file__).parent / "data"
@@ -121,14 +129,17 @@ def test_non_interference_data_not_releasable_to_p_leaves_p_picture_identical(ca
     with_hidden = np.concatenate([sim.plots, hidden])
     kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=True, registration=registration)
     bus_without, bus_with = RecordingBus(), RecordingBus()
-    without = run_coalition(sim.plots, policy, times, bus=bus_without, **kwargs)
-    withh = run_coalition(with_hidden, policy, times, bus=bus_with, **kwargs)
+    with _keeping_keys() as keys_without:
+        without = run_coalition(sim.plots, policy, times, bus=bus_without, **kwargs)
+    with _keeping_keys() as keys_with:
+        withh = run_coalition(with_hidden, policy, times, bus=bus_with, **kwargs)
     assert _bytes(without.coalition[recipient]) == _bytes(withh.coalition[recipient])
     assert _bytes(without.centralised[recipient]) == _bytes(withh.centralised[recipient])
     # on the wire: nothing published on P's subject that P may not see, and the content
     # published to P is byte-for-byte what it is without the hidden sensor
-    assert _wire_violations(bus_with, policy, recipient, sensor["id"]) == []
-    assert _wire_content(bus_with, recipient) == _wire_content(bus_without, recipient)
+    key_with, key_without = keys_with[f"{recipient}-node"], keys_without[f"{recipient}-node"]
+    assert _wire_violations(bus_with, policy, recipient, sensor["id"], key_with) == []
+    assert _wire_content(bus_with, recipient, key_with) == _wire_content(bus_without, recipient, key_without)
     # and the hidden data did reach the owner: the test is not vacuous
     assert _bytes(without.coalition[owner]) != _bytes(withh.coalition[owner])
 
@@ -146,10 +157,31 @@ class RecordingBus(InProcessBus):
         super().publish(subject, message)
 
 
-def _wire_violations(bus: RecordingBus, policy: Policy, partner: str, hidden_sensor: str) -> list[str]:
-    """Everything published on ``partner``'s subject that ``partner`` may not see: an envelope
-    label or a row label not releasable to it, a row derived from a sensor whose label is not
-    releasable to it or from ``hidden_sensor``, an envelope addressed to someone else."""
+@contextlib.contextmanager
+def _keeping_keys():
+    """Keep the identities run_coalition makes (node id -> NodeIdentity), so that a test can open
+    the envelopes sealed to a partner, as that partner could."""
+    made: dict[str, NodeIdentity] = {}
+    original = NodeIdentity.generate
+
+    def generate(node_id: str, partner: str) -> NodeIdentity:
+        made[node_id] = original(node_id, partner)
+        return made[node_id]
+
+    with mock.patch.object(NodeIdentity, "generate", staticmethod(generate)):
+        yield made
+
+
+def _opened(env: SignedEnvelope, key: NodeIdentity) -> bytes:
+    assert env.cipher == 1, "every release is sealed"
+    return open_payload(env.payload, key.encryption_key, env.fields())
+
+
+def _wire_violations(bus: RecordingBus, policy: Policy, partner: str, hidden_sensor: str, key: NodeIdentity) -> list[str]:
+    """Everything published on ``partner``'s subject that ``partner`` may not see (opened with its
+    key, as it could): an envelope label or a row label not releasable to it, a row derived from
+    a sensor whose label is not releasable to it or from ``hidden_sensor``, an envelope
+    addressed to someone else."""
     found = []
     for subject, data in bus.log:
         if subject != subject_for(partner):
@@ -157,7 +189,7 @@ def _wire_violations(bus: RecordingBus, policy: Policy, partner: str, hidden_sen
         env = SignedEnvelope.from_bytes(data)
         if env.recipient != partner or not policy.releasable(env.label, partner):
             found.append(f"envelope {env.origin_node}#{env.seq} to {env.recipient} labelled {env.label}")
-        rows = decode_batch(env.payload)
+        rows = decode_batch(_opened(env, key))
         for label in set(rows["label"].tolist()):
             if not policy.releasable(label, partner):
                 found.append(f"row labelled {label} in {env.origin_node}#{env.seq}")
@@ -168,13 +200,13 @@ def _wire_violations(bus: RecordingBus, policy: Policy, partner: str, hidden_sen
     return found
 
 
-def _wire_content(bus: RecordingBus, partner: str) -> list[tuple]:
-    """What was published to ``partner`` less the signatures (keys are new each run)."""
+def _wire_content(bus: RecordingBus, partner: str, key: NodeIdentity) -> list[tuple]:
+    """What was published to ``partner``, opened, less the signatures (keys are new each run)."""
     out = []
     for subject, data in bus.log:
         if subject == subject_for(partner):
             e = SignedEnvelope.from_bytes(data)
-            out.append((e.origin_node, e.recipient, e.seq, e.time_s, e.label, e.kind, e.payload))
+            out.append((e.origin_node, e.recipient, e.seq, e.time_s, e.label, e.kind, _opened(e, key)))
     return out
 
 
@@ -196,18 +228,20 @@ def test_wire_check_catches_a_sender_that_skips_the_release_filter(monkeypatch):
     sensor_ids = [*sorted(set(sim.plots["sensor_id"].tolist())), "JPN-HIDDEN"]
     kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=False)
     honest = RecordingBus()
-    reference = run_coalition(plots, policy, times[:12], bus=honest, **kwargs)
-    assert _wire_violations(honest, policy, "USA", "JPN-HIDDEN") == []
+    with _keeping_keys() as keys:
+        reference = run_coalition(plots, policy, times[:12], bus=honest, **kwargs)
+    assert _wire_violations(honest, policy, "USA", "JPN-HIDDEN", keys["USA-node"]) == []
 
     def leaky_release(batch, partner, policy, **kw):
         return batch.copy()  # the mutant: no filter
 
     monkeypatch.setattr(coalition_mod, "release", leaky_release)
     leaky = RecordingBus()
-    mutant = run_coalition(plots, policy, times[:12], bus=leaky, **kwargs)
+    with _keeping_keys() as keys:
+        mutant = run_coalition(plots, policy, times[:12], bus=leaky, **kwargs)
     assert _bytes(mutant.coalition["USA"]) == _bytes(reference.coalition["USA"])  # the picture check passes ...
     assert mutant.rejected["USA"].get("not_releasable", 0) > 0
-    violations = _wire_violations(leaky, policy, "USA", "JPN-HIDDEN")
+    violations = _wire_violations(leaky, policy, "USA", "JPN-HIDDEN", keys["USA-node"])
     assert violations and any("JPN-HIDDEN" in v or "JPN ONLY" in v for v in violations)  # ... the wire check fails
 
 

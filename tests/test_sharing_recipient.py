@@ -103,7 +103,16 @@ def test_a_restarted_sender_is_not_taken_for_a_replay(tmp_path):
     # without the state file it would have been refused
     naive = Signer(JPN, first_seq=1).sign_batch(_tracks(SHARED, "JPN-GR-NOTO", 105.0), "tracks", time_s=105.0, recipient="USA")[0]
     assert _reason(receiver, naive, 105.0) == "replayed"
-    assert json.loads(state.read_text())["node"] == "JPN-node"
+    doc = json.loads(state.read_text())
+    assert doc["node"] == "JPN-node" and doc["reserved_seq"]["USA"] > env.seq
+
+
+def test_sequence_numbers_are_per_recipient():
+    """One counter for all recipients would tell each partner how much the others received."""
+    s = Signer(JPN, first_seq=1)
+    for _ in range(5):
+        s.sign(b"x", label=SHARED, kind="tracks", recipient="USA", time_s=1.0)
+    assert s.sign(b"x", label=SHARED, kind="tracks", recipient="AUS", time_s=1.0).seq == 1
 
 
 def test_the_signer_reserves_ahead_and_survives_a_crash_between_reservations(tmp_path):
@@ -113,4 +122,4 @@ def test_the_signer_reserves_ahead_and_survives_a_crash_between_reservations(tmp
     s = Signer(JPN, first_seq=10, state_path=state)
     used = [s.sign(b"x", label=SHARED, kind="tracks", recipient="USA", time_s=1.0).seq for _ in range(SEQ_RESERVE_BLOCK + 5)]
     # a crash now: nothing more written; the next incarnation starts above every number used
-    assert Signer(JPN, first_seq=1, state_path=state).next_seq > max(used)
+    assert Signer(JPN, first_seq=1, state_path=state).peek_seq("USA") > max(used)

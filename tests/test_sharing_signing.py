@@ -123,7 +123,7 @@ def test_signed_bytes_follow_the_documented_layout(world):
         + b"\x08usa-node" + b"USA" + b"JPN"
         + (1).to_bytes(8, "big") + struct.pack(">d", T0 + 0.25)
         + bytes([len(ALL3)]) + ALL3.encode("ascii")
-        + b"\x05plots"
+        + b"\x05plots" + b"\x00"  # cipher 0: payload in the clear
         + len(payload).to_bytes(4, "big") + hashlib.sha256(payload).digest()
     )
     assert env.payload == payload
@@ -384,7 +384,7 @@ def test_identity_key_file_round_trip(world, tmp_path):
 
 def test_bad_trust_store_files(tmp_path):
     (tmp_path / "t.yaml").write_text("nodes:\n  a-node:\n    partner: USA\n    public_key: nope\n")
-    with pytest.raises(ConfigError, match=r"t\.yaml: nodes\.a-node: public_key: expected a PEM Ed25519 public key"):
+    with pytest.raises(ConfigError, match=r"t\.yaml: nodes\.a-node\.public_key: expected a PEM Ed25519 public key"):
         TrustStore.load(tmp_path / "t.yaml")
     (tmp_path / "u.yaml").write_text("nodes: 3\n")
     with pytest.raises(ConfigError, match=r"u\.yaml: nodes: expected a mapping"):

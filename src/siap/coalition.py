@@ -163,9 +163,12 @@ class PartnerNode:
         ]
         self.registrations = [SensorRegistration() for _ in groups] if registration else None
         self.identity = identity
-        self.signer = Signer(identity, first_seq=1)
+        # every release is sealed to its recipient's pinned key; what arrives must be sealed to ours
+        self.signer = Signer(identity, first_seq=1, encrypt_with=trust_store)
         self.audit = audit_mod.AuditLog(audit_path, identity=identity, run_id=run_id) if audit_path else None
-        self.verifier = Verifier(trust_store, policy, audit=self.audit, recipient=partner)
+        self.verifier = Verifier(
+            trust_store, policy, audit=self.audit, recipient=partner, decryption_key=identity.encryption_key
+        )
         rank = _audience_rank(policy)
         self.coalition_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
         self.own_fuser = TrackFuser(fusion_config, combine_labels=_combine_text, founder_rank=rank)
