@@ -238,6 +238,7 @@ def _run_coalition(
             )
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
+    policy.check_scenario_sensors({s.id: s.partner for s in scenario.sensors})
     audit_dir = Path(out_dir) / "audit" if out_dir is not None else None
     bus, subject_prefix = None, "siap.tracks"
     if nats_url is not None:

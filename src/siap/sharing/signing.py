@@ -381,6 +381,10 @@ class TrustStore:
             doc = yaml.safe_load(p.read_text(encoding="utf-8"))
         except OSError as e:
             raise ConfigError(f"{p}: (file): expected a readable trust store (got {e.strerror})") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: (top level): expected a YAML trust store of sensible depth (nested too deep)") from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{p}: (file): expected a UTF-8 YAML trust store") from None
         except (yaml.YAMLError, ValueError) as e:
             raise ConfigError(f"{p}: (yaml): expected valid YAML (got {' '.join(str(e).split())[:200]})") from None
         nodes = doc.get("nodes") if isinstance(doc, dict) else None

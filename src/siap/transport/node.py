@@ -315,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         if policy_name is None:
             raise ConfigError(f"scenario {scenario.name}: no built-in policy of that name; pass --policy FILE")
         policy = load_policy(policy_name)
+        policy.check_scenario_sensors({s.id: s.partner for s in scenario.sensors})
         sim = siap.simulate(scenario)
         times = evaluation_times(sim.truth, args.step_s)
         if args.max_steps > 0:
