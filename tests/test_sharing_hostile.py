@@ -178,13 +178,20 @@ def test_impossible_content_is_rejected_and_the_picture_is_unchanged(name):
     signer = Signer(JPN, first_seq=1)
     v, v_ref = _receiver(), _receiver()
     fuser, fuser_ref = _fuser(), _fuser()
-    bad = _good(T0)
+    bad = _good(T0, n=1)
     IMPOSSIBLE[name](bad)
     env = signer.sign_batch(bad, "tracks", time_s=T0, recipient="USA")[0]
     with pytest.raises(RejectedMessage) as info:
         v.verify(env.to_bytes(), T0)
     assert info.value.reason is RejectReason.IMPLAUSIBLE, info.value
     assert v.counts["implausible"] == 1
+    # next to sane rows, the impossible row alone is dropped (counted and audited)
+    mixed = _good(T0, n=3)
+    IMPOSSIBLE[name](mixed)
+    env = signer.sign_batch(mixed, "tracks", time_s=T0, recipient="USA")[0]
+    kept = v.verify(env.to_bytes(), T0)
+    assert kept["track_id"].tolist() == mixed["track_id"][1:].tolist()
+    assert v.dropped_rows == {"implausible": 1}
     # the receiver carries on: the next good message is accepted and fused exactly as by a
     # receiver that never saw the bad one
     good = signer.sign_batch(_good(T0 + 1), "tracks", time_s=T0 + 1, recipient="USA")[0].to_bytes()
@@ -205,13 +212,18 @@ def test_impossible_plots_are_rejected():
     }
     for i, (field, value) in enumerate(cases.items()):
         bad = good.copy()
-        bad[field][0] = value
+        bad[field][:] = value  # every row impossible: the message is rejected
         with pytest.raises(RejectedMessage) as info:
             v.verify(signer.sign_batch(bad, "plots", time_s=T0, recipient="USA")[0], T0)
         assert info.value.reason is RejectReason.IMPLAUSIBLE, field
         assert v.counts["implausible"] == i + 1
+        one_bad = good.copy()
+        one_bad[field][0] = value  # one row impossible: that row is dropped
+        kept = v.verify(signer.sign_batch(one_bad, "plots", time_s=T0, recipient="USA")[0], T0)
+        assert kept["plot_id"].tolist() == [1, 2], field
+    assert v.dropped_rows["implausible"] == len(cases)
     bad = good.copy()
-    bad["cov"][0] = np.diag([1.0, -1.0, 1.0])
+    bad["cov"][:] = np.diag([1.0, -1.0, 1.0])
     with pytest.raises(RejectedMessage, match="implausible: .*cov"):
         v.verify(signer.sign_batch(bad, "plots", time_s=T0, recipient="USA")[0], T0)
 

@@ -349,7 +349,13 @@ def run_coalition(
         groups=groups,
         coalition={p: _cat(v) for p, v in coalition.items()},
         own={p: _cat(v) for p, v in own.items()},
-        rejected={p: {k: int(v) for k, v in n.verifier.counts.items() if k != "accepted"} for p, n in nodes.items()},
+        rejected={
+            p: {
+                **{k: int(v) for k, v in n.verifier.counts.items() if k != "accepted"},
+                **{f"{k}_rows": int(v) for k, v in n.verifier.dropped_rows.items()},
+            }
+            for p, n in nodes.items()
+        },
         messages={"published": int(sum(bus.published.values()) - published_before),
                   "delivered": int(sum(bus.delivered.values()) - delivered_before),
                   "accepted": int(sum(n.verifier.counts.get("accepted", 0) for n in nodes.values()))},

@@ -16,7 +16,9 @@ The bounds are deliberately wide (they reject the impossible, not the unusual) a
 constants, documented in docs/security.md:
 
 * positions: the ``lat_deg``/``lon_deg``/``alt_m`` columns within their ranges, altitude within
-  [:data:`MIN_ALT_M`, :data:`MAX_ALT_M`], and (tracks) the ECEF position within
+  [:data:`MIN_ALT_M`, :data:`MAX_ALT_M`] (for tracks widened by :data:`ALT_SLACK_SIGMAS` of the
+  track's own vertical standard deviation, at most :data:`MAX_ALT_SLACK_M`: a 2D radar track's
+  altitude is barely observed, and an uncertain estimate is not an impossible one), and (tracks) the ECEF position within
   :data:`GEODETIC_TOLERANCE_M` of those geodetic columns (WGS84, NIMA TR8350.2 eq. 4-14), so a
   track cannot say one thing on the map and another to the fuser;
 * speeds: at most :data:`MAX_SPEED_MPS` (about Mach 9; the fastest crewed aircraft flew at
@@ -59,6 +61,8 @@ MAX_SPEED_MPS = 3_000.0
 MIN_ALT_M = -2_000.0  # below the Dead Sea shore with margin for altitude noise
 MAX_ALT_M = 100_000.0  # the Karman line; also the tracker's default max_altitude_m
 GEODETIC_TOLERANCE_M = 1_000.0
+ALT_SLACK_SIGMAS = 5.0  # a track may leave the altitude band by this many of its vertical sigmas ...
+MAX_ALT_SLACK_M = 50_000.0  # ... but never by more than this
 MAX_POS_SD_M = 1_000_000.0
 MAX_VEL_SD_MPS = 10_000.0
 MAX_RANGE_M = 5_000_000.0  # radar plots: beyond any surface or airborne radar's horizon
@@ -143,16 +147,31 @@ def geodetic_to_ecef_m(lat_deg: np.ndarray, lon_deg: np.ndarray, alt_m: np.ndarr
     )
 
 
-def _first(mask: np.ndarray, ids: np.ndarray, what: str) -> str | None:
-    """``what`` naming the first offending row's id, if any row is flagged."""
-    if not mask.any():
-        return None
-    i = int(np.argmax(mask))
-    return f"row {i} (id {int(ids[i])}): {what} ({int(mask.sum())} row(s))"
+class _Rules:
+    """Collects per-row rule violations: the rows that break any rule, and one line about the
+    first rule broken (naming its first row)."""
+
+    def __init__(self, ids: np.ndarray) -> None:
+        self.ids = ids
+        self.bad = np.zeros(len(ids), bool)
+        self.first: str | None = None
+
+    def add(self, mask: np.ndarray, what: str) -> None:
+        mask = np.asarray(mask, bool)
+        if mask.any() and self.first is None:
+            i = int(np.argmax(mask))
+            self.first = f"row {i} (id {int(self.ids[i])}): {what} ({int(mask.sum())} row(s))"
+        self.bad |= mask
+
+    def result(self) -> tuple[np.ndarray, str | None]:
+        return self.bad, self.first
 
 
-def _text_ok(col: np.ndarray) -> bool:
-    return all(_TEXT_RE.match(s) for s in np.unique(col).tolist())
+def _text_bad(col: np.ndarray) -> np.ndarray:
+    """Rows whose text is not printable ASCII."""
+    uniq, inverse = np.unique(col, return_inverse=True)
+    bad = np.array([not _TEXT_RE.match(s) for s in uniq.tolist()], bool)
+    return bad[inverse] if len(uniq) else np.zeros(len(col), bool)
 
 
 def _time_rule(t: np.ndarray, now_s: float, max_age_s: float, max_skew_s: float) -> np.ndarray:
@@ -190,122 +209,109 @@ def _cov_rule(cov: np.ndarray, max_sd: np.ndarray) -> tuple[np.ndarray, str]:
     return mask, why
 
 
-def implausible_tracks(batch: np.ndarray, now_s: float, max_age_s: float, max_skew_s: float) -> str | None:
-    """First rule a TRACK_DTYPE batch breaks (one line naming the row), or None if it is sane."""
+def implausible_tracks(
+    batch: np.ndarray, now_s: float, max_age_s: float, max_skew_s: float
+) -> tuple[np.ndarray, str | None]:
+    """Rows of a TRACK_DTYPE batch that break a rule (mask), and one line about the first rule
+    broken (None when every row is sane)."""
     ids = batch["track_id"]
-    checks: list[tuple[np.ndarray, str]] = [
-        (_time_rule(batch["time_s"], now_s, max_age_s, max_skew_s),
-         f"time_s not finite or outside [now - {max_age_s:g} s, now + {max_skew_s:g} s]"),
-        ((ids < 0) | (ids > MAX_TRACK_ID), f"track_id outside [0, {MAX_TRACK_ID}]"),
-        (~np.isin(batch["status"], [int(s) for s in TrackStatus]), "status is not a TrackStatus"),
-        (batch["n_updates"] < 0, "n_updates is negative"),
-        ((batch["mode_s_address"] < -1) | (batch["mode_s_address"] >= 1 << 24), "mode_s_address outside [-1, 2^24)"),
-        ((batch["mode_3a"] < -1) | (batch["mode_3a"] > 0o7777), "mode_3a outside [-1, 0o7777]"),
-    ]
-    for mask, what in checks:
-        msg = _first(mask, ids, what)
-        if msg:
-            return msg
+    r = _Rules(ids)
+    r.add(_time_rule(batch["time_s"], now_s, max_age_s, max_skew_s),
+          f"time_s not finite or outside [now - {max_age_s:g} s, now + {max_skew_s:g} s]")
+    r.add((ids < 0) | (ids > MAX_TRACK_ID), f"track_id outside [0, {MAX_TRACK_ID}]")
+    r.add(~np.isin(batch["status"], [int(s) for s in TrackStatus]), "status is not a TrackStatus")
+    r.add(batch["n_updates"] < 0, "n_updates is negative")
+    r.add((batch["mode_s_address"] < -1) | (batch["mode_s_address"] >= 1 << 24), "mode_s_address outside [-1, 2^24)")
+    r.add((batch["mode_3a"] < -1) | (batch["mode_3a"] > 0o7777), "mode_3a outside [-1, 0o7777]")
     mp = batch["model_prob"]
-    with np.errstate(invalid="ignore"):
-        msg = _first(~(np.isfinite(mp) & (mp >= 0) & (mp <= 1)).all(axis=1), ids, "model_prob not in [0, 1]")
-    if msg:
-        return msg
-    msg = _position_rule(batch["lat_deg"], batch["lon_deg"], batch["alt_m"], ids, "")
-    if msg:
-        return msg
-    pos, vel = batch["pos_ecef_m"], batch["vel_ecef_mps"]
     with np.errstate(invalid="ignore", over="ignore"):
+        r.add(~(np.isfinite(mp) & (mp >= 0) & (mp <= 1)).all(axis=1), "model_prob not in [0, 1]")
+        pos, vel = batch["pos_ecef_m"], batch["vel_ecef_mps"]
+        # a track's altitude may be off the band by its own uncertainty (a 2D radar track's
+        # altitude is barely observed), up to ALT_SLACK_SIGMAS sigma and at most MAX_ALT_SLACK_M
+        slack = np.minimum(ALT_SLACK_SIGMAS * _vertical_sd(pos, batch["cov_ecef"]), MAX_ALT_SLACK_M)
+        r.add(_position_bad(batch["lat_deg"], batch["lon_deg"], batch["alt_m"], slack), _position_what("", True))
         finite = np.isfinite(pos).all(axis=1) & np.isfinite(vel).all(axis=1)
-        msg = _first(~finite, ids, "pos_ecef_m or vel_ecef_mps not finite")
-        if msg:
-            return msg
+        r.add(~finite, "pos_ecef_m or vel_ecef_mps not finite")
         expect = geodetic_to_ecef_m(batch["lat_deg"], batch["lon_deg"], batch["alt_m"])
-        off = np.linalg.norm(pos - expect, axis=1)
-        msg = _first(~(off <= GEODETIC_TOLERANCE_M), ids,
-                     f"pos_ecef_m is more than {GEODETIC_TOLERANCE_M:g} m from lat_deg, lon_deg, alt_m")
-        if msg:
-            return msg
-        speed = np.linalg.norm(vel, axis=1)
-        msg = _first(~(speed <= MAX_SPEED_MPS), ids, f"speed above {MAX_SPEED_MPS:g} m/s")
-        if msg:
-            return msg
+        off = np.linalg.norm(np.where(np.isfinite(pos), pos, 0.0) - expect, axis=1)
+        r.add(finite & ~(off <= GEODETIC_TOLERANCE_M),
+              f"pos_ecef_m is more than {GEODETIC_TOLERANCE_M:g} m from lat_deg, lon_deg, alt_m")
+        speed = np.linalg.norm(np.where(np.isfinite(vel), vel, 0.0), axis=1)
+        r.add(finite & ~(speed <= MAX_SPEED_MPS), f"speed above {MAX_SPEED_MPS:g} m/s")
     max_sd = np.array([MAX_POS_SD_M] * 3 + [MAX_VEL_SD_MPS] * 3)
     mask, why = _cov_rule(batch["cov_ecef"], max_sd)
-    msg = _first(mask, ids, f"cov_ecef: {why}")
-    if msg:
-        return msg
+    r.add(mask, f"cov_ecef: {why}")
     for name in ("callsign", "sources", "sensors", "partner"):
-        if not _text_ok(batch[name]):
-            return f"{name}: expected printable ASCII text"
-    return None
+        r.add(_text_bad(batch[name]), f"{name}: expected printable ASCII text")
+    return r.result()
 
 
-def _position_rule(lat: np.ndarray, lon: np.ndarray, alt: np.ndarray, ids: np.ndarray, prefix: str) -> str | None:
+def _vertical_sd(pos: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Standard deviation of each position along its local vertical (geocentric, m); 0 where
+    the position or covariance is not finite (those rows fail other rules)."""
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        p = np.where(np.isfinite(pos), pos, 0.0)
+        norm = np.linalg.norm(p, axis=1, keepdims=True)
+        u = np.where(norm > 0, p / np.where(norm > 0, norm, 1.0), 0.0)
+        c = np.where(np.isfinite(cov[:, :3, :3]), cov[:, :3, :3], 0.0)
+        var = np.einsum("ni,nij,nj->n", u, c, u)
+    return np.sqrt(np.clip(np.nan_to_num(var, nan=0.0, posinf=0.0), 0.0, None))
+
+
+def _position_bad(lat: np.ndarray, lon: np.ndarray, alt: np.ndarray, slack: np.ndarray | float = 0.0) -> np.ndarray:
     with np.errstate(invalid="ignore"):
-        ok = (np.abs(lat) <= 90) & (np.abs(lon) <= 180) & (alt >= MIN_ALT_M) & (alt <= MAX_ALT_M)
-    return _first(
-        ~ok, ids,
+        return ~((np.abs(lat) <= 90) & (np.abs(lon) <= 180) & (alt >= MIN_ALT_M - slack) & (alt <= MAX_ALT_M + slack))
+
+
+def _position_what(prefix: str, slack: bool = False) -> str:
+    more = f" (widened by {ALT_SLACK_SIGMAS:g} vertical sigma, at most {MAX_ALT_SLACK_M:g} m)" if slack else ""
+    return (
         f"{prefix}lat_deg/{prefix}lon_deg/{prefix}alt_m not finite or outside [-90, 90] deg, [-180, 180] deg, "
-        f"[{MIN_ALT_M:g}, {MAX_ALT_M:g}] m",
+        f"[{MIN_ALT_M:g}, {MAX_ALT_M:g}] m{more}"
     )
 
 
-def implausible_plots(batch: np.ndarray, now_s: float, max_age_s: float, max_skew_s: float) -> str | None:
-    """First rule a PLOT_DTYPE batch breaks (one line naming the row), or None if it is sane.
+def implausible_plots(
+    batch: np.ndarray, now_s: float, max_age_s: float, max_skew_s: float
+) -> tuple[np.ndarray, str | None]:
+    """Rows of a PLOT_DTYPE batch that break a rule (mask), and one line about the first.
 
-    The measurement fields a kind uses must be present and possible (radar: range in
-    (0, :data:`MAX_RANGE_M`], finite azimuth, |elevation| <= 90 deg for 3D; ADS-B: a geodetic
-    position); the covariance block in use must be a sane covariance (as for tracks).
+    The measurement fields a kind uses must be present and possible (radar: a possible site,
+    range in (0, :data:`MAX_RANGE_M`], finite azimuth, |elevation| <= 90 deg for 3D, a possible
+    Mode C altitude; ADS-B: a geodetic position); the covariance block in use must be a sane
+    covariance (as for tracks).
     """
     ids = batch["plot_id"]
+    r = _Rules(ids)
     kind = batch["kind"].astype(np.int64)
     radar = (kind == MeasurementKind.RADAR_3D) | (kind == MeasurementKind.RADAR_2D)
     adsb = kind == MeasurementKind.ADSB
-    msg = (
-        _first(_time_rule(batch["time_s"], now_s, max_age_s, max_skew_s), ids,
-               f"time_s not finite or outside [now - {max_age_s:g} s, now + {max_skew_s:g} s]")
-        or _first(~(radar | adsb), ids, "kind is not a MeasurementKind")
-        or _first((batch["mode_s_address"] < -1) | (batch["mode_s_address"] >= 1 << 24), ids, "mode_s_address outside [-1, 2^24)")
-        or _first((batch["mode_3a"] < -1) | (batch["mode_3a"] > 0o7777), ids, "mode_3a outside [-1, 0o7777]")
-    )
-    if msg:
-        return msg
-    if radar.any():
-        r = batch[radar]
-        msg = _position_rule(r["sensor_lat_deg"], r["sensor_lon_deg"], r["sensor_alt_m"], r["plot_id"], "sensor_")
-        if msg:
-            return msg
-        with np.errstate(invalid="ignore"):
-            three = r["kind"] == MeasurementKind.RADAR_3D
-            bad = ~((r["range_m"] > 0) & (r["range_m"] <= MAX_RANGE_M) & np.isfinite(r["azimuth_rad"])
-                    & (np.abs(r["azimuth_rad"]) <= 4 * np.pi))
-            bad |= three & ~(np.abs(r["elevation_rad"]) <= np.pi / 2)
-            modec = ~three & np.isfinite(r["alt_m"])
-            bad |= modec & ~((r["alt_m"] >= MIN_ALT_M) & (r["alt_m"] <= MAX_ALT_M))
-        msg = _first(bad, r["plot_id"], f"range_m/azimuth_rad/elevation_rad/alt_m missing or impossible (range in (0, {MAX_RANGE_M:g}] m)")
-        if msg:
-            return msg
-        cov = r["cov"].copy()
-        # a 2D plot without Mode C carries cov[2, 2] = inf by convention: check its (range, azimuth) block
-        no_alt = ~three & ~(np.isfinite(r["alt_m"]) & np.isfinite(cov[:, 2, 2]))
-        cov[no_alt, 2, :] = 0.0
-        cov[no_alt, :, 2] = 0.0
-        cov[no_alt, 2, 2] = 1.0
-        mask, why = _cov_rule(cov, np.array([MAX_POS_SD_M, np.pi, MAX_POS_SD_M]))
-        msg = _first(mask, r["plot_id"], f"cov: {why}")
-        if msg:
-            return msg
-    if adsb.any():
-        a = batch[adsb]
-        msg = _position_rule(a["lat_deg"], a["lon_deg"], a["alt_m"], a["plot_id"], "")
-        if msg:
-            return msg
-        mask, why = _cov_rule(a["cov"], np.full(3, MAX_POS_SD_M))
-        msg = _first(mask, a["plot_id"], f"cov: {why}")
-        if msg:
-            return msg
+    three = kind == MeasurementKind.RADAR_3D
+    r.add(_time_rule(batch["time_s"], now_s, max_age_s, max_skew_s),
+          f"time_s not finite or outside [now - {max_age_s:g} s, now + {max_skew_s:g} s]")
+    r.add(~(radar | adsb), "kind is not a MeasurementKind")
+    r.add((batch["mode_s_address"] < -1) | (batch["mode_s_address"] >= 1 << 24), "mode_s_address outside [-1, 2^24)")
+    r.add((batch["mode_3a"] < -1) | (batch["mode_3a"] > 0o7777), "mode_3a outside [-1, 0o7777]")
+    r.add(radar & _position_bad(batch["sensor_lat_deg"], batch["sensor_lon_deg"], batch["sensor_alt_m"]),
+          _position_what("sensor_"))
+    with np.errstate(invalid="ignore"):
+        rng, az, el, alt = batch["range_m"], batch["azimuth_rad"], batch["elevation_rad"], batch["alt_m"]
+        meas = ~((rng > 0) & (rng <= MAX_RANGE_M) & np.isfinite(az) & (np.abs(az) <= 4 * np.pi))
+        meas |= three & ~(np.abs(el) <= np.pi / 2)
+        modec = radar & ~three & np.isfinite(alt)
+        meas |= modec & ~((alt >= MIN_ALT_M) & (alt <= MAX_ALT_M))
+    r.add(radar & meas, f"range_m/azimuth_rad/elevation_rad/alt_m missing or impossible (range in (0, {MAX_RANGE_M:g}] m)")
+    r.add(adsb & _position_bad(batch["lat_deg"], batch["lon_deg"], batch["alt_m"]), _position_what(""))
+    cov = batch["cov"].copy()
+    # a 2D plot without Mode C carries cov[2, 2] = inf by convention: check its (range, azimuth) block
+    no_alt = radar & ~three & ~(np.isfinite(alt) & np.isfinite(cov[:, 2, 2]))
+    cov[no_alt, 2, :] = 0.0
+    cov[no_alt, :, 2] = 0.0
+    cov[no_alt, 2, 2] = 1.0
+    max_sd = np.where(radar[:, None], np.array([MAX_POS_SD_M, np.pi, MAX_POS_SD_M]), MAX_POS_SD_M)
+    mask, why = _cov_rule(cov, max_sd)
+    r.add(mask, f"cov: {why}")
     for name in ("callsign", "sensor_id", "partner"):
-        if not _text_ok(batch[name]):
-            return f"{name}: expected printable ASCII text"
-    return None
+        r.add(_text_bad(batch[name]), f"{name}: expected printable ASCII text")
+    return r.result()

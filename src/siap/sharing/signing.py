@@ -760,7 +760,10 @@ class Verifier:
     A stream never stops for one bad message: :meth:`verify` raises :class:`RejectedMessage`,
     counts it under its reason in :attr:`counts` (``counts["accepted"]`` for the good ones),
     logs it, and appends a ``reject`` entry to ``audit`` if one is given; the verifier's state
-    (last accepted sequence per origin) only moves on acceptance.
+    (last accepted sequence per origin) only moves on acceptance. Within an accepted message,
+    rows with impossible values (:mod:`siap.sharing.content`) are dropped next to their sane
+    neighbours, counted in :attr:`dropped_rows` and audited (``drop``); a message whose rows are
+    all impossible is rejected (``implausible``).
 
     ``recipient`` (required: a verifier always knows who it is): the partner this verifier
     receives for. A message addressed to another partner is refused (``misrouted``), and so is
@@ -802,6 +805,8 @@ class Verifier:
         self.max_message_bytes = int(max_message_bytes)
         self.audit = audit
         self.counts: Counter[str] = Counter()
+        #: rows dropped from accepted messages, by reason (implausible rows next to sane ones)
+        self.dropped_rows: Counter[str] = Counter()
         self.last_seq: dict[str, int] = {}
         self.state_path = Path(state_path) if state_path is not None else None
         if self.state_path is not None:
@@ -917,10 +922,25 @@ class Verifier:
             raise RejectedMessage(R.MALFORMED, str(e), env.origin_node) from None
         self._check_rows(env, batch)
         implausible = implausible_plots if env.kind == "plots" else implausible_tracks
-        why = implausible(batch, now_s, self.max_age_s, self.max_clock_skew_s)
-        if why is not None:
-            raise RejectedMessage(R.IMPLAUSIBLE, why, env.origin_node)
+        bad, why = implausible(batch, now_s, self.max_age_s, self.max_clock_skew_s)
+        if bad.any():
+            if bad.all():
+                raise RejectedMessage(R.IMPLAUSIBLE, why or "", env.origin_node)
+            # a stream drops the bad record, not its neighbours: keep the sane rows
+            id_field = "plot_id" if env.kind == "plots" else "track_id"
+            self._drop_rows(env, int(bad.sum()), why or "", batch[id_field][bad][:20].tolist(), now_s)
+            batch = batch[~bad]
         return env, batch
+
+    def _drop_rows(self, env: SignedEnvelope, n: int, why: str, ids: list[int], now_s: float) -> None:
+        """Count, log and audit implausible rows dropped from an otherwise accepted message."""
+        self.dropped_rows[RejectReason.IMPLAUSIBLE.value] += n
+        log.warning("dropped %d implausible row(s) from %s#%d: %s", n, env.origin_node, env.seq, why)
+        if self.audit is not None:
+            self.audit.append(
+                "drop", time_s=now_s, reason=RejectReason.IMPLAUSIBLE.value, detail=why, origin=env.origin_node,
+                seq=env.seq, n_rows=n, ids=ids,
+            )
 
     def _check_rows(self, env: SignedEnvelope, batch: np.ndarray) -> None:
         R = RejectReason
