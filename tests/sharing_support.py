@@ -19,8 +19,8 @@ def sane_tracks(n: int, t: float, partner: str, sources: str, label: str, first_
     b["partner"] = partner
     b["sources"] = sources
     b["label"] = label
-    b["lat_deg"] = 35.0 + 0.1 * np.arange(n)
-    b["lon_deg"] = 135.0 + 0.05 * np.arange(n)
+    b["lat_deg"] = 35.0 + 0.01 * (np.arange(n) % 500)
+    b["lon_deg"] = 135.0 + 0.05 * (np.arange(n) % 100)
     b["alt_m"] = 9000.0
     b["pos_ecef_m"] = geodetic_to_ecef(b["lat_deg"], b["lon_deg"], b["alt_m"])
     b["vel_ecef_mps"] = [150.0, -100.0, 80.0]
