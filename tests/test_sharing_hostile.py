@@ -258,7 +258,8 @@ def payloads(draw):
         flat = b[field].reshape(len(b), -1)
         j = draw(st.integers(0, flat.shape[1] - 1))
         if base.kind == "f":
-            flat[0, j] = draw(FLOATS)
+            with np.errstate(over="ignore"):  # huge floats into float32 fields become inf: fine
+                flat[0, j] = draw(FLOATS)
         elif base.kind in "iu":
             info = np.iinfo(base)
             flat[0, j] = draw(st.integers(int(info.min), int(info.max)))
@@ -291,6 +292,7 @@ def hostile_envelopes(draw):
     return wire
 
 
+@pytest.mark.slow
 @settings(max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(messages=st.lists(hostile_envelopes(), min_size=1, max_size=3))
 def test_fuzz_partner_key_messages_never_crash_and_every_bad_one_is_rejected_and_counted(messages):
