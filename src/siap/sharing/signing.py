@@ -1,4 +1,5 @@
-"""Signed provenance of every shared message: Ed25519 envelopes, trust store, verifier.
+"""Signed provenance of every shared message: Ed25519 envelopes addressed to and sealed for
+their recipient, the trust store of pinned keys (with revocation), and the verifier.
 
 A node signs what it shares with its Ed25519 key (RFC 8032, via ``cryptography``); receivers
 verify against a :class:`TrustStore` of coalition node keys and a :class:`~siap.sharing.policy.Policy`.
@@ -9,19 +10,20 @@ Signed message (the exact bytes Ed25519 signs; all integers big-endian)::
     u8  len(origin_node)  || origin_node   ASCII, 1..64 bytes
     origin_partner                         3 bytes ASCII (ISO 3166-1 alpha-3)
     recipient                              3 bytes ASCII: the partner it is addressed to
-    u64 seq                                per origin node, strictly increasing
+    u64 seq                                per origin node and recipient, strictly increasing
     f64 time_s                             IEEE 754 binary64, creation time, Unix s UTC
     u8  len(label)        || label         ASCII canonical label text, 1..64 bytes
     u8  len(kind)         || kind          ASCII, e.g. "tracks", "plots"
+    u8  cipher                             0 payload in the clear, 1 sealed (see seal_payload)
     u32 len(payload)
-    SHA-256(payload)                       32 bytes
+    SHA-256(payload)                       32 bytes (of the ciphertext when sealed)
 
 Wire form of an envelope (:meth:`SignedEnvelope.to_bytes`)::
 
     b"SIAPENV2"                            8 bytes magic
     u8 len(origin_node) || origin_node || origin_partner(3) || recipient(3) || u64 seq || f64 time_s
-    || u8 len(label) || label || u8 len(kind) || kind
-    u32 len(payload)      || payload       Arrow IPC stream of one record batch
+    || u8 len(label) || label || u8 len(kind) || kind || u8 cipher
+    u32 len(payload)      || payload       Arrow IPC stream of one record batch (or its sealed form)
     digest                                 32 bytes: SHA-256 of the signed message
     u8  len(signature)    || signature     0 (unsigned) or 64 bytes
 
