@@ -73,6 +73,14 @@ def _read_batch(path: Path, kind: str) -> tuple[np.ndarray, dict[str, str]]:
     return batch, meta
 
 
+def _existing_file(path: Path, what: str) -> None:
+    """InputError unless ``path`` is an existing regular file (not a directory)."""
+    if not path.exists():
+        raise InputError(f"{path}: {what}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: {what}: expected a file, got a directory")
+
+
 def _positive(value: float, option: str, at_most: float | None = None) -> float:
     """``value`` if it is a finite number > 0 (and <= ``at_most``); else a one-line usage error."""
     if not math.isfinite(value) or value <= 0 or (at_most is not None and value > at_most):
@@ -405,14 +413,6 @@ def audit_verify(
         return
     console.print(f"siap: audit: {log}: FAILED at seq {result.first_bad_seq}: {result.reason}", markup=False, highlight=False)
     raise typer.Exit(1)
-
-
-def _existing_file(path: Path, what: str) -> None:
-    """InputError unless ``path`` is an existing regular file (not a directory)."""
-    if not path.exists():
-        raise InputError(f"{path}: {what}: no such file")
-    if not path.is_file():
-        raise InputError(f"{path}: {what}: expected a file, got a directory")
 
 
 @app.command()
