@@ -75,7 +75,10 @@ def _table(**change) -> pa.Table:
 
 
 BAD_PAYLOADS = {
-    "8 bytes": b"12345678",
+    "8 bytes": b"12345678",  # the example: it used to stop every receiver
+    # pyarrow raises OSError (not ArrowInvalid) on these: decode_batch used to let it through
+    "negative metadata length (OSError)": b"\xff\xff\xff\xff\xff\xff\xff\xff",
+    "negative continuation token (OSError)": b"\x00\x00\x00\x80",
     "empty": b"",
     "arrow magic then garbage": b"\xff\xff\xff\xff" + b"\x00" * 4 + b"garbage!" * 4,
     "random": bytes(range(256)) * 3,
