@@ -19,7 +19,14 @@ import atheris
 
 with atheris.instrument_imports(include=["siap.sharing"]):
     from siap.sharing.policy import load_policy
-    from siap.sharing.signing import NodeIdentity, RejectedMessage, Signer, TrustStore, Verifier, encode_batch
+    from siap.sharing.signing import (
+        NodeIdentity,
+        RejectedMessage,
+        Signer,
+        TrustStore,
+        Verifier,
+        encode_batch,
+    )
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sharing_support import sane_tracks  # noqa: E402
