@@ -235,7 +235,8 @@ def test_wire_check_catches_a_sender_that_skips_the_release_filter(monkeypatch):
     def leaky_release(batch, partner, policy, **kw):
         return batch.copy()  # the mutant: no filter
 
-    monkeypatch.setattr(coalition_mod, "release", leaky_release)
+    # patch the release filter where the sender looks it up (the module of PartnerNode.publish)
+    monkeypatch.setitem(coalition_mod.PartnerNode.publish.__globals__, "release", leaky_release)
     leaky = RecordingBus()
     with _keeping_keys() as keys:
         mutant = run_coalition(plots, policy, times[:12], bus=leaky, **kwargs)
