@@ -64,14 +64,25 @@ def test_coalition_command_and_audit_verify(tmp_path):
         assert row["coalition"]["siap_completeness"] >= row["own"]["siap_completeness"], partner
     assert all(a["ok"] for a in metrics["audit"].values())
     assert (out / "report.html").stat().st_size > 10_000
-    log = out / "audit" / "audit-JPN.jsonl"
-    proc = siap("audit", "verify", str(log))
+    audit = out / "audit"
+    log = audit / "audit-JPN.jsonl"
+    run = metrics["audit"]["JPN"]["run"]
+    args = ["audit", "verify", str(log), "--trust", str(audit / "trust.yaml"), "--node", "JPN-node", "--run", run]
+    anchors = ["--anchor", str(audit / "audit-USA.jsonl"), "--anchor", str(audit / "audit-AUS.jsonl")]
+    proc = siap(*args, *anchors)
     assert proc.returncode == 0, proc.stderr
-    assert "with signatures" in proc.stdout
+    assert "with signatures, anchored" in proc.stdout
+    # no anchor: not accepted (a cut tail would go unseen); another node's log: refused
+    assert siap(*args).returncode == 1
+    proc = siap("audit", "verify", str(audit / "audit-USA.jsonl"), *args[3:], *anchors)
+    assert proc.returncode == 1 and "another node" in proc.stderr
+    # the trust store must be given explicitly
+    _one_line_error(siap("audit", "verify", str(log), "--node", "JPN-node", "--run", run), "--trust")
+    _one_line_error(siap(*args[:4], str(audit), *args[5:], *anchors), str(audit), "trust")
     lines = log.read_text().splitlines()
     lines.pop(1)  # remove an entry
     log.write_text("\n".join(lines) + "\n")
-    proc = siap("audit", "verify", str(log))
+    proc = siap(*args, *anchors)
     assert proc.returncode == 1
     assert "FAILED at seq 1" in proc.stderr
     assert "Traceback" not in proc.stderr

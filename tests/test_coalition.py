@@ -3,9 +3,11 @@ messages, audit, and the value of the network."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 from functools import lru_cache
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -14,12 +16,19 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import siap
-from siap.coalition import run_coalition, source_groups
+from siap.coalition import run_coalition, source_groups, subject_for
 from siap.evaluation import evaluate
 from siap.pipeline import evaluation_times
-from siap.sharing.audit import verify_audit_log
+from siap.sharing.audit import verify_coalition_audit
 from siap.sharing.policy import Policy, load_policy
-from siap.sharing.signing import SignedEnvelope, TrustStore
+from siap.sharing.signing import (
+    NodeIdentity,
+    SignedEnvelope,
+    TrustStore,
+    decode_batch,
+    open_payload,
+)
+from siap.transport import InProcessBus
 
 DATA = Path(__file__).parent / "data"
 SCENARIO = DATA / "coalition_small.yaml"
@@ -50,6 +59,14 @@ def _hidden_plots(sc, sensor: dict, seed: int) -> np.ndarray:
     plots = hidden.plots.copy()
     plots["plot_id"] += 10_000_000
     return plots
+
+
+def _verify_logs(result) -> dict:
+    """Every node's log, with the trust store the run wrote (an inspector would pin it), each
+    anchored by the heads the other nodes recorded."""
+    trust = TrustStore.load(Path(next(iter(result.audit_paths.values()))).parent / "trust.yaml")
+    logs = {f"{p}-node": path for p, path in result.audit_paths.items()}
+    return verify_coalition_audit(logs, trust, result.run_id)
 
 
 def _bytes(batch: np.ndarray) -> bytes:
@@ -111,12 +128,122 @@ def test_non_interference_data_not_releasable_to_p_leaves_p_picture_identical(ca
     assert len(hidden) > 0
     with_hidden = np.concatenate([sim.plots, hidden])
     kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=True, registration=registration)
-    without = run_coalition(sim.plots, policy, times, **kwargs)
-    withh = run_coalition(with_hidden, policy, times, **kwargs)
+    bus_without, bus_with = RecordingBus(), RecordingBus()
+    with _keeping_keys() as keys_without:
+        without = run_coalition(sim.plots, policy, times, bus=bus_without, **kwargs)
+    with _keeping_keys() as keys_with:
+        withh = run_coalition(with_hidden, policy, times, bus=bus_with, **kwargs)
     assert _bytes(without.coalition[recipient]) == _bytes(withh.coalition[recipient])
     assert _bytes(without.centralised[recipient]) == _bytes(withh.centralised[recipient])
+    # on the wire: nothing published on P's subject that P may not see, and the content
+    # published to P is byte-for-byte what it is without the hidden sensor
+    key_with, key_without = keys_with[f"{recipient}-node"], keys_without[f"{recipient}-node"]
+    assert _wire_violations(bus_with, policy, recipient, sensor["id"], key_with) == []
+    assert _wire_content(bus_with, recipient, key_with) == _wire_content(bus_without, recipient, key_without)
     # and the hidden data did reach the owner: the test is not vacuous
     assert _bytes(without.coalition[owner]) != _bytes(withh.coalition[owner])
+
+
+class RecordingBus(InProcessBus):
+    """The in-process bus, keeping a copy of every (subject, bytes) published: what a broker
+    or a tap on P's subject sees."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.log: list[tuple[str, bytes]] = []
+
+    def publish(self, subject: str, message: bytes) -> None:
+        self.log.append((subject, bytes(message)))
+        super().publish(subject, message)
+
+
+@contextlib.contextmanager
+def _keeping_keys():
+    """Keep the identities run_coalition makes (node id -> NodeIdentity), so that a test can open
+    the envelopes sealed to a partner, as that partner could."""
+    made: dict[str, NodeIdentity] = {}
+    original = NodeIdentity.generate
+
+    def generate(node_id: str, partner: str) -> NodeIdentity:
+        made[node_id] = original(node_id, partner)
+        return made[node_id]
+
+    with mock.patch.object(NodeIdentity, "generate", staticmethod(generate)):
+        yield made
+
+
+def _opened(env: SignedEnvelope, key: NodeIdentity) -> bytes:
+    assert env.cipher == 1, "every release is sealed"
+    return open_payload(env.payload, key.encryption_key, env.fields())
+
+
+def _wire_violations(bus: RecordingBus, policy: Policy, partner: str, hidden_sensor: str, key: NodeIdentity) -> list[str]:
+    """Everything published on ``partner``'s subject that ``partner`` may not see (opened with its
+    key, as it could): an envelope label or a row label not releasable to it, a row derived from
+    a sensor whose label is not releasable to it or from ``hidden_sensor``, an envelope
+    addressed to someone else."""
+    found = []
+    for subject, data in bus.log:
+        if subject != subject_for(partner):
+            continue
+        env = SignedEnvelope.from_bytes(data)
+        if env.recipient != partner or not policy.releasable(env.label, partner):
+            found.append(f"envelope {env.origin_node}#{env.seq} to {env.recipient} labelled {env.label}")
+        rows = decode_batch(_opened(env, key))
+        for label in set(rows["label"].tolist()):
+            if not policy.releasable(label, partner):
+                found.append(f"row labelled {label} in {env.origin_node}#{env.seq}")
+        for text in set(rows["sensors"].tolist()) | set(rows["sources"].tolist()):
+            for sid in filter(None, text.replace("+", "").split(",")):
+                if sid == hidden_sensor or (sid in policy.sensors and not policy.releasable(policy.sensor_label(sid), partner)):
+                    found.append(f"row derived from {sid} in {env.origin_node}#{env.seq}")
+    return found
+
+
+def _wire_content(bus: RecordingBus, partner: str, key: NodeIdentity) -> list[tuple]:
+    """What was published to ``partner``, opened, less the signatures (keys are new each run)."""
+    out = []
+    for subject, data in bus.log:
+        if subject == subject_for(partner):
+            e = SignedEnvelope.from_bytes(data)
+            out.append((e.origin_node, e.recipient, e.seq, e.time_s, e.label, e.kind, _opened(e, key)))
+    return out
+
+
+@pytest.mark.slow
+def test_wire_check_catches_a_sender_that_skips_the_release_filter(monkeypatch):
+    """Mutant: the sender publishes every local track to every partner. The receiver's verifier
+    drops what is not releasable, so the picture check alone cannot see it; the wire check does."""
+    import siap.coalition as coalition_mod
+
+    sc, sim, times = _base()
+    doc = _policy_doc()
+    sensor = {
+        "id": "JPN-HIDDEN", "type": "adsb_receiver", "partner": "JPN", "lat_deg": 35.0, "lon_deg": 135.0,
+        "alt_m": 20.0, "max_range_km": 300.0, "report_interval_s": 1.0, "jitter_s": 0.2, "reception_probability": 0.9,
+    }
+    doc["partners"]["JPN"]["sensors"]["JPN-HIDDEN"] = {"label": "SIAP//SECRET//JPN ONLY", "share_plots": True}
+    policy = Policy.from_mapping(doc)
+    plots = np.concatenate([sim.plots, _hidden_plots(sc, sensor, 1)])
+    sensor_ids = [*sorted(set(sim.plots["sensor_id"].tolist())), "JPN-HIDDEN"]
+    kwargs = dict(origin=ORIGIN, sensor_ids=sensor_ids, centralised=False)
+    honest = RecordingBus()
+    with _keeping_keys() as keys:
+        reference = run_coalition(plots, policy, times[:12], bus=honest, **kwargs)
+    assert _wire_violations(honest, policy, "USA", "JPN-HIDDEN", keys["USA-node"]) == []
+
+    def leaky_release(batch, partner, policy, **kw):
+        return batch.copy()  # the mutant: no filter
+
+    # patch the release filter where the sender looks it up (the module of PartnerNode.publish)
+    monkeypatch.setitem(coalition_mod.PartnerNode.publish.__globals__, "release", leaky_release)
+    leaky = RecordingBus()
+    with _keeping_keys() as keys:
+        mutant = run_coalition(plots, policy, times[:12], bus=leaky, **kwargs)
+    assert _bytes(mutant.coalition["USA"]) == _bytes(reference.coalition["USA"])  # the picture check passes ...
+    assert mutant.rejected["USA"].get("not_releasable", 0) > 0
+    violations = _wire_violations(leaky, policy, "USA", "JPN-HIDDEN", keys["USA-node"])
+    assert violations and any("JPN-HIDDEN" in v or "JPN ONLY" in v for v in violations)  # ... the wire check fails
 
 
 def test_source_groups_split_by_audience():
@@ -163,11 +290,10 @@ def test_network_adds_to_every_partner_and_restricted_data_stays_home(tmp_path):
         assert policy.releasable(label, "AUS")
     # every message published was delivered and accepted; audit chains verify with signatures
     assert result.messages["published"] == result.messages["delivered"] == result.messages["accepted"] > 0
-    trust = TrustStore.load(tmp_path / "trust.yaml")
-    for path in result.audit_paths.values():
-        check = verify_audit_log(path, trust)
+    checks = _verify_logs(result)
+    for check in checks.values():
         assert check.ok, check.reason
-        assert check.entries > 0
+        assert check.entries > 0 and check.anchored_seq is not None
 
 
 def _flip_byte(message: bytes, index: int) -> bytes:
@@ -202,16 +328,17 @@ def test_tampered_messages_are_rejected_counted_and_nothing_else_is_lost(tmp_pat
     assert reasons <= {"altered", "forged", "malformed", "replayed", "expired"}
     assert "replayed" in reasons or "expired" in reasons
     # rejections are audited, and the logs still verify
-    trust = TrustStore.load(tmp_path / "trust.yaml")
+    assert all(c.ok for c in _verify_logs(result).values())
     n_reject_entries = 0
     for path in result.audit_paths.values():
-        assert verify_audit_log(path, trust).ok
         n_reject_entries += sum('"kind":"reject"' in line for line in path.read_text().splitlines())
     assert n_reject_entries == rejected
 
 
-def test_misrouted_messages_are_refused_where_not_releasable():
-    """An attacker redirects every JPN message to AUS: AUS refuses what it may not see."""
+def test_redirected_messages_are_refused_as_misrouted():
+    """An attacker redirects every JPN message for USA to AUS: AUS refuses every one of them
+    (addressed to USA, whether or not AUS could have seen the label), and AUS's picture is the
+    one it has without the attack."""
     sc, sim, times = _base()
     policy = load_policy(POLICY)
     state = {"redirected": 0, "not_for_aus": 0}
@@ -225,10 +352,10 @@ def test_misrouted_messages_are_refused_where_not_releasable():
         return message
 
     result = run_coalition(sim.plots, policy, times, origin=ORIGIN, centralised=False, tamper=attacker)
-    assert state["not_for_aus"] > 0
-    assert result.rejected["AUS"].get("not_releasable", 0) == state["not_for_aus"]
-    for label in np.unique(result.coalition["AUS"]["label"]).tolist():
-        assert policy.releasable(label, "AUS")
+    assert state["not_for_aus"] > 0 and state["redirected"] > state["not_for_aus"]
+    assert result.rejected["AUS"] == {"misrouted": state["redirected"]}
+    clean = run_coalition(sim.plots, policy, times, origin=ORIGIN, centralised=False)
+    assert _bytes(result.coalition["AUS"]) == _bytes(clean.coalition["AUS"])
 
 
 def test_forged_message_from_an_outsider_is_rejected():
@@ -243,7 +370,7 @@ def test_forged_message_from_an_outsider_is_rejected():
         if injected["done"]:
             return message
         env = SignedEnvelope.from_bytes(message)
-        forged = outsider.sign(env.payload, label=env.label, kind=env.kind, time_s=env.time_s)
+        forged = outsider.sign(env.payload, label=env.label, kind=env.kind, recipient=env.recipient, time_s=env.time_s)
         injected["done"] = 1
         return forged.to_bytes()
 
@@ -259,7 +386,7 @@ def test_coalition_audit_log_tampering_is_detected(tmp_path):
     assert len(lines) >= 3
     lines[1] = lines[1].replace('"partner":"USA"', '"partner":"AUS"', 1) if '"partner":"USA"' in lines[1] else lines[1].replace("release", "relaese", 1)
     path.write_text("\n".join(lines) + "\n")
-    check = verify_audit_log(path, TrustStore.load(tmp_path / "trust.yaml"))
+    check = _verify_logs(result)["JPN-node"]
     assert not check.ok
     assert check.first_bad_seq == 1
 

@@ -15,7 +15,7 @@ from starlette.websockets import WebSocketDisconnect
 from siap.errors import ConfigError
 from siap.picture import Picture
 from siap.service import PictureReplayer, ServiceConfig, create_app, load_service_config
-from siap.sharing.audit import verify_audit_log
+from siap.sharing.audit import read_head, verify_audit_log
 
 RESTRICTED = "SIAP//CONFIDENTIAL//REL TO JPN, USA"  # JPN's East China Sea radars: not for AUS
 
@@ -112,7 +112,9 @@ def test_another_partners_picture_is_403_and_audited(service):
     d = refusals[0]["details"]
     assert d["caller"] == "AUS" and d["target_partner"] == "JPN" and d["status"] == 403
     assert d["action"] == "GET /api/v1/partners/JPN/tracks"
-    assert verify_audit_log(cfg.audit_log).ok
+    svc = client.app.state.service
+    head = read_head(str(cfg.audit_log) + ".head")
+    assert verify_audit_log(cfg.audit_log, svc.trust, node="siap-service", run_id=svc.run_id, heads=[head]).ok
 
 
 def test_admin_views_every_partner(service, run):

@@ -13,6 +13,7 @@ from siap.records import empty_plots, empty_tracks
 from siap.sharing import Classification, load_policy, parse, releasable_to, release
 from siap.sharing.audit import AuditLog, verify_audit_log
 from siap.sharing.policy import builtin_policies
+from siap.sharing.signing import NodeIdentity, TrustStore
 
 GOOD = {
     "policy": "test",
@@ -131,7 +132,7 @@ def test_release_filters_rows_and_is_audited(tmp_path):
     tracks["track_id"] = [10, 11, 12, 13]
     tracks["time_s"] = [5.0, 6.0, 7.0, 8.0]
     tracks["label"] = ["SIAP//RESTRICTED", "SIAP//CONFIDENTIAL//REL TO JPN, USA", "", "SIAP//RESTRICTED"]
-    log = AuditLog(tmp_path / "audit.log")
+    log = AuditLog(tmp_path / "audit.log", NodeIdentity.generate("AUS-node", "AUS"), "run-1")
     out = release(tracks, "AUS", pol, audit=log, time_s=9.0)
     assert out["track_id"].tolist() == [10, 13]
     out_jpn = release(tracks, "JPN", pol, audit=log, time_s=9.5)
@@ -142,7 +143,8 @@ def test_release_filters_rows_and_is_audited(tmp_path):
     assert e0["kind"] == "release" and e0["details"]["partner"] == "AUS"
     assert e0["details"]["released"] == {"SIAP//RESTRICTED": [10, 13]}
     assert e0["details"]["n_withheld"] == 2 and e0["details"]["data_time_s"] == [5.0, 8.0]
-    assert verify_audit_log(tmp_path / "audit.log").ok
+    trust = TrustStore([log.identity])
+    assert verify_audit_log(tmp_path / "audit.log", trust, node="AUS-node", run_id="run-1", heads=[log.head()]).ok
 
 
 def test_release_withholds_raw_plots_of_unshareable_sensors(tmp_path):

@@ -9,9 +9,10 @@ import struct
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sharing_support import sane_plots, sane_tracks
 
 from siap.errors import ConfigError
-from siap.records import empty_plots, empty_tracks
+from siap.records import empty_plots
 from siap.sharing import (
     NodeIdentity,
     Policy,
@@ -69,29 +70,15 @@ def world():
 
 
 def plots(sensor: str, partner: str, label: str, n: int = 3, t: float = T0) -> np.ndarray:
-    b = empty_plots(n)
-    b["time_s"] = t
-    b["plot_id"] = np.arange(n)
-    b["sensor_id"] = sensor
-    b["partner"] = partner
-    b["range_m"] = np.linspace(1e4, 2e4, n)
-    b["label"] = label
-    return b
+    return sane_plots(n, t, sensor, partner, label)
 
 
 def tracks(partner: str, sources: str, label: str, n: int = 2, t: float = T0) -> np.ndarray:
-    b = empty_tracks(n)
-    b["time_s"] = t
-    b["track_id"] = np.arange(100, 100 + n)
-    b["partner"] = partner
-    b["sources"] = sources
-    b["label"] = label
-    b["pos_ecef_m"] = np.arange(3 * n, dtype=float).reshape(n, 3)
-    return b
+    return sane_tracks(n, t, partner, sources, label)
 
 
 def one(signer: Signer, batch: np.ndarray, t: float = T0) -> SignedEnvelope:
-    envs = signer.sign_batch(batch, time_s=t)
+    envs = signer.sign_batch(batch, time_s=t, recipient="JPN")
     assert len(envs) == 1
     return envs[0]
 
@@ -133,10 +120,10 @@ def test_signed_bytes_follow_the_documented_layout(world):
     payload = encode_batch(batch)
     expected = (
         ENVELOPE_DOMAIN
-        + b"\x08usa-node" + b"USA"
+        + b"\x08usa-node" + b"USA" + b"JPN"
         + (1).to_bytes(8, "big") + struct.pack(">d", T0 + 0.25)
         + bytes([len(ALL3)]) + ALL3.encode("ascii")
-        + b"\x05plots"
+        + b"\x05plots" + b"\x00"  # cipher 0: payload in the clear
         + len(payload).to_bytes(4, "big") + hashlib.sha256(payload).digest()
     )
     assert env.payload == payload
@@ -144,13 +131,13 @@ def test_signed_bytes_follow_the_documented_layout(world):
     assert env.digest == hashlib.sha256(expected).digest()
     ids["USA"].public_key.verify(env.signature, expected)  # raises if the layout were different
     wire = env.to_bytes()
-    assert wire[:8] == b"SIAPENV1" and wire[-65] == 64 and wire[-64:] == env.signature
+    assert wire[:8] == b"SIAPENV2" and wire[-65] == 64 and wire[-64:] == env.signature
 
 
 # --- the good path ------------------------------------------------------------------------
 def test_good_messages_accepted_and_returned_intact(world):
     _, store, signers = world
-    v = Verifier(store, POLICY, max_age_s=30, max_clock_skew_s=2)
+    v = Verifier(store, POLICY, recipient="JPN", max_age_s=30, max_clock_skew_s=2)
     b = plots("usa-radar", "USA", ALL3)
     same_batch(v.verify(one(signers["USA"], b).to_bytes(), T0 + 1), b)
     t = tracks("JPN", "jpn-radar,jpn-adsb", JU)
@@ -164,21 +151,21 @@ def test_good_messages_accepted_and_returned_intact(world):
 def test_sign_batch_splits_by_label_and_all_parts_verify(world):
     _, store, signers = world
     t = np.concatenate([tracks("JPN", "jpn-radar", JU, 3), tracks("JPN", "jpn-adsb", ALL3, 2), tracks("JPN", "jpn-radar", JU, 1)])
-    envs = signers["JPN"].sign_batch(t, time_s=T0)
+    envs = signers["JPN"].sign_batch(t, time_s=T0, recipient="JPN")
     assert sorted(e.label for e in envs) == sorted([ALL3, JU])
     assert [e.seq for e in envs] == [1, 2]
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     got = np.concatenate([v.verify(e.to_bytes(), T0) for e in envs])
     assert sorted(got["track_id"].tolist()) == sorted(t["track_id"].tolist())
     with pytest.raises(ValueError, match="unlabelled"):
-        signers["JPN"].sign_batch(tracks("JPN", "jpn-radar", ""), time_s=T0)
+        signers["JPN"].sign_batch(tracks("JPN", "jpn-radar", ""), time_s=T0, recipient="JPN")
 
 
 # --- attacks, one by one --------------------------------------------------------------------
 def test_unsigned(world):
     _, store, signers = world
     env = dataclasses.replace(one(signers["USA"], plots("usa-radar", "USA", ALL3)), signature=b"")
-    assert rejected(Verifier(store, POLICY), env.to_bytes()).reason is R.UNSIGNED
+    assert rejected(Verifier(store, POLICY, recipient="JPN"), env.to_bytes()).reason is R.UNSIGNED
 
 
 def test_forged_signature_byte_flipped(world):
@@ -186,14 +173,14 @@ def test_forged_signature_byte_flipped(world):
     env = one(signers["USA"], plots("usa-radar", "USA", ALL3))
     sig = bytearray(env.signature)
     sig[10] ^= 0x01
-    assert rejected(Verifier(store, POLICY), dataclasses.replace(env, signature=bytes(sig))).reason is R.FORGED
+    assert rejected(Verifier(store, POLICY, recipient="JPN"), dataclasses.replace(env, signature=bytes(sig))).reason is R.FORGED
 
 
 def test_wrong_key_for_a_known_node(world):
     _, store, _ = world
     impostor = NodeIdentity("usa-node", "USA", Ed25519PrivateKey.generate())
     env = one(Signer(impostor, first_seq=1), plots("usa-radar", "USA", ALL3))
-    rej = rejected(Verifier(store, POLICY), env.to_bytes())
+    rej = rejected(Verifier(store, POLICY, recipient="JPN"), env.to_bytes())
     assert rej.reason is R.FORGED and rej.origin == "usa-node"
 
 
@@ -201,7 +188,7 @@ def test_unknown_signer(world):
     _, store, _ = world
     rogue = NodeIdentity.generate("rogue-node", "USA")
     env = one(Signer(rogue, first_seq=1), plots("usa-radar", "USA", ALL3))
-    assert rejected(Verifier(store, POLICY), env).reason is R.UNKNOWN_SIGNER
+    assert rejected(Verifier(store, POLICY, recipient="JPN"), env).reason is R.UNKNOWN_SIGNER
 
 
 def test_payload_byte_flipped(world):
@@ -209,7 +196,7 @@ def test_payload_byte_flipped(world):
     env = one(signers["USA"], plots("usa-radar", "USA", ALL3))
     p = bytearray(env.payload)
     p[len(p) // 2] ^= 0x40
-    assert rejected(Verifier(store, POLICY), dataclasses.replace(env, payload=bytes(p))).reason is R.ALTERED
+    assert rejected(Verifier(store, POLICY, recipient="JPN"), dataclasses.replace(env, payload=bytes(p))).reason is R.ALTERED
 
 
 @pytest.mark.parametrize(
@@ -222,18 +209,19 @@ def test_payload_byte_flipped(world):
         ("kind", "plots"),
         ("origin_partner", "USA"),
         ("origin_node", "usa-node"),
+        ("recipient", "AUS"),
     ],
 )
 def test_any_field_changed_after_signing(world, field, value):
     _, store, signers = world
     env = one(signers["JPN"], tracks("JPN", "jpn-radar", JU))
-    assert rejected(Verifier(store, POLICY), dataclasses.replace(env, **{field: value}).to_bytes()).reason is R.ALTERED
+    assert rejected(Verifier(store, POLICY, recipient="JPN"), dataclasses.replace(env, **{field: value}).to_bytes()).reason is R.ALTERED
 
 
 def test_every_single_byte_flip_of_the_wire_is_rejected(world):
     _, store, signers = world
     wire = one(signers["USA"], plots("usa-radar", "USA", ALL3, n=1)).to_bytes()
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     allowed = {R.MALFORMED, R.ALTERED, R.FORGED, R.UNKNOWN_SIGNER, R.UNSIGNED}
     for i in range(len(wire)):
         bad = bytearray(wire)
@@ -248,7 +236,7 @@ def test_every_single_byte_flip_of_the_wire_is_rejected(world):
 
 def test_sequence_replayed(world):
     _, store, signers = world
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     e1 = one(signers["USA"], plots("usa-radar", "USA", ALL3))
     e2 = one(signers["USA"], plots("usa-radar", "USA", ALL3))
     v.verify(e2, T0)
@@ -259,7 +247,7 @@ def test_sequence_replayed(world):
 
 def test_old_message_outside_the_time_window(world):
     _, store, signers = world
-    v = Verifier(store, POLICY, max_age_s=30, max_clock_skew_s=2)
+    v = Verifier(store, POLICY, recipient="JPN", max_age_s=30, max_clock_skew_s=2)
     env = one(signers["USA"], plots("usa-radar", "USA", ALL3), t=T0)
     assert rejected(v, env, T0 + 30.001).reason is R.EXPIRED
     assert rejected(v, env, T0 - 2.001).reason is R.EXPIRED  # from the future beyond the skew
@@ -270,7 +258,7 @@ def test_old_message_outside_the_time_window(world):
 
 def test_row_label_less_restrictive_than_policy_default(world):
     _, store, signers = world
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     # JPN tracks from its restricted radar labelled as if releasable to AUS too
     rej = rejected(v, one(signers["JPN"], tracks("JPN", "jpn-radar", ALL3)))
     assert rej.reason is R.MISLABELLED and "less restrictive" in rej.detail
@@ -282,25 +270,25 @@ def test_row_label_less_restrictive_than_policy_default(world):
 
 def test_row_labelled_for_a_partner_inside_an_envelope_labelled_otherwise(world):
     ids, store, _ = world
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     rows = tracks("USA", "usa-radar", ALL3)
     rows["label"][1] = "SIAP//CONFIDENTIAL//REL TO AUS, USA"
-    env = SignedEnvelope.seal(ids["USA"], seq=1, time_s=T0, label=ALL3, kind="tracks", payload=encode_batch(rows))
+    env = SignedEnvelope.seal(ids["USA"], recipient="JPN", seq=1, time_s=T0, label=ALL3, kind="tracks", payload=encode_batch(rows))
     rej = rejected(v, env)
     assert rej.reason is R.MISLABELLED and "differs from envelope label" in rej.detail
     # and the converse: rows more releasable than the envelope says
     rows2 = tracks("JPN", "jpn-radar", ALL3)
-    env2 = SignedEnvelope.seal(ids["JPN"], seq=1, time_s=T0, label=JU, kind="tracks", payload=encode_batch(rows2))
+    env2 = SignedEnvelope.seal(ids["JPN"], recipient="JPN", seq=1, time_s=T0, label=JU, kind="tracks", payload=encode_batch(rows2))
     assert rejected(v, env2).reason is R.MISLABELLED
     # unlabelled rows inside a labelled envelope
     rows3 = tracks("USA", "usa-radar", "")
-    env3 = SignedEnvelope.seal(ids["USA"], seq=2, time_s=T0, label=ALL3, kind="tracks", payload=encode_batch(rows3))
+    env3 = SignedEnvelope.seal(ids["USA"], recipient="JPN", seq=2, time_s=T0, label=ALL3, kind="tracks", payload=encode_batch(rows3))
     assert rejected(v, env3).reason is R.MISLABELLED
 
 
 def test_partner_signing_for_a_sensor_it_does_not_own(world):
     ids, store, signers = world
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     # USA node ships AUS radar plots, claiming AUS ownership in the rows ...
     assert rejected(v, one(signers["USA"], plots("aus-radar", "AUS", ALL3))).reason is R.NOT_OWNER
     # ... or claiming the AUS radar as its own
@@ -319,13 +307,13 @@ def test_partner_signing_for_a_sensor_it_does_not_own(world):
 
 def test_raw_plots_of_an_unshareable_sensor(world):
     _, store, signers = world
-    rej = rejected(Verifier(store, POLICY), one(signers["JPN"], plots("jpn-radar", "JPN", JU)))
+    rej = rejected(Verifier(store, POLICY, recipient="JPN"), one(signers["JPN"], plots("jpn-radar", "JPN", JU)))
     assert rej.reason is R.NOT_SHAREABLE
 
 
 def test_malformed(world):
     _, store, _ = world
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     for junk in (b"", b"hello", b"SIAPENV1\x05"):
         assert rejected(v, junk).reason is R.MALFORMED
     assert v.counts == {"malformed": 3}
@@ -334,8 +322,8 @@ def test_malformed(world):
 # --- the stream keeps flowing ------------------------------------------------------------
 def test_attack_stream_then_good_message_still_accepted(world, tmp_path):
     ids, store, signers = world
-    log = AuditLog(tmp_path / "audit.log", identity=ids["AUS"])
-    v = Verifier(store, POLICY, max_age_s=30, max_clock_skew_s=2, audit=log)
+    log = AuditLog(tmp_path / "audit.log", identity=ids["AUS"], run_id="run-1")
+    v = Verifier(store, POLICY, recipient="JPN", max_age_s=30, max_clock_skew_s=2, audit=log)
     good1 = one(signers["USA"], plots("usa-radar", "USA", ALL3))
     v.verify(good1.to_bytes(), T0 + 1)
     flipped = bytearray(good1.payload)
@@ -372,7 +360,7 @@ def test_attack_stream_then_good_message_still_accepted(world, tmp_path):
     log.close()
     lines = (tmp_path / "audit.log").read_text().splitlines()
     assert len(lines) == len(attacks) and all('"kind":"reject"' in x for x in lines)
-    assert verify_audit_log(tmp_path / "audit.log", store).ok
+    assert verify_audit_log(tmp_path / "audit.log", store, node="aus-node", run_id="run-1", heads=[log.head()]).ok
 
 
 # --- trust store ---------------------------------------------------------------------------
@@ -382,7 +370,7 @@ def test_trust_store_save_load(world, tmp_path, name):
     store.save(tmp_path / name)
     loaded = TrustStore.load(tmp_path / name)
     assert len(loaded) == 3 and {n.node_id: n.partner for n in loaded} == {"jpn-node": "JPN", "usa-node": "USA", "aus-node": "AUS"}
-    Verifier(loaded, POLICY).verify(one(signers["USA"], plots("usa-radar", "USA", ALL3)), T0)
+    Verifier(loaded, POLICY, recipient="JPN").verify(one(signers["USA"], plots("usa-radar", "USA", ALL3)), T0)
 
 
 def test_identity_key_file_round_trip(world, tmp_path):
@@ -390,13 +378,13 @@ def test_identity_key_file_round_trip(world, tmp_path):
     ids["JPN"].save_private_key(tmp_path / "jpn.pem")
     again = NodeIdentity.load(tmp_path / "jpn.pem", "jpn-node", "JPN")
     env = one(Signer(again, first_seq=5), tracks("JPN", "jpn-radar", JU))
-    Verifier(store, POLICY).verify(env, T0)
+    Verifier(store, POLICY, recipient="JPN").verify(env, T0)
     assert (tmp_path / "jpn.pem").stat().st_mode & 0o077 == 0
 
 
 def test_bad_trust_store_files(tmp_path):
     (tmp_path / "t.yaml").write_text("nodes:\n  a-node:\n    partner: USA\n    public_key: nope\n")
-    with pytest.raises(ConfigError, match=r"t\.yaml: nodes\.a-node: public_key: expected a PEM Ed25519 public key"):
+    with pytest.raises(ConfigError, match=r"t\.yaml: nodes\.a-node\.public_key: expected a PEM Ed25519 public key"):
         TrustStore.load(tmp_path / "t.yaml")
     (tmp_path / "u.yaml").write_text("nodes: 3\n")
     with pytest.raises(ConfigError, match=r"u\.yaml: nodes: expected a mapping"):
@@ -410,7 +398,7 @@ def test_bad_trust_store_files(tmp_path):
 # --- provenance formats written by the tracker and by fusion -------------------------------
 def test_track_source_formats_of_tracker_and_fusion(world):
     _, store, signers = world
-    v = Verifier(store, POLICY)
+    v = Verifier(store, POLICY, recipient="JPN")
     # fusion: coalition track sources are PARTNER:TRACK_ID, lower bound = partners' track labels
     v.verify(one(signers["AUS"], tracks("", "JPN:12,USA:7,AUS:3", ALL3)), T0)
     v.verify(one(signers["AUS"], tracks("", "JPN:12,USA:7+", ALL3)), T0)  # truncated list

@@ -88,7 +88,10 @@ def _numpy_validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]
         has_modec = is2 & np.isfinite(alt) & np.isfinite(cov[:, 2, 2])
         alt_used = isa | has_modec
         alt_bad = alt_used & ((alt < cfg.min_altitude_m) | (alt > cfg.max_altitude_m))
-        flag("impossible_position", lat_bad | alt_bad)
+        lon_bad = (isa & (np.abs(plots["lon_deg"]) > 180)) | (radar & (np.abs(plots["sensor_lon_deg"]) > 180))
+        salt = plots["sensor_alt_m"]
+        site_bad = radar & ((salt < cfg.min_altitude_m) | (salt > cfg.max_altitude_m))
+        flag("impossible_position", lat_bad | alt_bad | lon_bad | site_bad)
         # Positive definiteness by Sylvester's criterion on the block in use, plus symmetry.
         c = np.where(np.isfinite(cov), cov, 0.0)
         m1 = c[:, 0, 0]
@@ -109,13 +112,13 @@ def _random_plots(seed: int, n: int) -> np.ndarray:
     pl["time_s"] = 1.7e9 + rng.uniform(0, 100, n)
     pl["kind"] = rng.choice([0, 1, 2, 7], n, p=[0.35, 0.3, 0.3, 0.05])
     pl["sensor_lat_deg"] = rng.uniform(-95, 95, n)
-    pl["sensor_lon_deg"] = rng.uniform(-180, 180, n)
-    pl["sensor_alt_m"] = rng.uniform(0, 500, n)
+    pl["sensor_lon_deg"] = rng.uniform(-190, 190, n)
+    pl["sensor_alt_m"] = rng.choice([0.0, 450.0, 12_000.0, -5000.0, 1e300], n, p=[0.3, 0.3, 0.3, 0.05, 0.05])
     pl["range_m"] = rng.choice([-5.0, 0.0, 1e4, 2e5, 2e6], n)
     pl["azimuth_rad"] = rng.uniform(0, 7, n)
     pl["elevation_rad"] = rng.uniform(-1.7, 1.7, n)
     pl["lat_deg"] = rng.uniform(-95, 95, n)
-    pl["lon_deg"] = rng.uniform(-180, 180, n)
+    pl["lon_deg"] = rng.uniform(-190, 190, n)
     pl["alt_m"] = rng.choice([-5000.0, 3000.0, 2e5, np.nan], n)
     A = rng.normal(size=(n, 3, 3))
     cov = A @ np.swapaxes(A, 1, 2) + 0.1 * np.eye(3)
@@ -152,3 +155,26 @@ def test_validate_equals_numpy_rules(seed, n):
     ok_ref, counts_ref = _numpy_validate(pl, cfg)
     np.testing.assert_array_equal(ok, ok_ref)
     assert counts == counts_ref
+
+
+def test_absurd_sensor_fields_are_rejected_not_tracked():
+    """Finite but impossible radar sites (longitude 1e300, altitude 1e300) are dropped and
+    counted; they used to reach the frame conversion and overflow."""
+    from siap.tracking import Tracker
+
+    pl = empty_plots(3)
+    pl["plot_id"] = [1, 2, 3]
+    pl["time_s"] = 1.7e9
+    pl["kind"] = RADAR_3D
+    pl["sensor_id"] = "R"
+    pl["sensor_lat_deg"], pl["sensor_lon_deg"], pl["sensor_alt_m"] = 35.0, 135.0, 50.0
+    pl["sensor_lon_deg"][0] = 1e300
+    pl["sensor_alt_m"][1] = 1e300
+    pl["range_m"], pl["azimuth_rad"], pl["elevation_rad"] = 1e4, 0.5, 0.05
+    pl["cov"] = np.diag([100.0, 1e-6, 1e-6])
+    ok, counts = validate(pl, TrackerConfig())
+    assert ok.tolist() == [False, False, True] and counts == {"impossible_position": 2}
+    tracker = Tracker(TrackerConfig(origin_lat_deg=35.0, origin_lon_deg=135.0))
+    with np.errstate(all="raise"):  # no overflow anywhere on the way
+        tracker.process(pl)
+    assert tracker.stats["rejected_impossible_position"] == 2

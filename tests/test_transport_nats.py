@@ -24,9 +24,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from nats_support import MISSING, NATS_SERVER, NatsServer, free_port  # noqa: E402,F401
+from sharing_support import sane_tracks  # noqa: E402
 
 from siap.errors import SiapError
-from siap.records import empty_tracks
+from siap.geo import geodetic_to_ecef
 from siap.sharing import NodeIdentity, Policy, SignedEnvelope, Signer, TrustStore, Verifier
 from siap.transport.nats import NatsBus, TransportError, durable_name, message_id
 
@@ -96,13 +97,9 @@ POLICY = Policy.from_mapping(
 
 def track_batch(n: int, t: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    b = empty_tracks(n)
-    b["time_s"] = t
-    b["track_id"] = np.arange(n)
-    b["partner"] = "GBR"
-    b["sources"] = "gbr-radar"
-    b["label"] = "SIAP//CONFIDENTIAL//REL TO GBR, USA"
-    b["pos_ecef_m"] = rng.normal(0, 1e6, (n, 3))
+    b = sane_tracks(n, t, "GBR", "gbr-radar", "SIAP//CONFIDENTIAL//REL TO GBR, USA", first_id=0)
+    b["lat_deg"], b["lon_deg"] = rng.uniform(-60, 60, n), rng.uniform(-180, 180, n)
+    b["pos_ecef_m"] = geodetic_to_ecef(b["lat_deg"], b["lon_deg"], b["alt_m"])
     return b
 
 
@@ -114,7 +111,7 @@ def test_signed_envelopes_round_trip_and_verify(pub, sub):
     verifier = Verifier(TrustStore([gbr]), POLICY, recipient="USA")
     t0 = time.time()
     batches = [track_batch(n, t0 + i, seed=i) for i, n in enumerate((1, 40, 300))]  # up to ~50 kB
-    wire = [e.to_bytes() for b in batches for e in signer.sign_batch(b, "tracks", time_s=float(b["time_s"][0]))]
+    wire = [e.to_bytes() for b in batches for e in signer.sign_batch(b, "tracks", time_s=float(b["time_s"][0]), recipient="USA")]
     for w in wire:
         pub.publish(subject, w)
     got = drain_all(sub, subject, len(wire))

@@ -7,6 +7,7 @@ says what and where, and exits non-zero (2 for bad input) without a traceback.
 from __future__ import annotations
 
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -54,16 +55,60 @@ def _progress() -> Progress:
     )
 
 
+MAX_OUTPUT_STEPS = 1_000_000  # pictures a run may be asked to write (span / interval)
+
+
 def _read_batch(path: Path, kind: str) -> tuple[np.ndarray, dict[str, str]]:
     from siap import records
 
     if not path.exists():
         raise InputError(f"{path}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: expected a siap {kind} Parquet file, got a directory")
     try:
         batch, meta = records.read_parquet(path, records.dtype_by_name(kind))
-    except (ValueError, OSError) as exc:  # pyarrow raises ArrowInvalid (a ValueError) on bad files
-        raise InputError(f"{path}: not a siap {kind} Parquet file ({str(exc).splitlines()[0]})") from None
+    except (ValueError, TypeError, OSError) as exc:  # pyarrow: ArrowInvalid (ValueError), ArrowTypeError
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"{path}: not a siap {kind} Parquet file ({first})") from None
     return batch, meta
+
+
+def _existing_file(path: Path, what: str) -> None:
+    """InputError unless ``path`` is an existing regular file (not a directory)."""
+    if not path.exists():
+        raise InputError(f"{path}: {what}: no such file")
+    if not path.is_file():
+        raise InputError(f"{path}: {what}: expected a file, got a directory")
+
+
+def _positive(value: float, option: str, at_most: float | None = None) -> float:
+    """``value`` if it is a finite number > 0 (and <= ``at_most``); else a one-line usage error."""
+    if not math.isfinite(value) or value <= 0 or (at_most is not None and value > at_most):
+        bound = f" and at most {at_most:g}" if at_most is not None else ""
+        raise typer.BadParameter(f"expected a finite number > 0{bound} (got {value})", param_hint=option)
+    return value
+
+
+def _output_path(path: Path, option: str, folder: bool = False) -> Path:
+    """Check before any work is done that ``path`` can be written: a file path that is not a
+    folder (or, ``folder``, a folder that is not a file), under folders that are folders."""
+    if path.exists() and path.is_dir() != folder:
+        got, want = ("a folder", "a file") if not folder else ("a file", "a folder")
+        raise InputError(f"{path}: {option}: expected {want} to write, got {got}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(f"{parent}: {option}: expected a folder to write {path.name} in, got a file")
+            break
+    return path
+
+
+def _step_count(span_s: float, step_s: float, option: str) -> None:
+    if span_s / step_s > MAX_OUTPUT_STEPS:
+        raise typer.BadParameter(
+            f"at most {MAX_OUTPUT_STEPS} steps over {span_s:g} s (got {span_s / step_s:.3g}); use a larger step",
+            param_hint=option,
+        )
 
 
 @app.command()
@@ -121,21 +166,26 @@ def coalition(
 def _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration, nats_url=None) -> None:
     from siap.pipeline import run_demo
     from siap.scenario import load_scenario
+    from siap.scenario.loader import check_scenario
 
+    _output_path(out_dir, "--out", folder=True)
     if mode not in ("coalition", "single"):
         raise typer.BadParameter("expected coalition or single", param_hint="--mode")
-    if eval_step_s <= 0:
-        raise typer.BadParameter("must be > 0", param_hint="--eval-step-s")
+    _positive(eval_step_s, "--eval-step-s")
+    if seed is not None and not 0 <= seed < 2**63:
+        raise typer.BadParameter(f"expected 0 <= seed < 2**63 (got {seed})", param_hint="--seed")
     sc = load_scenario(scenario, seed=seed)
     if duration_s is not None:
-        if duration_s <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--duration-s")
+        _positive(duration_s, "--duration-s", at_most=86400.0)
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
+        check_scenario(sc, f"{scenario} (with --duration-s {duration_s:g})")
+    _step_count(sc.duration_s, eval_step_s, "--eval-step-s")
     pol = None
     if mode == "coalition" and policy is not None:
         from siap.sharing.policy import load_policy
 
         pol = load_policy(policy)
+        pol.check_scenario_sensors({s.id: s.partner for s in sc.sensors}, str(policy))
     with _progress() as progress:
         result = run_demo(
             sc,
@@ -295,10 +345,14 @@ def simulate(
     from siap.scenario import load_scenario
     from siap.simulation import simulate as run_simulation
 
+    if seed is not None and not 0 <= seed < 2**63:
+        raise typer.BadParameter(f"expected 0 <= seed < 2**63 (got {seed})", param_hint="--seed")
+    _output_path(output, "--output")
+    truth_path = truth_output or output.with_name(output.name.removesuffix(".parquet") + ".truth.parquet")
+    _output_path(truth_path, "--truth")
     sc = load_scenario(scenario, seed=seed)
     with _progress() as progress:
         result = run_simulation(sc, progress=_Bars(progress))
-    truth_path = truth_output or output.with_name(output.name.removesuffix(".parquet") + ".truth.parquet")
     meta = _frame_metadata(sc)
     records.write_parquet(result.plots, output, metadata=meta)
     records.write_parquet(result.truth, truth_path, metadata=meta)
@@ -325,19 +379,33 @@ def track_cmd(
     registration: Annotated[bool, typer.Option(help="estimate and remove radar biases online")] = True,
 ) -> None:
     """Track a plots file; write the picture (track snapshots) every output interval."""
-    if output_interval_s <= 0:
-        raise typer.BadParameter("must be > 0", param_hint="--output-interval-s")
+    _positive(output_interval_s, "--output-interval-s")
+    _output_path(output, "--output")
     plots, meta = _read_batch(plots_path, "plots")
 
     from siap import records
     from siap.tracking import TrackerConfig, track_with_stats
 
     if config is not None:
+        if config.is_dir():
+            raise InputError(f"{config}: --config: expected a tracker configuration YAML file, got a directory")
         cfg = TrackerConfig.from_yaml(config)
     else:
-        cfg = TrackerConfig(**_origin_from(plots, meta, plots_path))
-    if len(plots):
-        t0, t1 = float(plots["time_s"].min()), float(plots["time_s"].max())
+        from pydantic import ValidationError
+
+        origin = _origin_from(plots, meta, plots_path)
+        try:
+            cfg = TrackerConfig(**origin)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            field = ".".join(str(x) for x in err["loc"])
+            raise InputError(
+                f"{plots_path}: metadata {field}: {err['msg'].lower()} (got {err.get('input')!r}); pass --config with the origin"
+            ) from None
+    finite = plots["time_s"][np.isfinite(plots["time_s"])]
+    if len(finite):
+        t0, t1 = float(finite.min()), float(finite.max())
+        _step_count(t1 - t0, output_interval_s, "--output-interval-s")
         times = np.arange(np.ceil(t0 / output_interval_s) * output_interval_s, t1 + 1e-9, output_interval_s)
     else:
         times = np.zeros(0)
@@ -370,11 +438,17 @@ def _origin_from(plots: np.ndarray, meta: dict[str, str], path: Path) -> dict[st
             return {k: float(meta[k]) for k in keys}
         except ValueError:
             raise InputError(f"{path}: metadata origin_*: expected numbers") from None
-    if len(plots) == 0:
-        raise InputError(f"{path}: no plots and no origin metadata; pass --config with the origin")
+    lat, lon = plots["sensor_lat_deg"], plots["sensor_lon_deg"]
+    with np.errstate(invalid="ignore"):
+        usable = np.isfinite(lat) & np.isfinite(lon) & (np.abs(lat) <= 90) & (np.abs(lon) <= 180)
+    if not usable.any():
+        raise InputError(
+            f"{path}: sensor_lat_deg/sensor_lon_deg: no plot with a usable sensor position and no origin metadata; "
+            "pass --config with the origin"
+        )
     return {
-        "origin_lat_deg": float(np.nanmean(plots["sensor_lat_deg"])),
-        "origin_lon_deg": float(np.nanmean(plots["sensor_lon_deg"])),
+        "origin_lat_deg": float(lat[usable].mean()),
+        "origin_lon_deg": float(lon[usable].mean()),
         "origin_alt_m": 0.0,
     }
 
@@ -386,6 +460,8 @@ def evaluate_cmd(
     json_out: Annotated[Path | None, typer.Option("--json", help="write the summary here as JSON")] = None,
 ) -> None:
     """Score a track picture against truth: GOSPA, OSPA and SIAP metrics."""
+    if json_out is not None:
+        _output_path(json_out, "--json")
     truth_batch, _ = _read_batch(truth, "truth")
     track_batch, _ = _read_batch(tracks, "tracks")
 
@@ -413,24 +489,35 @@ app.add_typer(audit_app, name="audit")
 @audit_app.command("verify")
 def audit_verify(
     log: Annotated[Path, typer.Argument(help="audit log (JSON Lines) to verify")],
-    trust: Annotated[
-        Path | None, typer.Option(help="trust store (YAML or folder) to check entry signatures; default: LOG's folder trust.yaml if present")
+    trust: Annotated[Path, typer.Option(help="YOUR pinned trust store (YAML or folder): never take the one shipped beside the log")],
+    node: Annotated[str, typer.Option(help="node id whose log this must be (e.g. JPN-node)")],
+    run: Annotated[str, typer.Option(help="run id the log must belong to (the run's summary names it)")],
+    head: Annotated[list[Path] | None, typer.Option(help="a signed head of this log kept outside it (JSON); repeatable")] = None,
+    anchor: Annotated[
+        list[Path] | None, typer.Option(help="another node's log of the same run that recorded this log's head; repeatable")
     ] = None,
 ) -> None:
-    """Check an audit log: every entry's hash chain, order, signature and the signed head."""
-    from siap.sharing.audit import verify_audit_log
+    """Check an audit log: hash chain, order, every signature with your pinned keys, its node and
+    run, and the heads anchored outside it (given heads, peers' logs)."""
+    from siap.sharing.audit import read_head, verify_audit_log
     from siap.sharing.signing import TrustStore
 
-    if not log.exists():
-        raise InputError(f"{log}: no such file")
-    trust_path = trust if trust is not None else log.parent / "trust.yaml"
-    store = TrustStore.load(trust_path) if trust_path.exists() else None
-    if trust is not None and not trust.exists():
-        raise InputError(f"{trust}: no such trust store")
-    result = verify_audit_log(log, store)
-    signed = "with signatures" if store is not None else "without signatures (no trust store)"
+    _existing_file(log, "LOG")
+    if not trust.exists():
+        raise InputError(f"{trust}: --trust: no such trust store")
+    store = TrustStore.load(trust)
+    heads = []
+    for h in head or []:
+        _existing_file(h, "--head")
+        try:
+            heads.append(read_head(h))
+        except ValueError as exc:
+            raise InputError(str(exc)) from None
+    for a in anchor or []:
+        _existing_file(a, "--anchor")
+    result = verify_audit_log(log, store, node=node, run_id=run, heads=heads, anchors=anchor or [])
     if result.ok:
-        out.print(f"{log}: ok, {result.entries} entries verified {signed}")
+        out.print(f"{log}: ok, {result.reason}")
         return
     console.print(f"siap: audit: {log}: FAILED at seq {result.first_bad_seq}: {result.reason}", markup=False, highlight=False)
     raise typer.Exit(1)
@@ -700,16 +787,32 @@ def scenarios() -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and an exit code.
 
-    Typer's standalone mode handles usage errors (exit 2) itself; siap's own errors arrive here.
+    Usage errors (a missing or malformed option, an unknown command) and siap's own errors are
+    printed as one line on stderr, exit 2 (or the error's code), never a traceback.
     """
+    usage_error = typer.BadParameter.__mro__[1]  # click's UsageError (typer vendors click)
+    no_args = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", ())
     try:
-        app(args=argv)
+        code = app(args=argv, standalone_mode=False)
+    except no_args as exc:
+        out.print(exc.format_message(), markup=False, highlight=False)
+        sys.exit(2)
+    except usage_error as exc:
+        where = exc.ctx.command_path if exc.ctx is not None else "siap"
+        message = " ".join(exc.format_message().split())
+        console.print(f"siap: error: {where}: {message}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
     except SiapError as exc:
         console.print(f"siap: error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
+    except OSError as exc:  # an output path that is a file where a folder is needed, a full disk, ...
+        where = exc.filename if exc.filename is not None else "(file)"
+        console.print(f"siap: error: {where}: {exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except (KeyboardInterrupt, typer.Abort):
         console.print("siap: interrupted")
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -38,6 +38,7 @@ from siap.runtime import (
 )
 from siap.sharing.policy import Policy
 from siap.sharing.release import release_mask
+from siap.sharing.signing import TrustStore
 from siap.tracking import TrackerConfig, track_with_stats
 from siap.tracking.registration import SensorRegistration
 from siap.transport import MessageBus
@@ -76,6 +77,8 @@ class CoalitionResult:
     tracker_stats: dict[str, dict[str, int]] = field(default_factory=dict)
     biases: dict[str, dict[str, dict[str, float | int | bool]]] = field(default_factory=dict)
     audit_paths: dict[str, Path] = field(default_factory=dict)
+    run_id: str = ""  # binds the audit logs to this run (siap.sharing.audit)
+    trust: TrustStore | None = None  # the run's pinned public keys (verify the audit logs with it)
     timings_s: dict[str, float] = field(default_factory=dict)
     runtime: object | None = None  # siap.runtime.RuntimeResult of the federated run
 
@@ -188,6 +191,8 @@ def run_coalition(
         tracker_stats=rt.tracker_stats,
         biases=rt.biases,
         audit_paths=rt.audit_paths,
+        run_id=runtime.run_id,
+        trust=runtime.trust,
         timings_s=timings,
         runtime=rt,
     )

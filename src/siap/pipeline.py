@@ -229,7 +229,6 @@ def _run_coalition(
     from siap.evaluation.commonality import commonality
     from siap.sharing import audit as audit_mod
     from siap.sharing.policy import Policy, load_policy
-    from siap.sharing.signing import TrustStore
 
     if policy is None:
         policy = default_policy_name(scenario.name)
@@ -239,6 +238,7 @@ def _run_coalition(
             )
     if not isinstance(policy, Policy):
         policy = load_policy(policy)
+    policy.check_scenario_sensors({s.id: s.partner for s in scenario.sensors})
     audit_dir = Path(out_dir) / "audit" if out_dir is not None else None
     bus, subject_prefix = None, "siap.tracks"
     if nats_url is not None:
@@ -285,10 +285,16 @@ def _run_coalition(
     timings["evaluate"] = time.perf_counter() - t0
     audit: dict[str, dict[str, object]] = {}
     if audit_dir is not None:
-        trust = TrustStore.load(audit_dir / "trust.yaml")
+        # the run's own pinned keys (held in memory), each log anchored by the others' logs
+        assert coal.trust is not None
+        node_of = {p: f"{p}-node" for p in coal.audit_paths}
+        checks = audit_mod.verify_coalition_audit(
+            {node_of[p]: path for p, path in coal.audit_paths.items()}, coal.trust, coal.run_id
+        )
         for p, path in coal.audit_paths.items():
-            v = audit_mod.verify_audit_log(path, trust)
-            audit[p] = {"log": str(path), "ok": v.ok, "entries": v.entries, "reason": v.reason}
+            v = checks[node_of[p]]
+            audit[p] = {"log": str(path), "node": node_of[p], "run": coal.run_id, "ok": v.ok, "entries": v.entries,
+                        "reason": v.reason}
     return DemoResult(
         scenario_name=scenario.name,
         mode="coalition",

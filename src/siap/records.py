@@ -256,19 +256,38 @@ def to_arrow(batch: np.ndarray) -> pa.Table:
 def from_arrow(table: pa.Table, dtype: np.dtype | None = None) -> np.ndarray:
     """Convert an Arrow table written by :func:`to_arrow` back to a record batch.
 
-    ``dtype`` defaults to the one named in the table's schema metadata. Raises ``ValueError``
-    naming the missing column if the table does not carry every field of the dtype.
+    ``dtype`` defaults to the one named in the table's schema metadata. Conversion is exact or
+    refused: ``ValueError`` naming the column if the table does not carry every field of the
+    dtype, if a column holds nulls (a null integer would otherwise become an arbitrary number),
+    if a value does not convert losslessly to the field's type (text for a number, a fraction
+    or an overflow for an integer, a list of another size) or if text is longer than its field.
     """
     if dtype is None:
         meta = table.schema.metadata or {}
         name = meta.get(b"siap.dtype", b"").decode()
         dtype = dtype_by_name(name)
+    schema = arrow_schema(dtype)
     out = np.zeros(table.num_rows, dtype=dtype)
     for name in dtype.names:
         if name not in table.column_names:
             raise ValueError(f"column {name!r} is missing")
         fd = dtype[name]
         col = table.column(name).combine_chunks()
+        nulls = col.null_count + (col.flatten().null_count if pa.types.is_list(col.type) or pa.types.is_fixed_size_list(col.type) else 0)
+        if nulls:
+            raise ValueError(f"column {name!r} has {nulls} null value(s); expected none")
+        want = schema.field(name).type
+        if col.type != want:
+            try:
+                col = col.cast(want, safe=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as e:
+                raise ValueError(f"column {name!r} is {col.type}, expected {want} ({str(e).splitlines()[0]})") from None
+        if fd.base.kind == "U" and len(col):
+            import pyarrow.compute as pc
+
+            longest = pc.max(pc.utf8_length(col)).as_py() or 0
+            if longest > fd.base.itemsize // 4:
+                raise ValueError(f"column {name!r} has text of {longest} characters; expected at most {fd.base.itemsize // 4}")
         if fd.shape:
             flat = col.flatten().to_numpy(zero_copy_only=False)
             out[name] = flat.reshape((table.num_rows, *fd.shape))

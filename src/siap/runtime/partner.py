@@ -105,6 +105,7 @@ class PartnerNode:
         registration: bool = False,
         subject_prefix: str = DEFAULT_SUBJECT_PREFIX,
         schedule: UpdateSchedule | None = None,
+        run_id: str = "run",
     ) -> None:
         self.partner = partner
         self.subject_prefix = subject_prefix
@@ -122,9 +123,12 @@ class PartnerNode:
         ]
         self.registrations = [SensorRegistration() for _ in groups] if registration else None
         self.identity = identity
-        self.signer = Signer(identity, first_seq=1)
-        self.audit = audit_mod.AuditLog(audit_path, identity=identity) if audit_path else None
-        self.verifier = Verifier(trust_store, policy, audit=self.audit, recipient=partner)
+        # every release is sealed to its recipient's pinned key; what arrives must be sealed to ours
+        self.signer = Signer(identity, first_seq=1, encrypt_with=trust_store)
+        self.audit = audit_mod.AuditLog(audit_path, identity=identity, run_id=run_id) if audit_path else None
+        self.verifier = Verifier(
+            trust_store, policy, audit=self.audit, recipient=partner, decryption_key=identity.encryption_key
+        )
         rank = audience_rank(policy)
         self.coalition_fuser = TrackFuser(fusion_config, combine_labels=combine_label_text, founder_rank=rank)
         self.own_fuser = TrackFuser(fusion_config, combine_labels=combine_label_text, founder_rank=rank)
@@ -196,7 +200,7 @@ class PartnerNode:
         """Release to each recipient what it may see (audited), sign it and publish it."""
         for recipient in recipients:
             rows = release(local, recipient, self.policy, audit=self.audit, time_s=time_s)
-            for envelope in self.signer.sign_batch(rows, "tracks", time_s=time_s):
+            for envelope in self.signer.sign_batch(rows, "tracks", time_s=time_s, recipient=recipient):
                 bus.publish(subject_for(recipient, self.subject_prefix), envelope.to_bytes())
 
     def receive(self, bus: MessageBus, time_s: float) -> np.ndarray:
@@ -219,4 +223,5 @@ class PartnerNode:
     def close(self) -> None:
         if self.audit is not None:
             self.audit.close()
+            self.audit = None
 

@@ -28,6 +28,7 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -171,6 +172,7 @@ class Runtime:
             for identity in self.identities.values():
                 trust.add(identity)
         self.trust = trust
+        self.run_id = uuid.uuid4().hex[:16]  # binds the audit logs to this run (siap.sharing.audit)
         self.audit_paths: dict[str, Path] = {}
         if audit_dir is not None:
             Path(audit_dir).mkdir(parents=True, exist_ok=True)
@@ -368,7 +370,14 @@ class Runtime:
         return self.result
 
     def close(self) -> None:
-        """Close the nodes' audit logs (a run's end does it too)."""
+        """Anchor the nodes' audit logs in each other (every node records the others' signed
+        heads, see siap.sharing.audit) and close them (a run's end does it too)."""
+        heads = {p: n.audit.head() for p, n in self.nodes.items() if n.audit is not None}
+        for p, node in self.nodes.items():
+            if node.audit is not None:
+                for q, head in heads.items():
+                    if q != p and head is not None:
+                        node.audit.record_peer_head(head, time_s=self._reached if np.isfinite(self._reached) else None)
         for node in self.nodes.values():
             node.close()
 
@@ -387,7 +396,7 @@ class Runtime:
             self.nodes[p] = PartnerNode(
                 p, [self.groups[i] for i in gids], self.policy, self.tracker_config, self.fusion_config,
                 self.identities[p], self.trust, self.audit_paths.get(p), gids, self.registration,
-                self.subject_prefix, self._schedule(p),
+                self.subject_prefix, self._schedule(p), self.run_id,
             )
         self._iters = [iter(s) for s in self.sources]
         self._heads: list[np.ndarray | None] = [None] * len(self.sources)
@@ -540,7 +549,13 @@ class Runtime:
             plots=dict(self.plot_counts),
             messages={"published": int(published), "delivered": int(delivered),
                       "accepted": int(sum(n.verifier.counts.get("accepted", 0) for n in nodes.values()))},
-            rejected={p: {k: int(v) for k, v in n.verifier.counts.items() if k != "accepted"} for p, n in nodes.items()},
+            rejected={
+                p: {
+                    **{k: int(v) for k, v in n.verifier.counts.items() if k != "accepted"},
+                    **{f"{k}_rows": int(v) for k, v in n.verifier.dropped_rows.items()},
+                }
+                for p, n in nodes.items()
+            },
             sink_errors=dict(self.sinks.errors),
             tracker_stats={f"{g.partner}#{g.index}": dict(tr.stats) for n in nodes.values()
                            for g, tr in zip(n.groups, n.trackers, strict=True)},

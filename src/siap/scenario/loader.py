@@ -5,6 +5,7 @@ Message format: ``<file>: <field.path>: <what was expected> (got <value>)``.
 
 from __future__ import annotations
 
+import math
 from importlib import resources
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 from siap.errors import ConfigError
 from siap.scenario.models import Scenario, TrajectoryFileTarget
 
-__all__ = ["load_scenario", "builtin_names", "builtin_path", "DEFAULT_SCENARIO"]
+__all__ = ["load_scenario", "check_scenario", "builtin_names", "builtin_path", "DEFAULT_SCENARIO"]
 
 DEFAULT_SCENARIO = "pacific"
 
@@ -114,6 +115,8 @@ def load_scenario(name_or_path: str | Path = DEFAULT_SCENARIO, *, seed: int | No
         raise ConfigError(f"{file}: {where}: valid YAML (got a syntax error: {_short(problem)})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: (file): a readable UTF-8 text file (got {type(exc).__name__})") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: (top level): a YAML document of sensible depth (got one nested too deep)") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: (top level): a mapping of scenario fields (got {_short(raw)})")
     if seed is not None:
@@ -124,9 +127,46 @@ def load_scenario(name_or_path: str | Path = DEFAULT_SCENARIO, *, seed: int | No
         scenario = Scenario.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_format_validation(file, exc)) from None
+    except RecursionError:
+        raise ConfigError(f"{file}: (top level): a scenario of sensible depth (got one nested too deep)") from None
     scenario.source_path = path.resolve()
-    _cross_check(file, scenario)
+    check_scenario(scenario, file)
     return scenario
+
+
+# What one scenario may ask a run to do (bounded so a typo cannot exhaust memory or run for days).
+MAX_TRUTH_STEPS = 200_000  # per target: duration_s / truth_step_s
+MAX_FALSE_ALARMS = 20_000_000  # radar false-alarm plots over the run, all radars
+MAX_SCANS = 2_000_000  # radar scans (or ADS-B report rounds) over the run, per sensor
+
+
+def check_scenario(scenario: Scenario, file: str) -> None:
+    """Cross-field checks and the work budget; ConfigError (one line) for the first problem.
+
+    Run again after any override (``--duration-s``), which bypasses the model's validation.
+    """
+    if not (math.isfinite(scenario.duration_s) and 0 < scenario.duration_s <= 86400):
+        raise ConfigError(f"{file}: duration_s: a duration in (0, 86400] s (got {scenario.duration_s})")
+    _cross_check(file, scenario)
+    steps = scenario.duration_s / scenario.truth_step_s
+    if steps > MAX_TRUTH_STEPS:
+        raise ConfigError(
+            f"{file}: truth_step_s: at most {MAX_TRUTH_STEPS} truth steps over duration_s (got "
+            f"{scenario.duration_s:g} s / {scenario.truth_step_s:g} s = {steps:.3g}); use a larger step or a shorter run"
+        )
+    total_fa = 0.0
+    for i, s in enumerate(scenario.sensors):
+        period = s.report_interval_s if s.type == "adsb_receiver" else s.scan_period_s
+        scans = scenario.duration_s / period
+        if scans > MAX_SCANS:
+            field = "report_interval_s" if s.type == "adsb_receiver" else "scan_period_s"
+            raise ConfigError(f"{file}: sensors[{i}].{field}: at most {MAX_SCANS} scans over the run (got {scans:.3g})")
+        total_fa += scans * getattr(s, "false_alarms_per_scan", 0.0)
+        if total_fa > MAX_FALSE_ALARMS:
+            raise ConfigError(
+                f"{file}: sensors[{i}].false_alarms_per_scan: at most {MAX_FALSE_ALARMS} false-alarm plots over the run, "
+                f"all radars together (got {total_fa:.3g} by this sensor)"
+            )
 
 
 def _cross_check(file: str, scenario: Scenario) -> None:

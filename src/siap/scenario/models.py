@@ -47,7 +47,8 @@ _ISO3 = re.compile(r"^[A-Z]{3}$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False)
+    # NaN and infinity are never a meaningful scenario value: refuse them everywhere
+    model_config = ConfigDict(extra="forbid", frozen=False, validate_assignment=False, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------------------------
@@ -121,10 +122,10 @@ class Bias(_Model):
     plus ``time_s``.
     """
 
-    range_m: float = 0.0
-    azimuth_deg: float = 0.0
-    elevation_deg: float = 0.0
-    time_s: float = 0.0
+    range_m: float = Field(0.0, ge=-100_000, le=100_000)
+    azimuth_deg: float = Field(0.0, ge=-180, le=180)
+    elevation_deg: float = Field(0.0, ge=-90, le=90)
+    time_s: float = Field(0.0, ge=-3600, le=3600)
 
 
 class Detection(_Model):
@@ -160,11 +161,11 @@ class _RadarCommon(_Model):
     min_range_km: float = Field(0.0, ge=0)
     min_elevation_deg: float = Field(0.0, ge=-90, le=90)
     max_elevation_deg: float = Field(60.0, ge=-90, le=90)
-    range_sigma_m: float = Field(ge=0)
-    azimuth_sigma_deg: float = Field(ge=0)
-    elevation_sigma_deg: float = Field(0.3, ge=0)
+    range_sigma_m: float = Field(ge=0, le=100_000)
+    azimuth_sigma_deg: float = Field(ge=0, le=90)
+    elevation_sigma_deg: float = Field(0.3, ge=0, le=90)
     detection: Detection
-    false_alarms_per_scan: float = Field(0.0, ge=0)
+    false_alarms_per_scan: float = Field(0.0, ge=0, le=1_000_000)
     ssr: Secondary | None = None
     bias: Bias = Field(default_factory=Bias)
 
@@ -234,7 +235,7 @@ class AdsbReceiver(_Model):
     alt_m: float = Field(0.0, ge=-500, le=9000)
     max_range_km: float = Field(400.0, gt=0, le=1000)
     report_interval_s: float = Field(1.0, gt=0, le=60)
-    jitter_s: float = Field(0.2, ge=0)
+    jitter_s: float = Field(0.2, ge=0, le=60)
     reception_probability: float = Field(0.95, gt=0, le=1)
 
     @model_validator(mode="after")
@@ -400,7 +401,7 @@ class TrajectoryFileTarget(_Model):
     format: Literal["auto", "traffic", "opensky_csv"] = "auto"
     adsb_fraction: float = Field(1.0, ge=0, le=1)
     nacp: int = Field(9, ge=1, le=11)
-    max_gap_s: float = Field(60.0, gt=0)
+    max_gap_s: float = Field(60.0, gt=0, le=86400)
 
 
 Target = Annotated[
@@ -416,7 +417,7 @@ class Scenario(_Model):
     description: str = ""
     start_time_utc: datetime
     duration_s: float = Field(gt=0, le=86400)
-    seed: int = 0
+    seed: int = Field(0, ge=0, lt=2**63)
     truth_step_s: float = Field(1.0, gt=0, le=60)
     origin: Origin
     partners: list[Partner] = Field(min_length=1)

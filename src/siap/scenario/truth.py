@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from siap.errors import InputError
 from siap.scenario.kinematics import (
     GEOD,
     FlightPlan,
@@ -121,8 +122,18 @@ def build_truth(scenario: Scenario, progress=None) -> TruthGrid:
             blocks.append(("plans", list(range(start, len(plans)))))
         elif isinstance(spec, TrajectoryFileTarget):
             ts = load_trajectories(resolve_path(scenario, spec.path), format=spec.format, max_gap_s=spec.max_gap_s)
+            loaded = len(ts)
             ts = ts.window(t0, times[-1])
             n = len(ts)
+            if n == 0:
+                why = (
+                    f"none of its {loaded} flights overlaps the scenario window" if loaded
+                    else f"no flight of 2+ usable points (dropped points: {ts.dropped or 'none'})"
+                )
+                raise InputError(
+                    f"{resolve_path(scenario, spec.path)}: targets[{ti}]: expected trajectories with usable truth "
+                    f"between {t0:.0f} and {float(times[-1]):.0f} (Unix s); {why}"
+                )
             lat = np.full((n, n_steps), np.nan)
             lon = np.full((n, n_steps), np.nan)
             alt = np.full((n, n_steps), np.nan)

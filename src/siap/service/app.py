@@ -33,10 +33,12 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections import deque
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
+from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
@@ -51,6 +53,7 @@ from siap.service.hub import PictureHub, View, delta_frame
 from siap.service.live import LiveSource
 from siap.service.tracks import Identifier
 from siap.sharing.audit import AuditLog
+from siap.sharing.signing import NodeIdentity, TrustStore
 
 __all__ = ["create_app", "Principal"]
 
@@ -85,7 +88,19 @@ class _Service:
         self.source = source
         self.config = config
         self.hub = hub
-        self.audit = AuditLog(config.audit_log)
+        # The service is a node of its own: its own keys sign its audit log, bound to this run.
+        # Its public key (with a fingerprint to compare) is written beside the log for the
+        # operator to pin elsewhere; the log's signed head is in AUDIT.head (siap.sharing.audit).
+        operator = config.operator or (list(source.partners)[0] if list(source.partners) else "JPN")
+        self.identity = NodeIdentity.generate("siap-service", operator)
+        self.run_id = uuid.uuid4().hex[:16]
+        self.audit = AuditLog(config.audit_log, identity=self.identity, run_id=self.run_id)
+        self.trust = TrustStore([self.identity])
+        self.trust.save(Path(str(config.audit_log) + ".trust.yaml"))
+        log.info(
+            "service audit log %s: node siap-service, run %s, key fingerprint %s",
+            config.audit_log, self.run_id, self.identity.trusted().fingerprint,
+        )
         self._tokens = [(tok, Principal("partner", p)) for p, tok in config.tokens.items()]
         self._tokens += [(tok, Principal("admin", None)) for tok in config.admin_tokens]
         self._metrics_cache: dict[str, tuple[int, dict]] = {}

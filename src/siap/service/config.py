@@ -48,6 +48,7 @@ class ServiceConfig(BaseModel):
     send_timeout_s: float = Field(30.0, gt=0, description="drop a client that takes longer to accept a frame (s)")
     control_queue: int = Field(16, ge=1, le=1000, description="replies (pong, errors) queued per client; more are dropped")
     audit_log: Path = Field(Path("out/service/audit-service.jsonl"), description="audit log of refusals and control actions")
+    operator: str | None = Field(None, description="partner code of the nation operating the service (signs its audit log; default: the first partner)")
     identification: tuple[IdentityRule, ...] = Field(DEFAULT_RULES, description="affiliation rules, first match wins")
     default_affiliation: Affiliation = "unknown"
 

@@ -6,9 +6,9 @@ Typical use::
 
     policy = load_policy("pacific")
     mine = release(tracks, "AUS", policy, audit=audit_log)       # rows AUS may see, logged
-    for env in Signer(identity).sign_batch(mine):                # one envelope per label
+    for env in Signer(identity).sign_batch(mine, recipient="AUS"):  # one envelope per label
         bus.publish(env.to_bytes())
-    batch = Verifier(trust_store, policy).verify(data, now_s)    # RejectedMessage if refused
+    batch = Verifier(trust_store, policy, recipient="AUS").verify(data, now_s)  # or RejectedMessage
 
 See docs/security.md for the label model, the policy file, the envelope byte layout, the threat
 model and the audit chain.

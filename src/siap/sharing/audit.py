@@ -1,42 +1,37 @@
-"""Append-only, hash-chained (and optionally signed) audit log of what was released or refused.
+"""Append-only, hash-chained, signed audit log of what was released or refused, that an
+inspector can check against anchors the log's writer does not control.
 
 File format: JSON Lines, one entry per line, each written in canonical form (UTF-8, keys sorted,
 separators ``,`` and ``:``, no NaN)::
 
-    {"details":{...},"hash":"<hex>","kind":"release","node":"jpn-node-1","prev_hash":"<hex>",
+    {"details":{...},"hash":"<hex>","kind":"release","node":"JPN-node","prev_hash":"<hex>",
      "seq":0,"sig":"<base64>","time_s":1767225600.0}
 
 * ``seq`` is the entry's position: 0, 1, 2, ... with no gaps.
-* ``prev_hash`` is the previous entry's ``hash`` (64 zeros for entry 0).
+* ``prev_hash`` is the previous entry's ``hash``; for entry 0 it is the log's *genesis*:
+  SHA-256(``b"siap.sharing.audit.genesis.v2\\x00" + node + b"\\x00" + run``), so every hash of
+  the chain binds the node that writes it and the run it belongs to (:func:`genesis_hash`).
 * ``hash`` = SHA-256 of the canonical JSON of the entry without ``hash`` and ``sig``.
-* ``sig`` (present when the log is written with a :class:`NodeIdentity`) = Ed25519 over
-  ``b"siap.sharing.audit.entry.v1\\x00" + bytes.fromhex(hash)``; ``node`` names the signer.
+* ``sig`` = Ed25519 by the node over ``b"siap.sharing.audit.entry.v1\\x00" + bytes.fromhex(hash)``;
+  ``node`` names the signer and must be the log's node in every entry.
 
-Next to ``LOG`` the writer keeps ``LOG.head``: the seq and hash of the last entry, rewritten
-atomically after every append and, with an identity, signed over
-``b"siap.sharing.audit.head.v1\\x00" + u64be(seq) + bytes.fromhex(hash)`` (a different domain
-than entries, so an entry's signature cannot be passed off as a head).
+A *head* (:class:`AuditHead`) is the node, run, seq and hash of the last entry, signed over
+``b"siap.sharing.audit.head.v2\\x00" + u8 len(node) + node + u8 len(run) + run + u64be(seq) +
+hash`` (a domain of its own: an entry signature cannot pass for a head). The writer keeps a copy
+in ``LOG.head`` for convenience; verification never trusts what lies beside the log. Heads are
+anchored elsewhere: given to :func:`verify_audit_log` explicitly (``heads``), or recorded as
+``peer_head`` entries in other nodes' logs (``anchors``; :meth:`AuditLog.record_peer_head`, done
+by every coalition node at the end of a run).
 
-What :func:`verify_audit_log` detects (``first_bad_seq`` is the position of the first entry that
-fails; for a truncated tail it is the first missing seq):
-
-* any field of any entry altered, an entry removed, two entries swapped, a forged entry
-  inserted: always detected. Without a trust store the chain alone catches it at the altered
-  entry, except when the forger also recomputed that entry's hash, which is then caught at the
-  *next* entry (its ``prev_hash`` no longer matches); with a trust store every entry must carry
-  a valid signature by a trusted node, so it is caught at the forged entry itself.
-* the whole chain rewritten consistently: detected only with a trust store (signatures), or
-  when the rewritten tail disagrees with the head file or an external checkpoint.
-* the tail truncated: detected when the head file still records a later entry, or when a
-  checkpoint (:class:`AuditHead`, e.g. one published to a peer) names an entry that is missing.
-  With a trust store the head file is required and must be signed.
-* entries appended after the head file's last entry (by anyone but the writer): detected at the
-  first of them. (A writer that stops between writing an entry and its head shows the same.)
-
-Not detected: truncation together with restoring an *older* genuine head file (rollback) unless
-an external checkpoint newer than it is given; deletion of the whole log and head; anything done
-by someone who holds the node's private key; a log written without an identity and rewritten
-together with its head.
+:func:`verify_audit_log` takes the trust anchor from the caller (the verifier's own pinned
+keys), the node and the run the log must belong to. It finds (each tested, see
+docs/security.md): an entry edited (any byte), deleted, swapped or inserted; the tail truncated
+or entries appended after the last anchored head; the chain rewritten and re-signed with another
+key (whatever trust file lies beside the log); a genuine log of another node, or of another run
+of the same node, put in its place; a log with no anchor at all is not accepted
+(``require_anchor``). Not detected: anything done by someone holding the node's private key
+*before* a head was anchored elsewhere; entries after the last anchored head other than
+``peer_head`` entries are reported as unanchored.
 """
 
 from __future__ import annotations
@@ -61,13 +56,36 @@ from siap.errors import InputError
 from siap.sharing.labels import Label
 from siap.sharing.signing import NodeIdentity, TrustStore
 
-__all__ = ["AuditLog", "AuditHead", "AuditVerification", "verify_audit_log", "read_head", "canonical_json"]
+__all__ = [
+    "AuditLog",
+    "AuditHead",
+    "AuditVerification",
+    "verify_audit_log",
+    "verify_coalition_audit",
+    "peer_heads",
+    "read_head",
+    "genesis_hash",
+    "canonical_json",
+]
 
 ENTRY_DOMAIN = b"siap.sharing.audit.entry.v1\x00"
-HEAD_DOMAIN = b"siap.sharing.audit.head.v1\x00"
-GENESIS_HASH = "0" * 64
+HEAD_DOMAIN = b"siap.sharing.audit.head.v2\x00"
+GENESIS_DOMAIN = b"siap.sharing.audit.genesis.v2\x00"
+PEER_HEAD_KIND = "peer_head"
 _KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
-_FIELDS = {"seq", "time_s", "kind", "details", "node", "prev_hash", "hash"}
+_RUN_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_FIELDS = {"seq", "time_s", "kind", "details", "node", "prev_hash", "hash", "sig"}
+
+
+def genesis_hash(node: str, run_id: str) -> str:
+    """``prev_hash`` of entry 0 of node ``node``'s log of run ``run_id`` (binds the chain to both)."""
+    return hashlib.sha256(GENESIS_DOMAIN + node.encode("ascii") + b"\x00" + run_id.encode("ascii")).hexdigest()
+
+
+def _check_run_id(run_id: str) -> str:
+    if not isinstance(run_id, str) or not _RUN_RE.match(run_id):
+        raise ValueError(f"bad run id {run_id!r}; expected 1-64 of A-Z a-z 0-9 _ . -")
+    return run_id
 
 
 def canonical_json(obj: Any) -> bytes:
@@ -94,55 +112,71 @@ def _entry_hash(entry: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
-def _head_message(seq: int, hash_hex: str) -> bytes:
-    return HEAD_DOMAIN + struct.pack(">Q", seq) + bytes.fromhex(hash_hex)
+def _head_message(node: str, run_id: str, seq: int, hash_hex: str) -> bytes:
+    nb, rb = node.encode("ascii"), run_id.encode("ascii")
+    return HEAD_DOMAIN + bytes([len(nb)]) + nb + bytes([len(rb)]) + rb + struct.pack(">Q", seq) + bytes.fromhex(hash_hex)
 
 
 @dataclass(frozen=True)
 class AuditHead:
-    """The seq and hash of a log's last entry, optionally signed (a checkpoint)."""
+    """Node, run, seq and hash of a log's last entry, signed by the node (a checkpoint)."""
 
+    node: str
+    run: str
     seq: int
     hash: str
-    node: str | None = None
-    sig: str | None = None
+    sig: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "run": self.run, "seq": self.seq, "hash": self.hash, "sig": self.sig}
 
     def to_json(self) -> bytes:
-        d: dict[str, Any] = {"seq": self.seq, "hash": self.hash}
-        if self.node is not None:
-            d["node"] = self.node
-        if self.sig is not None:
-            d["sig"] = self.sig
-        return canonical_json(d) + b"\n"
+        return canonical_json(self.as_dict()) + b"\n"
+
+    @classmethod
+    def from_dict(cls, d: Any, where: str) -> AuditHead:
+        """ValueError (naming ``where``) unless ``d`` has exactly the fields of a head."""
+        if not isinstance(d, dict) or set(d) != {"node", "run", "seq", "hash", "sig"}:
+            raise ValueError(f"{where}: expected an object with exactly node, run, seq, hash, sig")
+        if not isinstance(d["seq"], int) or isinstance(d["seq"], bool) or d["seq"] < 0:
+            raise ValueError(f"{where}: seq: expected a non-negative integer")
+        if not isinstance(d["hash"], str) or not re.fullmatch(r"[0-9a-f]{64}", d["hash"]):
+            raise ValueError(f"{where}: hash: expected 64 lower-case hex digits")
+        if not all(isinstance(d[k], str) for k in ("node", "run", "sig")) or not _RUN_RE.match(d["run"]):
+            raise ValueError(f"{where}: node, run, sig: expected text (run: 1-64 of A-Z a-z 0-9 _ . -)")
+        if not d["node"].isascii():
+            raise ValueError(f"{where}: node: expected ASCII")
+        return cls(d["node"], d["run"], d["seq"], d["hash"], d["sig"])
 
 
-def read_head(path: str | Path) -> AuditHead | None:
-    """The head file of log ``path`` (``path.head``), or None if there is none.
+def read_head(path: str | Path) -> AuditHead:
+    """A head saved as JSON (e.g. a copy of ``LOG.head`` kept by an inspector or a peer).
 
-    ValueError if it exists but is malformed.
+    ValueError (one line, naming the file) if it cannot be read or is not a head.
     """
-    hp = Path(str(path) + ".head")
-    if not hp.exists():
-        return None
-    d = json.loads(hp.read_text(encoding="utf-8"))
-    if not isinstance(d, dict) or not {"seq", "hash"} <= set(d) <= {"seq", "hash", "node", "sig"}:
-        raise ValueError(f"{hp}: expected an object with seq, hash[, node, sig]")
-    if not isinstance(d["seq"], int) or not re.fullmatch(r"[0-9a-f]{64}", str(d["hash"])):
-        raise ValueError(f"{hp}: seq must be an integer and hash 64 hex digits")
-    return AuditHead(d["seq"], d["hash"], d.get("node"), d.get("sig"))
+    p = Path(path)
+    try:
+        d = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{p}: expected a siap audit head (JSON) ({e})") from None
+    return AuditHead.from_dict(d, str(p))
 
 
 class AuditLog:
-    """Append-only audit log writer (thread-safe). Reopening continues the existing chain.
+    """Append-only audit log writer (thread-safe) of node ``identity`` for run ``run_id``.
 
-    ``identity`` signs every entry and the head file. ``fsync`` forces each append to disk.
-    One writer per file: two processes appending to the same log break the chain (verify
-    reports it). ``time_s`` is the entry's own field, so it cannot be a detail name.
+    Reopening continues the existing chain (InputError if the file belongs to another node or
+    run, or its tail is damaged). ``fsync`` forces each append to disk. One writer per file.
+    ``time_s`` is the entry's own field, so it cannot be a detail name.
     """
 
-    def __init__(self, path: str | Path, identity: NodeIdentity | None = None, fsync: bool = False) -> None:
+    def __init__(self, path: str | Path, identity: NodeIdentity, run_id: str, fsync: bool = False) -> None:
+        if not isinstance(identity, NodeIdentity):
+            raise TypeError("an audit log is written by a node: pass its NodeIdentity")
         self.path = Path(path)
         self.identity = identity
+        self.run_id = _check_run_id(run_id)
+        self.genesis = genesis_hash(identity.node_id, run_id)
         self.fsync = fsync
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,8 +185,9 @@ class AuditLog:
 
     def _resume(self) -> tuple[int, str]:
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return 0, GENESIS_HASH
+            return 0, self.genesis
         with open(self.path, "rb") as fh:
+            first = fh.readline()
             fh.seek(0, os.SEEK_END)
             end = fh.tell()
             chunk, pos = b"", end
@@ -161,6 +196,16 @@ class AuditLog:
                 pos -= step
                 fh.seek(pos)
                 chunk = fh.read(step) + chunk
+        try:
+            e0 = json.loads(first)
+            ours = isinstance(e0, dict) and e0.get("prev_hash") == self.genesis and e0.get("node") == self.identity.node_id
+        except ValueError:
+            ours = False
+        if not ours:
+            raise InputError(
+                f"{self.path}: seq 0: expected a log of node {self.identity.node_id} run {self.run_id} "
+                "(this file belongs to another node or run; use a new file)"
+            )
         if not chunk.endswith(b"\n"):
             raise InputError(f"{self.path}: last entry: expected a complete line (file ends mid-entry; run verify)")
         last = chunk.rstrip(b"\n").rsplit(b"\n", 1)[-1]
@@ -190,13 +235,12 @@ class AuditLog:
                 "time_s": t,
                 "kind": kind,
                 "details": details_n,
-                "node": self.identity.node_id if self.identity else None,
+                "node": self.identity.node_id,
                 "prev_hash": self._last_hash,
             }
             entry["hash"] = _entry_hash(entry)
-            if self.identity is not None:
-                sig = self.identity.sign(ENTRY_DOMAIN + bytes.fromhex(entry["hash"]))
-                entry["sig"] = base64.b64encode(sig).decode("ascii")
+            sig = self.identity.sign(ENTRY_DOMAIN + bytes.fromhex(entry["hash"]))
+            entry["sig"] = base64.b64encode(sig).decode("ascii")
             self._fh.write(canonical_json(entry).decode("utf-8") + "\n")
             self._fh.flush()
             if self.fsync:
@@ -206,15 +250,19 @@ class AuditLog:
             self._write_head()
         return entry
 
+    def record_peer_head(self, head: AuditHead, time_s: float | None = None) -> dict[str, Any]:
+        """Record another node's head in this log (a ``peer_head`` entry): this log becomes an
+        anchor for that one (``verify_audit_log(..., anchors=[this log])``)."""
+        return self.append(PEER_HEAD_KIND, time_s=time_s, head=head.as_dict())
+
     def head(self) -> AuditHead | None:
-        """Signed (with an identity) checkpoint of the last entry, e.g. to publish to a peer."""
+        """Signed checkpoint of the last entry, to hand to a peer or an inspector."""
         if self._next_seq == 0:
             return None
         seq, h = self._next_seq - 1, self._last_hash
-        if self.identity is None:
-            return AuditHead(seq, h)
-        sig = base64.b64encode(self.identity.sign(_head_message(seq, h))).decode("ascii")
-        return AuditHead(seq, h, self.identity.node_id, sig)
+        node = self.identity.node_id
+        sig = base64.b64encode(self.identity.sign(_head_message(node, self.run_id, seq, h))).decode("ascii")
+        return AuditHead(node, self.run_id, seq, h, sig)
 
     def _write_head(self) -> None:
         head = self.head()
@@ -240,62 +288,129 @@ class AuditVerification:
 
     ``entries``: number of entries that verified before the first failure (all of them when
     ``ok``); ``first_bad_seq``: position of the first bad entry (first missing seq for a
-    truncated tail), None when ``ok``; ``reason``: one line.
+    truncated tail), None when ``ok``; ``reason``: one line; ``anchored_seq``: the highest seq
+    an anchor vouches for (None if none).
     """
 
     ok: bool
     entries: int
     first_bad_seq: int | None
     reason: str
+    anchored_seq: int | None = None
 
 
-def _check_sig(sig_b64: Any, node: Any, message: bytes, trust_store: TrustStore) -> str | None:
-    if not sig_b64 or not node:
+def _check_sig(sig_b64: Any, node: str, message: bytes, trust_store: TrustStore) -> str | None:
+    if not sig_b64:
         return "unsigned"
-    trusted = trust_store.get(str(node))
+    trusted = trust_store.get(node)
     if trusted is None:
-        return f"signed by unknown node {node!r}"
+        return f"node {node!r} is not in the trust store"
     try:
         sig = base64.b64decode(str(sig_b64), validate=True)
         if base64.b64encode(sig).decode("ascii") != sig_b64:
             raise ValueError("non-canonical base64")
         trusted.public_key.verify(sig, message)
     except (InvalidSignature, ValueError):
-        return f"signature does not verify with the key of {node!r}"
+        return f"signature does not verify with the pinned key of {node!r}"
     return None
 
 
-def verify_audit_log(
-    path: str | Path, trust_store: TrustStore | None = None, checkpoint: AuditHead | None = None
-) -> AuditVerification:
-    """Check the chain, the signatures (with ``trust_store``), the head file and ``checkpoint``.
+def _head_signature_error(h: AuditHead, trust_store: TrustStore) -> str | None:
+    try:
+        msg = _head_message(h.node, h.run, h.seq, h.hash)
+    except (ValueError, UnicodeEncodeError, struct.error):
+        return "malformed head"
+    return _check_sig(h.sig, h.node, msg, trust_store)
 
-    See the module docstring for exactly what is and is not detected.
-    """
-    p = Path(path)
+
+def _read_entries(p: Path) -> tuple[list[bytes], bytes] | str:
     try:
         raw = p.read_bytes()
     except OSError as e:
-        return AuditVerification(False, 0, 0, f"cannot read {p}: {e.strerror}")
+        return f"cannot read {p}: {e.strerror}"
+    lines = raw.split(b"\n")
+    partial = lines.pop()  # b"" when the file ends with a newline (or is empty)
+    return lines, partial
+
+
+def peer_heads(anchor: str | Path, trust_store: TrustStore, node: str, run_id: str) -> list[AuditHead]:
+    """The genuine heads of ``node``'s log of ``run_id`` recorded in the log ``anchor`` (another
+    node's): ``peer_head`` entries whose own entry signature is by the anchor's writer and whose
+    head signature is by ``node`` (both with pinned keys). Unreadable lines are skipped: the
+    anchor log is verified on its own."""
+    got = _read_entries(Path(anchor))
+    if isinstance(got, str):
+        return []
+    out = []
+    for line in got[0]:
+        try:
+            e = json.loads(line)
+            if not isinstance(e, dict) or e.get("kind") != PEER_HEAD_KIND or e.get("node") == node:
+                continue
+            if e.get("hash") != _entry_hash(e) or _check_sig(
+                e.get("sig"), str(e.get("node")), ENTRY_DOMAIN + bytes.fromhex(e["hash"]), trust_store
+            ):
+                continue
+            h = AuditHead.from_dict(e["details"]["head"], "peer_head")
+        except (ValueError, TypeError, KeyError):
+            continue
+        if h.node == node and h.run == run_id and _head_signature_error(h, trust_store) is None:
+            out.append(h)
+    return out
+
+
+def verify_audit_log(
+    path: str | Path,
+    trust_store: TrustStore,
+    *,
+    node: str,
+    run_id: str,
+    heads: tuple[AuditHead, ...] | list[AuditHead] = (),
+    anchors: tuple[str | Path, ...] | list[str | Path] = (),
+    require_anchor: bool = True,
+) -> AuditVerification:
+    """Check ``node``'s log of run ``run_id`` at ``path``: chain, order, canonical form, every
+    signature against ``trust_store`` (the verifier's own pinned keys, never a file beside the
+    log), then against the anchored heads: ``heads`` given explicitly and the ``peer_head``
+    entries for this log in the ``anchors`` (other nodes' logs).
+
+    Every head must match the chain; the newest must be the last entry (entries after it are
+    accepted only if they are ``peer_head`` records, which carry no release decision) and no head
+    may lie beyond the end (truncation). With ``require_anchor`` a log with no head anchored
+    anywhere is not ok (its tail could be cut unnoticed).
+    """
+    p = Path(path)
+    if trust_store.get(node) is None:
+        return AuditVerification(False, 0, 0, f"node {node!r} is not in the trust store: no key to verify its log with")
+    got = _read_entries(p)
+    if isinstance(got, str):
+        return AuditVerification(False, 0, 0, got)
+    lines, partial = got
 
     def bad(n: int, seq: int, why: str) -> AuditVerification:
         return AuditVerification(False, n, seq, f"seq {seq}: {why}")
 
-    lines = raw.split(b"\n")
-    partial = lines.pop()  # b"" when the file ends with a newline (or is empty)
-    prev = GENESIS_HASH
+    prev = genesis_hash(node, run_id)
     hashes: list[str] = []
+    kinds: list[str] = []
     for i, line in enumerate(lines):
         try:
             entry = json.loads(line)
         except ValueError:
             return bad(i, i, "not valid JSON")
-        if not isinstance(entry, dict) or not _FIELDS <= set(entry) <= _FIELDS | {"sig"}:
-            return bad(i, i, f"expected the fields {sorted(_FIELDS)} (+ sig)")
+        if not isinstance(entry, dict) or set(entry) != _FIELDS:
+            return bad(i, i, f"expected exactly the fields {sorted(_FIELDS)}")
         if entry["seq"] != i or isinstance(entry["seq"], bool):
             return bad(i, i, f"entry at this position has seq {entry['seq']!r}: an entry was removed, inserted or reordered")
+        if entry["node"] != node:
+            return bad(i, i, f"written by {entry['node']!r}, expected {node!r}: another node's log or entry")
         if entry["prev_hash"] != prev:
-            return bad(i, i, "prev_hash does not match the previous entry's hash: an entry before it was changed, removed or inserted")
+            why = (
+                f"the chain does not start from node {node!r} run {run_id!r}: a log of another node or run"
+                if i == 0
+                else "prev_hash does not match the previous entry's hash: an entry before it was changed, removed or inserted"
+            )
+            return bad(i, i, why)
         try:
             recomputed = _entry_hash(entry)
         except ValueError:
@@ -304,38 +419,53 @@ def verify_audit_log(
             return bad(i, i, "hash does not match the entry's content: the entry was altered")
         if canonical_json(entry) != line:
             return bad(i, i, "entry is not written in canonical form: the line was altered")
-        if trust_store is not None:
-            why = _check_sig(entry.get("sig"), entry.get("node"), ENTRY_DOMAIN + bytes.fromhex(recomputed), trust_store)
-            if why:
-                return bad(i, i, f"entry signature: {why}")
+        why = _check_sig(entry.get("sig"), node, ENTRY_DOMAIN + bytes.fromhex(recomputed), trust_store)
+        if why:
+            return bad(i, i, f"entry signature: {why}")
         prev = recomputed
         hashes.append(recomputed)
+        kinds.append(str(entry["kind"]))
     n = len(hashes)
     if partial:
         return bad(n, n, "incomplete last line (no newline): a write was cut short or the tail was truncated")
-    try:
-        head = read_head(p)
-    except ValueError as e:
-        return AuditVerification(False, n, n, f"head file: {e}")
-    if head is None and trust_store is not None and n > 0:
-        return AuditVerification(False, n, n, "head file is missing (required with a trust store)")
-    for name, ck in (("head file", head), ("checkpoint", checkpoint)):
-        if ck is None:
-            continue
-        if trust_store is not None and (name == "head file" or ck.sig is not None):
-            why = _check_sig(ck.sig, ck.node, _head_message(ck.seq, ck.hash), trust_store)
-            if why:
-                return AuditVerification(False, n, n, f"head file signature: {why}")
-        if ck.seq >= n:
+    checkpoints: list[tuple[str, AuditHead]] = []
+    for h in heads:
+        if (h.node, h.run) != (node, run_id):
+            return AuditVerification(False, n, n, f"given head is of node {h.node!r} run {h.run!r}, not of this log")
+        why = _head_signature_error(h, trust_store)
+        if why:
+            return AuditVerification(False, n, n, f"given head signature: {why}")
+        checkpoints.append(("given head", h))
+    for a in anchors:
+        checkpoints += [(f"head recorded in {Path(a).name}", h) for h in peer_heads(a, trust_store, node, run_id)]
+    if not checkpoints:
+        if require_anchor:
             return AuditVerification(
-                False, n, n, f"seq {n}: log ends at seq {n - 1} but the {name} records seq {ck.seq}: tail truncated"
+                False, n, n, "no head anchored outside the log (pass a head or a peer's log): truncation could not be detected"
             )
+        return AuditVerification(True, n, None, f"{n} entries verified with signatures (unanchored)")
+    for where, ck in checkpoints:
+        if ck.seq >= n:
+            return AuditVerification(False, n, n, f"seq {n}: log ends at seq {n - 1} but the {where} records seq {ck.seq}: tail truncated")
         if hashes[ck.seq] != ck.hash:
-            return bad(ck.seq, ck.seq, f"hash differs from the {name}: the chain was rewritten")
-        if name == "head file" and ck.seq < n - 1:
-            return bad(
-                ck.seq + 1, ck.seq + 1,
-                f"{n - 1 - ck.seq} entries after the last one the head file records: appended by someone "
-                "other than the writer (or the writer stopped between writing the entry and the head)",
-            )
-    return AuditVerification(True, n, None, f"{n} entries verified" + (" with signatures" if trust_store else ""))
+            return bad(ck.seq, ck.seq, f"hash differs from the {where}: the chain was rewritten")
+    top = max(ck.seq for _, ck in checkpoints)
+    extra = [i for i in range(top + 1, n) if kinds[i] != PEER_HEAD_KIND]
+    if extra:
+        return AuditVerification(
+            False, extra[0], extra[0],
+            f"seq {extra[0]}: {n - 1 - top} entries after the last anchored head (seq {top}): appended, or not yet anchored",
+            top,
+        )
+    return AuditVerification(True, n, None, f"{n} entries verified with signatures, anchored up to seq {top}", top)
+
+
+def verify_coalition_audit(
+    logs: dict[str, str | Path], trust_store: TrustStore, run_id: str
+) -> dict[str, AuditVerification]:
+    """Verify every node's log of a run (``logs``: node id -> path), each anchored by the heads
+    the others recorded of it."""
+    return {
+        node: verify_audit_log(path, trust_store, node=node, run_id=run_id, anchors=[q for m, q in logs.items() if m != node])
+        for node, path in logs.items()
+    }

@@ -221,6 +221,22 @@ class Policy:
         """The partner owning ``sensor_id``, or None if the policy does not know the sensor."""
         return self._owner.get(sensor_id)
 
+    def check_scenario_sensors(self, owners: dict[str, str], where: str | None = None) -> None:
+        """ConfigError unless every sensor of a scenario (``owners``: sensor id -> the partner
+        the scenario gives it) is declared in this policy under the same partner. A policy that
+        gives a sensor to another owner than the scenario does is an error, never a silent
+        reassignment (it would change who may release that sensor's data)."""
+        name = where or f"policy {self.name}"
+        for sid, partner in sorted(owners.items()):
+            owner = self.owner_or_none(sid)
+            if owner is None:
+                raise ConfigError(f"{name}: partners.*.sensors.{sid}: expected the scenario's sensor {sid} to be declared")
+            if owner != partner:
+                raise ConfigError(
+                    f"{name}: partners.{owner}.sensors.{sid}: expected under {partner}, the partner the scenario gives it "
+                    f"(the policy gives it to {owner})"
+                )
+
     def sensor_label(self, sensor_id: str) -> Label:
         """Default label of the data of ``sensor_id`` (KeyError if unknown)."""
         self.owner(sensor_id)
@@ -349,11 +365,14 @@ def load_policy(path_or_name: str | Path) -> Policy:
         p = Path(path_or_name)
         try:
             raw = p.read_text(encoding="utf-8")
-        except OSError as e:
-            raise ConfigError(f"{p}: (file): expected a readable policy file (got {e.strerror})") from None
+        except (OSError, UnicodeDecodeError) as e:
+            why = e.strerror if isinstance(e, OSError) else "not UTF-8 text"
+            raise ConfigError(f"{p}: (file): expected a readable policy file (got {why})") from None
         source = str(p)
     try:
         data = yaml.safe_load(raw)
+    except RecursionError:
+        raise ConfigError(f"{source}: (top level): expected a YAML document of sensible depth (nested too deep)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(yaml)"

@@ -21,7 +21,7 @@ class TrackerConfig(BaseModel):
     ``coasting_after_s=3``, ``delete_after_s=8``.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # --- frame -----------------------------------------------------------------------------
     origin_lat_deg: float = Field(
@@ -233,6 +233,10 @@ class TrackerConfig(BaseModel):
             data = yaml.safe_load(p.read_text())
         except FileNotFoundError:
             raise ConfigError(f"{p}: file not found") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{p}: (file): expected a readable UTF-8 YAML file (got {type(exc).__name__})") from None
+        except RecursionError:
+            raise ConfigError(f"{p}: (top level): expected a YAML document of sensible depth (nested too deep)") from None
         except yaml.YAMLError as exc:
             line = getattr(getattr(exc, "problem_mark", None), "line", None)
             where = f"line {line + 1}" if line is not None else "YAML"

@@ -992,9 +992,11 @@ def validate_codes(
             continue
         has_modec = k == RADAR_2D and np.isfinite(alt[p]) and np.isfinite(cov[p, 2, 2])
         lat_bad = (k == ADSB and abs(lat[p]) > 90) or (radar and abs(slat[p]) > 90)
+        lon_bad = (k == ADSB and abs(lon[p]) > 180) or (radar and abs(slon[p]) > 180)
         alt_used = k == ADSB or has_modec
         alt_bad = alt_used and (alt[p] < min_alt or alt[p] > max_alt)
-        if lat_bad or alt_bad:
+        site_bad = radar and (salt[p] < min_alt or salt[p] > max_alt)
+        if lat_bad or lon_bad or alt_bad or site_bad:
             out[p] = 7
             continue
         cmax = 0.0

@@ -50,8 +50,9 @@ def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
 
     Reasons: ``unknown_kind``, ``nan``, ``inf`` (a required field is NaN / infinite),
     ``negative_range``, ``impossible_range`` (zero or beyond ``max_range_m``),
-    ``impossible_angle`` (|elevation| > 90 deg), ``impossible_position`` (latitude beyond 90 deg,
-    altitude outside [min_altitude_m, max_altitude_m]), ``bad_covariance`` (the covariance
+    ``impossible_angle`` (|elevation| > 90 deg), ``impossible_position`` (latitude beyond 90 deg
+    or longitude beyond 180 deg, of the report or of the radar; the report's altitude or the
+    radar's own altitude outside [min_altitude_m, max_altitude_m]), ``bad_covariance`` (the covariance
     block in use is not symmetric positive definite).
     """
     codes = validate_codes(

@@ -62,14 +62,18 @@ def tracks_subject(run_id: str, partner: str) -> str:
 
 
 def make_keys(policy: Policy, out_dir: str | Path) -> Path:
-    """Generate every partner's node key (``OUT/P.pem``, mode 0600) and the public trust store
-    ``OUT/trust.yaml``; returns the trust store path. In a real coalition each partner makes its
-    own key and only public keys are exchanged."""
+    """Generate every partner's node keys, each in its own folder (``OUT/P/P.pem``: folder mode
+    0700, file 0600, never next to another partner's), and the public trust store
+    ``OUT/trust.yaml`` (with fingerprints to compare); returns the trust store path. In a real
+    coalition each partner makes its own keys on its own machine and only public keys are
+    exchanged; this is the one-machine test setup."""
     out = Path(out_dir)
     trust = TrustStore()
     for p in policy.partners:
         identity = NodeIdentity.generate(node_id_for(p), p)
-        identity.save_private_key(out / f"{p}.pem")
+        (out / p).mkdir(parents=True, exist_ok=True)
+        (out / p).chmod(0o700)
+        identity.save_private_key(out / p / f"{p}.pem")
         trust.add(identity)
     trust.save(out / "trust.yaml")
     return out / "trust.yaml"
@@ -176,7 +180,7 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--partner", required=True)
     r.add_argument("--scenario", required=True, help="scenario file or built-in name")
     r.add_argument("--policy", help="policy file or built-in name (default: the scenario's built-in policy)")
-    r.add_argument("--keys", required=True, type=Path, help="directory with P.pem and trust.yaml")
+    r.add_argument("--keys", required=True, type=Path, help="directory with P/P.pem and trust.yaml")
     r.add_argument("--url", default="nats://127.0.0.1:4222")
     r.add_argument("--stream", default="SIAP")
     r.add_argument("--run", default="default", help="run id (use a new one per run)")
@@ -212,11 +216,12 @@ def main(argv: list[str] | None = None) -> int:
         if policy_name is None:
             raise ConfigError(f"scenario {scenario.name}: no built-in policy of that name; pass --policy FILE")
         policy = load_policy(policy_name)
+        policy.check_scenario_sensors({s.id: s.partner for s in scenario.sensors})
         sim = siap.simulate(scenario)
         times = evaluation_times(sim.truth, args.step_s)
         if args.max_steps > 0:
             times = times[: args.max_steps]
-        identity = NodeIdentity.load(args.keys / f"{args.partner}.pem", node_id_for(args.partner), args.partner)
+        identity = NodeIdentity.load(args.keys / args.partner / f"{args.partner}.pem", node_id_for(args.partner), args.partner)
         trust = TrustStore.load(args.keys / "trust.yaml")
         with NatsBus(args.url, args.stream, durable_prefix=f"node-{args.partner}", deliver_new=False,
                      name=f"siap-node-{args.partner}") as bus:
