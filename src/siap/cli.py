@@ -546,12 +546,10 @@ def record_cmd(
     from siap.sharing.policy import load_policy
     from siap.simulation import simulate as run_simulation
 
-    if step_s <= 0:
-        raise InputError("--step-s: expected a number > 0")
+    _positive(step_s, "--step-s")
     sc = load_scenario(scenario, seed=seed)
     if duration_s is not None:
-        if duration_s <= 0:
-            raise InputError("--duration-s: expected a number > 0")
+        _positive(duration_s, "--duration-s")
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
     policy = policy or default_policy_name(sc.name)
     if policy is None:
@@ -721,6 +719,8 @@ def asterix_listen(
     """Record a live ASTERIX feed (UDP, unicast or multicast) as plots until it goes quiet."""
     from siap import records
     from siap.formats.asterix import AsterixUdpSource, drop_summary
+
+    _positive(idle_timeout_s, "--idle-timeout-s")
 
     try:
         src = AsterixUdpSource(_asterix_sites(sites), port, host=host, group=group, interface=interface,
