@@ -216,7 +216,7 @@ def test_snapshot_fields_are_consistent():
     assert set(",".join(snap["sources"]).split(",")) <= {"R3D", "R3D-B", "ADSB"}
     st_ = trk.stats
     assert st_["tracks_confirmed"] >= len(snap)
-    assert st_["tracks_initiated"] == st_["tracks_deleted"] + trk.n_tracks
+    assert st_["tracks_initiated"] == st_["tracks_deleted"] + st_["tracks_merged"] + trk.n_tracks
     # Predicting ahead coasts; far ahead the tracks are gone.
     later = trk.snapshot(float(plots["time_s"].max()) + 5.0)
     assert np.all(later["status"] == int(TrackStatus.COASTING))

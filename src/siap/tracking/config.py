@@ -162,6 +162,40 @@ class TrackerConfig(BaseModel):
         description="A track whose predicted horizontal position standard deviation (sqrt of the trace of the horizontal covariance) exceeds this is deleted (m).",
     )
 
+    # --- identity: one aircraft, one track ------------------------------------------------------
+    mode_s_reseed_after: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A plot carrying a live track's Mode S address never starts a new track. When it falls outside that track's gate it is dropped (plots_own_address_outside_gate), and the mode_s_reseed_after-th such plot in a row re-seeds the track from itself (same track number; position from the plot, velocity kept with the initiation uncertainty; tracks_reseeded).",
+    )
+    merge_same_mode_s: bool = Field(
+        True,
+        description="Two live tracks that carry the same Mode S address become one under the older track number (tracks_merged, Tracker.merges).",
+    )
+    coalescence_check_s: float | None = Field(
+        2.0,
+        gt=0.0,
+        description="Every this many seconds, pairs of live tracks are tested for coalescence (the track-to-track association test on their 6-D states, Bar-Shalom 1981); a pair that passes coalescence_checks tests in a row becomes one track under the older number. None: no such test (the Mode S rules still apply).",
+    )
+    coalescence_checks: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive passed coalescence tests after which two tracks merge.",
+    )
+    coalescence_probability: float = Field(
+        0.99,
+        gt=0.5,
+        lt=1.0,
+        description="Gate probability of the coalescence test: the pair passes if d^2 = (x_1 - x_2)' (P_1 + P_2)^-1 (x_1 - x_2) is at most the chi2_6 quantile.",
+    )
+    coalescence_max_distance_m: float = Field(
+        2_000.0,
+        gt=0.0,
+        description="Only tracks whose predicted horizontal positions are this close are tested for coalescence (m).",
+    )
+
     # --- sequential track score (SPRT), optional -------------------------------------------------
     false_alarm_density_per_km2: float | None = Field(
         None,
@@ -222,7 +256,9 @@ class TrackerConfig(BaseModel):
         if self.delete_after_s < self.coasting_after_s:
             raise ValueError("delete_after_s must be >= coasting_after_s")
         if self.association == "jpda" and self.false_alarm_density_per_km2 is None:
-            raise ValueError("association 'jpda' needs false_alarm_density_per_km2 (the clutter density)")
+            raise ValueError(
+                "association 'jpda' needs false_alarm_density_per_km2 (the clutter density)"
+            )
         return self
 
     @classmethod

@@ -27,6 +27,7 @@ Processing (see docs/tracking.md for the equations and the rules):
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -43,6 +44,7 @@ from siap.errors import InputError
 from siap.geo import ecef_to_geodetic
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_plots, empty_tracks
 
+from . import filters
 from . import jpda as jp
 from . import kernels as kn
 from .config import TrackerConfig
@@ -77,7 +79,18 @@ _STAT_KEYS = (
     "rejected_bad_covariance",
     "jpda_clusters",
     "jpda_clusters_too_large",
+    "plots_own_address_outside_gate",
+    "tracks_reseeded",
+    "tracks_merged",
+    "coalescence_checks",
 )
+# Mode 3/A conspicuity codes (ICAO Annex 10 vol. IV and regional VFR/IFR codes): shared by
+# many aircraft, so no evidence of identity at all; other codes are weak evidence.
+CONSPICUITY_CODES = (0o0000, 0o1000, 0o1200, 0o2000, 0o7000, 0o7777)
+_MERGE_DTYPE = np.dtype(
+    [("time_s", "f8"), ("kept_id", "i8"), ("merged_id", "i8"), ("reason", "U16")]
+)
+_MAX_MERGES = 1 << 16  # merge records kept (the newest)
 
 
 _SENSORS_LEN = TRACK_DTYPE["sensors"].itemsize // 4
@@ -98,8 +111,9 @@ if (
     or _TEXT_OFFSET + TRACK_DTYPE["callsign"].itemsize + _TAIL_DTYPE.itemsize
     != TRACK_DTYPE.itemsize
 ):
-    raise ImportError("siap.tracking.tracker: TRACK_DTYPE must end with the text fields "
-                      f"{_TEXT_FIELDS}, unpadded")
+    raise ImportError(
+        f"siap.tracking.tracker: TRACK_DTYPE must end with the text fields {_TEXT_FIELDS}, unpadded"
+    )
 _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
@@ -175,6 +189,13 @@ class Tracker:
         self._watermark = -np.inf
         self._processed_until = -np.inf
         self._next_id = 1
+        # identity: addresses newly set on tracks (checked for duplicates at the next
+        # maintenance), consecutive coalescence passes per (older id, newer id), merge records
+        self._new_addresses: list[np.ndarray] = []
+        self._coal: dict[tuple[int, int], int] = {}
+        self._next_coal_s = -np.inf
+        self._chi2_coal = float(chi2.ppf(c.coalescence_probability, 6))
+        self._merges: collections.deque = collections.deque(maxlen=_MAX_MERGES)
         self.n = 0
         self._n_dead = 0
         self._alloc(256, 1)
@@ -258,6 +279,7 @@ class Tracker:
         self._src = np.zeros((cap, words), np.uint64)
         self._bin_sens = np.zeros((cap, words), np.uint64)  # sensors that updated it this frame
         self._text_row = np.full(cap, -1, np.int64)  # row in _texts, -1 when _src changed
+        self._ms_miss = np.zeros(cap, np.int32)  # own-address plots outside the gate, in a row
 
     _FIELDS = (
         "_t",
@@ -276,6 +298,7 @@ class Tracker:
         "_src",
         "_bin_sens",
         "_text_row",
+        "_ms_miss",
     )
 
     def _grow(self, need: int) -> None:
@@ -304,6 +327,14 @@ class Tracker:
     def stats(self) -> dict[str, int]:
         """Counters: plots_in, plots_used, rejected_<reason>, late_dropped, tracks_*."""
         return dict(self._stats)
+
+    @property
+    def merges(self) -> np.ndarray:
+        """The track merges so far (the newest 65,536), oldest first: ``time_s``, ``kept_id``
+        (the older track number, which lives on), ``merged_id`` (ended) and ``reason``
+        (``"mode_s"``: same Mode S address; ``"coalescence"``: the states were statistically
+        the same over several tests)."""
+        return np.array(list(self._merges), dtype=_MERGE_DTYPE)
 
     @property
     def n_tracks(self) -> int:
@@ -612,15 +643,20 @@ class Tracker:
             if len(a) == 0 and n_soft == 0:
                 break
             active = active[again]
-        # A plot that fell in a confirmed track's gate but lost the assignment is most likely
-        # clutter near the target or a split plot: it does not start a track.
-        unused = ~assigned & near_confirmed
-        free = np.flatnonzero(~assigned & ~near_confirmed) + s
+        # A plot carrying a live track's Mode S address never starts a track: it is dropped or
+        # re-seeds that track. A plot that fell in a confirmed track's gate but lost the
+        # assignment is most likely clutter near the target or a split plot: it does not start
+        # a track either.
+        left = np.flatnonzero(~assigned) + s
+        own, n_dropped = self._own_address_plots(left, pp)
+        left = left[~own]
+        unused = near_confirmed[left - s]
+        free = left[~unused]
         if len(free):
             self._initiate_free(free, pp)
         n_unused = int(unused.sum())
         self._stats["plots_unused_in_gate"] += n_unused
-        self._stats["plots_used"] += e - s - n_unused
+        self._stats["plots_used"] += e - s - n_unused - n_dropped
 
     def _horizontal_prefilter(
         self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots
@@ -1058,7 +1094,12 @@ class Tracker:
         ms = pp.mode_s[gp]
         has = ms >= 0
         if has.any():
-            self._modes[ti[has]] = ms[has]
+            tih, msh = ti[has], ms[has]
+            new = self._modes[tih] != msh
+            if new.any():  # checked for duplicates at the next maintenance
+                self._new_addresses.append(msh[new])
+            self._modes[tih] = msh
+            self._ms_miss[tih] = 0
         m3 = pp.mode_3a[gp]
         has = m3 >= 0
         if has.any():
@@ -1103,12 +1144,194 @@ class Tracker:
         self._src[sl] = 0
         self._text_row[sl] = -1
         self._bin_sens[sl] = 0
+        self._ms_miss[sl] = 0
         ti = np.arange(self.n, self.n + k)
         self.n += k
         self._stats["tracks_initiated"] += k
         if conf0:
             self._stats["tracks_confirmed"] += k
         self._set_identity(ti, gp, pp)
+
+    # ---- identity: one aircraft, one track
+    def _live_with_address(self) -> np.ndarray:
+        n = self.n
+        return np.flatnonzero((self._status[:n] != DELETED) & (self._modes[:n] >= 0))
+
+    def _own_address_plots(self, left: np.ndarray, pp: PreparedPlots) -> tuple[np.ndarray, int]:
+        """Unassigned plots ``left`` that carry the Mode S address of a live track: each one
+        counts against that track (``_ms_miss``, consecutive plots of its own address outside
+        its gate); below ``mode_s_reseed_after`` the plot is dropped
+        (``plots_own_address_outside_gate``), at it the track is re-seeded from the plot
+        (:meth:`_reseed`). Returns which of ``left`` were such plots and how many were
+        dropped. None of them starts a track."""
+        own = np.zeros(len(left), bool)
+        if len(left) == 0:
+            return own, 0
+        ms = pp.mode_s[left]
+        if ms.max() < 0:
+            return own, 0
+        live = self._live_with_address()
+        if len(live) == 0:
+            return own, 0
+        order = np.lexsort((self._id[live], self._modes[live]))  # by address, oldest first
+        keys, slots = self._modes[live][order], live[order]
+        pos = np.minimum(np.searchsorted(keys, ms), len(keys) - 1)
+        own = (ms >= 0) & (keys[pos] == ms)
+        dropped = 0
+        for g, slot in zip(left[own].tolist(), slots[pos[own]].tolist(), strict=True):
+            self._ms_miss[slot] += 1
+            if self._ms_miss[slot] >= self.cfg.mode_s_reseed_after:
+                self._reseed(slot, g, pp)
+            else:
+                dropped += 1
+        self._stats["plots_own_address_outside_gate"] += dropped
+        return own, dropped
+
+    def _reseed(self, slot: int, g: int, pp: PreparedPlots) -> None:
+        """Start track ``slot`` again from plot ``g`` (its own Mode S address, persistently
+        outside its gate: a manoeuvre it could not follow, or a jump in the reported
+        position): position and covariance from the plot, velocity kept with the initiation
+        uncertainty, mode probabilities as for a new track. The track number, status, score
+        and identity stay."""
+        c = self.cfg
+        x = self._xc[slot].copy()
+        x[:3] = pp.pos[g]
+        P = np.zeros((6, 6))
+        pc = pp.pos_cov[g]
+        P[:3, :3] = 0.5 * (pc + pc.T)
+        P[3, 3] = P[4, 4] = c.initial_velocity_std_mps**2
+        P[5, 5] = c.initial_vertical_velocity_std_mps**2
+        self._xm[slot] = x
+        self._Pm[slot] = P
+        self._xc[slot] = x
+        self._Pc[slot] = P
+        if self._nm == 2:
+            self._mu[slot] = [1.0 - c.initial_manoeuvre_prob, c.initial_manoeuvre_prob]
+        self._t[slot] = pp.time_s[g]
+        self._nupd[slot] += 1
+        self._stats["tracks_reseeded"] += 1
+        self._ix = None  # it moved further than its gate: the spatial index is rebuilt
+        logger.debug("track %d re-seeded (Mode S %06X)", self._id[slot], pp.mode_s[g])
+        self._set_identity(np.array([slot]), np.array([g]), pp)
+
+    def _merge_same_address(self, t_now: float) -> None:
+        """Live tracks that carry the same Mode S address as another (checked for the addresses
+        set since the last maintenance) become one under the oldest track number."""
+        addrs = np.unique(np.concatenate(self._new_addresses))
+        live = self._live_with_address()
+        live = live[np.isin(self._modes[live], addrs)]
+        if len(live) < 2:
+            return
+        order = np.lexsort((self._id[live], self._modes[live]))
+        live = live[order]
+        a = self._modes[live]
+        first = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+        sizes = np.diff(np.r_[first, len(live)])
+        for f, k in zip(first[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
+            for other in live[f + 1 : f + k].tolist():
+                self._merge(int(live[f]), other, t_now, "mode_s")
+
+    def _predicted(self, idx: np.ndarray, t_now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Combined states and covariances of tracks ``idx`` predicted to ``t_now`` (process
+        noise weighted by the mode probabilities, as for snapshots)."""
+        mu = self._mu[idx]
+        return filters.predict(
+            self._xc[idx], self._Pc[idx], t_now - self._t[idx], mu @ self._qh, mu @ self._qv
+        )
+
+    def _coalescence(self, t_now: float) -> None:
+        """Track coalescence: pairs of live tracks within ``coalescence_max_distance_m`` whose
+        identities do not conflict (different Mode S addresses, or different Mode 3/A codes
+        that are not conspicuity codes) are tested with the track-to-track association test
+        (Bar-Shalom, "On the track-to-track correlation problem", IEEE Trans. AC 26(2), 1981;
+        BLK sec. 11.7 style): ``d^2 = (x_1 - x_2)' (P_1 + P_2)^-1 (x_1 - x_2)`` on the 6-D states
+        predicted to ``t_now``, against the chi2_6 quantile of ``coalescence_probability``.
+        The cross-covariance of the two estimates is neglected: two tracks of one aircraft
+        never share a plot, so their errors are correlated only through the common process
+        noise, which makes ``P_1 + P_2`` slightly too large and the test slightly permissive;
+        the consecutive passes (``coalescence_checks``) are what keeps two real aircraft
+        apart. A pair that passes that many tests in a row is merged into the older track."""
+        c = self.cfg
+        n = self.n
+        live = np.flatnonzero(self._status[:n] != DELETED)
+        found: dict[tuple[int, int], int] = {}
+        if len(live) >= 2:
+            x, P = self._predicted(live, t_now)
+            pairs = cKDTree(x[:, :2]).query_pairs(
+                c.coalescence_max_distance_m, output_type="ndarray"
+            )
+            if len(pairs):
+                i, j = pairs[:, 0], pairs[:, 1]
+                mi, mj = self._modes[live[i]], self._modes[live[j]]
+                ok = ~((mi >= 0) & (mj >= 0) & (mi != mj))
+                ai, aj = self._m3a[live[i]], self._m3a[live[j]]
+                weak_i = (ai < 0) | np.isin(ai, CONSPICUITY_CODES)
+                weak_j = (aj < 0) | np.isin(aj, CONSPICUITY_CODES)
+                ok &= weak_i | weak_j | (ai == aj) | ((mi >= 0) & (mi == mj))
+                i, j = i[ok], j[ok]
+                self._stats["coalescence_checks"] += len(i)
+                if len(i):
+                    d = x[i] - x[j]
+                    d2 = np.einsum(
+                        "ki,ki->k", d, np.linalg.solve(P[i] + P[j], d[..., None])[..., 0]
+                    )
+                    hit = d2 <= self._chi2_coal
+                    ia, ib = self._id[live[i[hit]]], self._id[live[j[hit]]]
+                    for a, b in zip(
+                        np.minimum(ia, ib).tolist(), np.maximum(ia, ib).tolist(), strict=True
+                    ):
+                        found[(a, b)] = self._coal.get((a, b), 0) + 1
+        self._coal = found
+        due = [k for k, v in found.items() if v >= c.coalescence_checks]
+        if not due:
+            return
+        slot_of = dict(zip(self._id[live].tolist(), live.tolist(), strict=True))
+        for a, b in sorted(due):
+            sa, sb = slot_of[a], slot_of[b]
+            if self._status[sa] != DELETED and self._status[sb] != DELETED:
+                self._merge(sa, sb, t_now, "coalescence")
+                self._coal.pop((a, b), None)
+
+    def _merge(self, keep: int, other: int, t_now: float, reason: str) -> None:
+        """Make tracks ``keep`` (the older number) and ``other`` one track under ``keep``'s
+        number: the state of whichever is the more precise at ``t_now`` (smaller predicted
+        horizontal position variance), the sum of their plots, confirmed if either was, the
+        better score, identities and sensors of both; ``other`` ends (``tracks_merged``,
+        :attr:`merges`)."""
+        if self._id[other] < self._id[keep]:
+            keep, other = other, keep
+        both = np.array([keep, other])
+        _, rs, _ = self._track_radii(both, t_now, 0.0)
+        if rs[1] < rs[0]:
+            for f in ("_t", "_xm", "_Pm", "_mu", "_xc", "_Pc"):
+                arr = getattr(self, f)
+                arr[keep] = arr[other]
+        self._nupd[keep] += self._nupd[other]
+        if self._status[other] == CONFIRMED:
+            self._status[keep] = CONFIRMED
+        self._score[keep] = max(self._score[keep], self._score[other])
+        if self._modes[keep] < 0:
+            self._modes[keep] = self._modes[other]
+        if self._m3a[keep] < 0:
+            self._m3a[keep] = self._m3a[other]
+        if self._cs[keep] == "":
+            self._cs[keep] = self._cs[other]
+        self._src[keep] |= self._src[other]
+        self._bin_sens[keep] |= self._bin_sens[other]
+        self._text_row[keep] = -1
+        self._ms_miss[keep] = 0
+        self._status[other] = DELETED
+        self._n_dead += 1
+        self._stats["tracks_merged"] += 1
+        self._ix = None
+        self._merges.append((t_now, int(self._id[keep]), int(self._id[other]), reason))
+        logger.info(
+            "track %d merged into track %d at %.1f (%s)",
+            self._id[other],
+            self._id[keep],
+            t_now,
+            reason,
+        )
 
     def _maintain(self, t_now: float) -> None:
         """Deletion rules (docs/tracking.md, 'Track management')."""
@@ -1124,13 +1347,21 @@ class Tracker:
             c.score_delete if sc else 0.0, self._score_del_conf if sc else 0.0,
         )  # fmt: skip
         if dead.any():
-            # Deleted tracks are marked and left in place; the table is compacted (slots move,
-            # ids stay) once they are more than an eighth of it.
             nd = int(dead.sum())
             self._status[:n][dead] = DELETED
             self._stats["tracks_deleted"] += nd
             self._n_dead += nd
             self._ix = None  # the spatial index must drop them
+        if self._new_addresses:
+            if c.merge_same_mode_s:
+                self._merge_same_address(float(t_now))
+            self._new_addresses.clear()
+        if c.coalescence_check_s is not None and t_now >= self._next_coal_s:
+            self._coalescence(float(t_now))
+            self._next_coal_s = float(t_now) + c.coalescence_check_s
+        if self._n_dead:
+            # Deleted tracks are marked and left in place; the table is compacted (slots move,
+            # ids stay) once they are more than an eighth of it.
             if self._n_dead > max(64, n // 8):
                 keep = np.flatnonzero(self._status[:n] != DELETED)
                 for f in self._FIELDS:
