@@ -196,6 +196,34 @@ class TrackerConfig(BaseModel):
         description="Only tracks whose predicted horizontal positions are this close are tested for coalescence (m).",
     )
 
+    # --- coverage-aware track management ----------------------------------------------------------
+    coverage_management: bool = Field(
+        True,
+        description="End confirmed tracks by what the sensors should have seen (siap.tracking.coverage: each sensor's coverage, revisit and detection probability learned from its plots): a track whose sensors have all looked at least once since its last plot and whose missed detections are less likely than coverage_miss_probability is ended; a track predicted outside the coverage of every sensor that has seen it is ended after coverage_revisits of their longest revisit. delete_after_s still applies on top.",
+    )
+    coverage_miss_probability: float = Field(
+        1e-3,
+        gt=0.0,
+        lt=1.0,
+        description="A confirmed track is ended when the probability of its missed detections, prod_s (1 - P_D,s)^(missed looks of s) over the sensors that should have seen it, falls below this.",
+    )
+    coverage_max_detection_probability: float = Field(
+        0.95,
+        gt=0.0,
+        lt=1.0,
+        description="Upper bound on a sensor's learned detection probability in the missed-detection rule: the learned value comes from the gaps between a track's plots and does not see misses that are correlated (fades, masking), so it is taken no higher than this.",
+    )
+    coverage_revisits: float = Field(
+        1.5,
+        gt=0.0,
+        description="Outside every sensor's coverage, a confirmed track is ended once this many of the longest revisit of its sensors have passed without a plot.",
+    )
+    coverage_range_margin: float = Field(
+        1.05,
+        ge=1.0,
+        description="A sensor covers slant ranges up to this factor times the largest range of its plots.",
+    )
+
     # --- sequential track score (SPRT), optional -------------------------------------------------
     false_alarm_density_per_km2: float | None = Field(
         None,

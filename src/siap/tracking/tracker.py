@@ -41,13 +41,14 @@ from scipy.stats import chi2
 
 from siap import records as rec
 from siap.errors import InputError
-from siap.geo import ecef_to_geodetic
+from siap.geo import ecef_to_geodetic, geodetic_to_ecef
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_plots, empty_tracks
 
 from . import filters
 from . import jpda as jp
 from . import kernels as kn
 from .config import TrackerConfig
+from .coverage import SensorCoverage
 from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
 
 __all__ = ["Tracker", "track"]
@@ -83,6 +84,8 @@ _STAT_KEYS = (
     "tracks_reseeded",
     "tracks_merged",
     "coalescence_checks",
+    "tracks_ended_missed",
+    "tracks_ended_outside_coverage",
 )
 # Mode 3/A conspicuity codes (ICAO Annex 10 vol. IV and regional VFR/IFR codes): shared by
 # many aircraft, so no evidence of identity at all; other codes are weak evidence.
@@ -118,6 +121,8 @@ _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
 _MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)
+_COVERAGE_CHECK_S = 1.0  # coverage rules at most this often (data time)
+_COVERAGE_LEARN_S = 5.0  # sensor revisit and P_D estimates updated this often (data time)
 
 
 def _local_index(label: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -194,11 +199,14 @@ class Tracker:
         self._new_addresses: list[np.ndarray] = []
         self._coal: dict[tuple[int, int], int] = {}
         self._next_coal_s = -np.inf
+        self._next_coverage_s = -np.inf
+        self._next_learn_s = -np.inf
         self._chi2_coal = float(chi2.ppf(c.coalescence_probability, 6))
         self._merges: collections.deque = collections.deque(maxlen=_MAX_MERGES)
         self.n = 0
         self._n_dead = 0
-        self._alloc(256, 1)
+        self._coverage = SensorCoverage(self.geo.re, c.origin_alt_m, c.coverage_range_margin)
+        self._alloc(256, 1, 8)
         if not _WARM[0]:
             self._warm_up()
             _WARM[0] = True
@@ -261,7 +269,7 @@ class Tracker:
             kn.grid_pairs(keys, order, 1.0, xy, xy, one, one, one, one, one, 1.0, flag)
 
     # ------------------------------------------------------------------ track table (SoA)
-    def _alloc(self, cap: int, words: int) -> None:
+    def _alloc(self, cap: int, words: int, cols: int) -> None:
         self._cap = cap
         self._t = np.zeros(cap)
         self._xm = np.zeros((cap, 2, 6))
@@ -280,6 +288,8 @@ class Tracker:
         self._bin_sens = np.zeros((cap, words), np.uint64)  # sensors that updated it this frame
         self._text_row = np.full(cap, -1, np.int64)  # row in _texts, -1 when _src changed
         self._ms_miss = np.zeros(cap, np.int32)  # own-address plots outside the gate, in a row
+        self._last_seen = np.full((cap, cols), np.nan)  # time of the last plot of each sensor
+        self._last_gated = np.full(cap, -np.inf)  # time of the last plot inside its gate
 
     _FIELDS = (
         "_t",
@@ -299,6 +309,8 @@ class Tracker:
         "_bin_sens",
         "_text_row",
         "_ms_miss",
+        "_last_seen",
+        "_last_gated",
     )
 
     def _grow(self, need: int) -> None:
@@ -308,7 +320,7 @@ class Tracker:
         while cap < need:
             cap *= 2
         old = {f: getattr(self, f) for f in self._FIELDS}
-        self._alloc(cap, old["_src"].shape[1])
+        self._alloc(cap, old["_src"].shape[1], old["_last_seen"].shape[1])
         for f, arr in old.items():
             getattr(self, f)[: self.n] = arr[: self.n]
 
@@ -321,6 +333,12 @@ class Tracker:
                 new[:, : old.shape[1]] = old
                 setattr(self, f, new)
             self._forget_texts()  # the cached masks have fewer words
+        cols = self._last_seen.shape[1]
+        if len(self._sensor_names) > cols:
+            new = np.full((self._cap, max(2 * cols, len(self._sensor_names))), np.nan)
+            new[:, :cols] = self._last_seen
+            self._last_seen = new
+        self._coverage.ensure(len(self._sensor_names))
 
     # ------------------------------------------------------------------ public API
     @property
@@ -370,6 +388,8 @@ class Tracker:
         if len(plots) == 0:
             return
         prep = self.geo.prepare(plots, self._sensor_indices(plots["sensor_id"]))
+        if self.cfg.coverage_management:
+            self._observe_sites(plots, prep)
         self._buf = rec.concatenate([self._buf, prep]) if len(self._buf) else prep
         self._watermark = max(self._watermark, float(prep["time_s"].max()))
         fs = self.cfg.frame_s
@@ -396,7 +416,8 @@ class Tracker:
 
     def snapshot(self, time_s: float) -> np.ndarray:
         """Confirmed tracks (CONFIRMED or COASTING) predicted to ``time_s``, as TRACK_DTYPE,
-        sorted by track id. Tracks that would be deleted at ``time_s`` are left out."""
+        sorted by track id. Tracks that would be deleted at ``time_s`` (time, score and
+        coverage rules) are left out."""
         c = self.cfg
         n = self.n
         sel = np.flatnonzero(self._status[:n] == CONFIRMED)
@@ -404,6 +425,9 @@ class Tracker:
         keep = dt <= c.delete_after_s
         if self._score_on:
             keep &= self._score_now(sel, dt) >= self._score_report
+        if c.coverage_management and len(sel):
+            ended = self._coverage_due(float(time_s), np.zeros(n, bool), count=False)
+            keep &= ~ended[sel]
         sel, dt = sel[keep], dt[keep]
         k = len(sel)
         if k == 0:
@@ -622,6 +646,7 @@ class Tracker:
                 break
             conf = sel[self._status[ti[sel]] == CONFIRMED]
             near_confirmed[gp[conf] - s] = True
+            np.maximum.at(self._last_gated, ti[sel], pp.time_s[gp[sel]])
             again = np.zeros(len(active), bool)
             again[pj[sel]] = True
             n_soft = 0
@@ -1086,9 +1111,15 @@ class Tracker:
     def _set_identity(
         self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, identity: np.ndarray | None = None
     ) -> None:
-        """Record the plots' sensors on tracks ``ti`` and take their Mode S, Mode 3/A and
-        callsign (only where ``identity`` is true, when given)."""
-        kn.mark_sensors(ti, pp.sensor[gp], self._src, self._bin_sens, self._text_row)
+        """Record the plots' sensors on tracks ``ti`` (with the time since the sensor's previous
+        plot on the track, for its revisit and detection probability) and take their Mode S,
+        Mode 3/A and callsign (only where ``identity`` is true, when given)."""
+        sens = pp.sensor[gp]
+        kn.mark_sensors(ti, sens, self._src, self._bin_sens, self._text_row)
+        if self.cfg.coverage_management:
+            t = pp.time_s[gp]
+            self._coverage.observe_gaps(sens, t - self._last_seen[ti, sens])
+            self._last_seen[ti, sens] = t
         if identity is not None:
             ti, gp = ti[identity], gp[identity]
         ms = pp.mode_s[gp]
@@ -1145,12 +1176,94 @@ class Tracker:
         self._text_row[sl] = -1
         self._bin_sens[sl] = 0
         self._ms_miss[sl] = 0
+        self._last_seen[sl] = np.nan
+        self._last_gated[sl] = pp.time_s[gp]
         ti = np.arange(self.n, self.n + k)
         self.n += k
         self._stats["tracks_initiated"] += k
         if conf0:
             self._stats["tracks_confirmed"] += k
         self._set_identity(ti, gp, pp)
+
+    # ---- coverage-aware track management
+    def _observe_sites(self, plots: np.ndarray, prep: np.ndarray) -> None:
+        """Each sensor's latest site (from its plots' sensor position) and largest range."""
+        sens = prep["sensor"]
+        u, first = np.unique(sens[::-1], return_index=True)
+        last = len(sens) - 1 - first
+        lat = plots["sensor_lat_deg"][last]
+        lon = plots["sensor_lon_deg"][last]
+        alt = plots["sensor_alt_m"][last]
+        known = np.isfinite(lat) & np.isfinite(lon) & np.isfinite(alt)
+        if not known.all():  # a sensor without a declared position gets no coverage
+            u, lat, lon, alt = u[known], lat[known], lon[known], alt[known]
+            keep = np.isin(sens, u)
+            sens, prep = sens[keep], prep[keep]
+        if len(u) == 0:
+            return
+        ecef = np.atleast_2d(geodetic_to_ecef(lat, lon, alt))
+        site = (ecef - self.geo.origin_ecef) @ self.geo.E.T
+        site_of = np.zeros((int(u.max()) + 1, 3))
+        alt_of = np.zeros(int(u.max()) + 1)
+        site_of[u], alt_of[u] = site, alt
+        self._coverage.observe_plots(sens, site_of[sens], alt_of[sens], prep["pos"])
+
+    def _coverage_due(self, t_now: float, dead: np.ndarray, count: bool = True) -> np.ndarray:
+        """Confirmed tracks (of the first ``n``, not already ``dead``) that the coverage rules
+        end at ``t_now`` (docs/tracking.md, 'Coverage-aware track management'). Only tracks
+        whose sensors all have a learned coverage and revisit are judged; the others are left
+        to the time rules. ``count``: add the ended tracks to the stats (maintenance), or not
+        (a snapshot leaving out the tracks that would be ended at its time)."""
+        n = self.n
+        c = self.cfg
+        cov = self._coverage
+        out = np.zeros(n, bool)
+        rev = cov.revisit_s
+        known = np.isfinite(rev) & (cov.max_range_m > 0)
+        if not known.any():
+            return out
+        dt = t_now - self._t[:n]
+        cand = np.flatnonzero(
+            (self._status[:n] == CONFIRMED) & ~dead & (dt > float(rev[known].min()))
+        )
+        if len(cand) == 0:
+            return out
+        S = cov.n
+        bits = np.unpackbits(self._src[cand].view(np.uint8), axis=1, bitorder="little")
+        seen = bits[:, :S].astype(bool)  # (K, S) sensors that have updated the track
+        ok = ~(seen & ~known[:S]).any(axis=1)
+        cand, seen = cand[ok], seen[ok]
+        if len(cand) == 0:
+            return out
+        used = np.flatnonzero(seen.any(axis=0))
+        seen = seen[:, used]
+        dtc = dt[cand]
+        pos = self._xc[cand, :3] + dtc[:, None] * self._xc[cand, 3:]
+        inside = cov.covered(pos, used) & seen  # (K, U) sensors that should see it now
+        r = rev[used][None, :]
+        # looks each sensor has missed since the track's last plot, its own last plot on the
+        # track or the last plot inside the track's gate (taken by another track, or shared
+        # by JPDA: not a missed detection), whichever is latest (a fifth of a revisit of
+        # tolerance for jitter); misses before the track's last plot are explained already
+        t_ref = np.maximum(self._t[cand], self._last_gated[cand])
+        last = np.fmax(self._last_seen[cand][:, used], t_ref[:, None])
+        missed = np.where(inside, np.floor((t_now - last) / r - 0.2), 0.0)
+        missed = np.maximum(missed, 0.0)
+        pd = np.clip(cov.pd[used], 0.0, c.coverage_max_detection_probability)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            log_q = np.log1p(-pd)  # ln(1 - P_D) per sensor
+        log_p = np.where(inside, missed * log_q[None, :], 0.0).sum(axis=1)
+        all_looked = np.where(inside, missed >= 1, True).all(axis=1)
+        any_in = inside.any(axis=1)
+        longest = np.where(seen, r, 0.0).max(axis=1)
+        end_out = ~any_in & (dtc > c.coverage_revisits * longest)
+        end_miss = any_in & all_looked & (log_p < np.log(c.coverage_miss_probability))
+        out[cand[end_out]] = True
+        out[cand[end_miss]] = True
+        if count:
+            self._stats["tracks_ended_outside_coverage"] += int(end_out.sum())
+            self._stats["tracks_ended_missed"] += int(end_miss.sum())
+        return out
 
     # ---- identity: one aircraft, one track
     def _live_with_address(self) -> np.ndarray:
@@ -1320,6 +1433,7 @@ class Tracker:
         self._bin_sens[keep] |= self._bin_sens[other]
         self._text_row[keep] = -1
         self._ms_miss[keep] = 0
+        self._last_seen[keep] = np.fmax(self._last_seen[keep], self._last_seen[other])
         self._status[other] = DELETED
         self._n_dead += 1
         self._stats["tracks_merged"] += 1
@@ -1346,6 +1460,12 @@ class Tracker:
             self._score, c.score_revisit_s, self._score_miss if sc else 0.0,
             c.score_delete if sc else 0.0, self._score_del_conf if sc else 0.0,
         )  # fmt: skip
+        if c.coverage_management and t_now >= self._next_coverage_s:
+            if t_now >= self._next_learn_s:
+                self._coverage.learn()
+                self._next_learn_s = float(t_now) + _COVERAGE_LEARN_S
+            dead |= self._coverage_due(float(t_now), dead)
+            self._next_coverage_s = float(t_now) + _COVERAGE_CHECK_S
         if dead.any():
             nd = int(dead.sum())
             self._status[:n][dead] = DELETED
