@@ -232,12 +232,15 @@ class Tracker:
         self._update(z, z, pp, {}, z)
         self._horizontal_prefilter(z, z, pp)
         self._track_radii(z, 0.0, 0.0)
-        o = np.empty(2, TRACK_DTYPE)
-        kn.snapshot_states(
-            z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
-            c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E, self.geo.origin_ecef,
-            o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"], o["model_prob"],
-        )  # fmt: skip
+        # the fields of a snapshot of several tracks are strided views, those of exactly one
+        # track contiguous: two specialisations
+        for o in (np.empty(1, TRACK_DTYPE), np.empty(2, TRACK_DTYPE)):
+            kn.snapshot_states(
+                z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
+                c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E,
+                self.geo.origin_ecef, o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"],
+                o["model_prob"],
+            )  # fmt: skip
         kn.fill_text(
             o.view(np.uint8).reshape(2, -1), _TEXT_OFFSET,
             self._cs.view(np.uint8).reshape(self._cap, -1), z,
