@@ -122,7 +122,8 @@ def test_late_plots_are_counted_and_not_applied(caplog):
     plots, _ = _scenario(2)
     t_end = float(plots["time_s"].max())
     early = plots["time_s"] < T0 + 10.0
-    # Hold back 40 early plots and deliver them at the end: far older than the window.
+    # Hold back 40 early plots and deliver them at the end: far older than the window and than
+    # out_of_sequence_max_lag_s, so they are not applied out of sequence either.
     held = np.flatnonzero(early)[::7][:40]
     rest = np.setdiff1d(np.arange(len(plots)), held)
     _, ref = _run([plots[rest]], t_end=t_end)

@@ -58,6 +58,17 @@ class TrackerConfig(BaseModel):
         description="Plots may arrive out of time order by up to this much (s); older plots are counted as late_dropped.",
     )
 
+    out_of_sequence: bool = Field(
+        True,
+        description="Plots older than what has been processed (later than reorder_window_s) are associated with the tracks and applied as out-of-sequence updates (one-step retrodiction, Bar-Shalom 2002; late_applied), or as ordinary updates to tracks whose state is older than the plot; a late plot that fits no track is dropped (late_dropped) and never starts one. False: every late plot is dropped.",
+    )
+
+    out_of_sequence_max_lag_s: float = Field(
+        10.0,
+        ge=0.0,
+        description="Late plots older than what has been processed by more than this (s) are dropped (late_dropped) instead of applied out of sequence: the one-step retrodiction neglects the correlation of the lag's process noise with the estimate, which grows with the lag.",
+    )
+
     # --- motion models (IMM) -----------------------------------------------------------------
     cv_process_noise_m2ps3: float = Field(
         1.0,

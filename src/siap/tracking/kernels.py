@@ -537,6 +537,62 @@ def _pair_update_core(
 
 
 @njit(cache=True, error_model="numpy")
+def oosm_update(
+    ti, gp, nm, t_trk, xm, Pm, mu, xc, Pc, qh, qv, p_time, kind, has_alt, z, R, site, rot, re,
+    rc,
+):  # fmt: skip
+    """Out-of-sequence update of track ``ti[k]`` (state at ``t_trk``) with plot ``gp[k]`` taken
+    at ``tau = p_time[g] < t_trk[i]``, per IMM mode, in place; the track keeps its time.
+
+    One-step retrodiction (Bar-Shalom, "Update with out-of-sequence measurements in tracking:
+    exact solution", IEEE Trans. AES 38(3), 2002, eqs. for x(d|k), P(d|k), P_xz, W) with the
+    process noise of the lag ``T = t_k - tau`` taken as independent of the current estimation
+    error (P_vv = Q(T), P_xv = 0, v(k,d|k) = 0)::
+
+        x_d = F(-T) x,  P_d = F(-T) (P + Q(T)) F(-T)'       (retrodicted state at tau)
+        nu = z - h(x_d),  H = [H_p(x_d), 0],  S = H P_d H' + R
+        P_xz = P F(-T)' H',  W = P_xz S^-1
+        x+ = x + W nu,  P+ = P - W S W'                        (symmetrised)
+
+    The mode probabilities are kept (the late plot is not used to re-weigh the modes)."""
+    F = np.eye(6)
+    Q = np.zeros((6, 6))
+    nu = np.empty(3)
+    Hp = np.empty((3, 3))
+    H = np.zeros((3, 6))
+    for p in range(len(ti)):
+        i = ti[p]
+        g = gp[p]
+        T = t_trk[i] - p_time[g]
+        for a in range(3):
+            F[a, a + 3] = -T
+        for j in range(nm):
+            for ax in range(3):
+                q = qh[j] if ax < 2 else qv[j]
+                Q[ax, ax] = T * T * T / 3.0 * q
+                Q[ax, ax + 3] = T * T / 2.0 * q
+                Q[ax + 3, ax] = T * T / 2.0 * q
+                Q[ax + 3, ax + 3] = T * q
+            x = xm[i, j].copy()
+            P = Pm[i, j].copy()
+            xd = F @ x
+            Pd = F @ (P + Q) @ F.T
+            _measure(xd[0], xd[1], xd[2], g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
+            H[:, :3] = Hp
+            S = H @ Pd @ H.T + R[g]
+            S = 0.5 * (S + S.T)
+            Pxz = P @ F.T @ H.T
+            W = Pxz @ np.linalg.inv(S)
+            xn = x + W @ nu
+            Pn = P - W @ S @ W.T
+            for a in range(6):
+                xm[i, j, a] = xn[a]
+                for b in range(6):
+                    Pm[i, j, a, b] = 0.5 * (Pn[a, b] + Pn[b, a])
+        _combine_modes(i, nm, np.zeros(nm), mu[i].copy(), xm, Pm, mu, xc, Pc)
+
+
+@njit(cache=True, error_model="numpy")
 def horizontal_prefilter(
     ti, gp, nm, t_trk, xc, Pc, xm, Pm, modes, qh_max, p_time, pos, pos_cov, mode_s, g3, g_wide
 ):

@@ -66,6 +66,7 @@ _STAT_KEYS = (
     "plots_used",
     "plots_unused_in_gate",
     "late_dropped",
+    "late_applied",
     "frames",
     "tracks_initiated",
     "tracks_confirmed",
@@ -247,6 +248,11 @@ class Tracker:
             np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
         )  # fmt: skip
         kn.mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
+        kn.oosm_update(
+            z, z, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc, self._Pc, self._qh,
+            self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot, self.geo.re,
+            self.geo.rc,
+        )  # fmt: skip
         kn.assign_direct(z, z, np.zeros(0), 1, 1)
         kn.deletion_due(
             0.0, 0, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE, DELETED,
@@ -379,14 +385,25 @@ class Tracker:
             plots = rec.take(plots, ok)
         late = plots["time_s"] < self._processed_until
         if late.any():
-            nl = int(late.sum())
-            self._stats["late_dropped"] += nl
-            logger.debug(
-                "dropped %d late plot(s) older than %.3f (first plot ids %s)",
-                nl,
-                self._processed_until,
-                plots["plot_id"][late][:5].tolist(),
-            )
+            oosm = late.copy()
+            if self.cfg.out_of_sequence and self.n_tracks:
+                oosm &= (
+                    plots["time_s"] >= self._processed_until - self.cfg.out_of_sequence_max_lag_s
+                )
+            else:
+                oosm[:] = False
+            if oosm.any():
+                lp = rec.take(plots, oosm)
+                self._apply_late(lp, self.geo.prepare(lp, self._sensor_indices(lp["sensor_id"])))
+            if (late & ~oosm).any():
+                nl = int((late & ~oosm).sum())
+                self._stats["late_dropped"] += nl
+                logger.debug(
+                    "dropped %d late plot(s) older than %.3f (first plot ids %s)",
+                    nl,
+                    self._processed_until,
+                    plots["plot_id"][late & ~oosm][:5].tolist(),
+                )
             plots = rec.take(plots, ~late)
         if len(plots) == 0:
             return
@@ -1122,7 +1139,7 @@ class Tracker:
         if self.cfg.coverage_management:
             t = pp.time_s[gp]
             self._coverage.observe_gaps(sens, t - self._last_seen[ti, sens])
-            self._last_seen[ti, sens] = t
+            self._last_seen[ti, sens] = np.fmax(self._last_seen[ti, sens], t)
         if identity is not None:
             ti, gp = ti[identity], gp[identity]
         ms = pp.mode_s[gp]
@@ -1187,6 +1204,75 @@ class Tracker:
         if conf0:
             self._stats["tracks_confirmed"] += k
         self._set_identity(ti, gp, pp)
+
+    # ---- out-of-sequence plots
+    def _apply_late(self, plots: np.ndarray, prep: np.ndarray) -> None:
+        """Plots older than what has been processed: gated against the live tracks (each track
+        predicted, or retrodicted, to the plot's time, as for any plot), assigned by global
+        nearest neighbour in rounds of one plot per track, and applied: to a track whose
+        state is older than the plot by the ordinary IMM-EKF update, to the others by the
+        out-of-sequence update (:func:`.kernels.oosm_update`). Plots in no gate are dropped
+        (``late_dropped``); a late plot never starts a track."""
+        order = np.lexsort((prep["plot_id"], prep["time_s"]))
+        prep = prep[order]
+        if self.cfg.coverage_management:
+            self._observe_sites(plots[order], prep)
+        pp = PreparedPlots.from_array(prep)
+        m = len(prep)
+        applied = np.zeros(m, bool)
+        active = np.arange(m)
+        for _ in range(8):
+            n = self.n
+            live = np.flatnonzero(self._status[:n] != DELETED)
+            if len(live) == 0 or len(active) == 0:
+                break
+            tp = pp.time_s[active]
+            t_mid = 0.5 * (float(tp.min()) + float(tp.max()))
+            half = 0.5 * (float(tp.max()) - float(tp.min()))
+            # search radii from each track's covariance over its lag to the plots (either way)
+            pxy, rs, rv = self._track_radii(live, t_mid, half)
+            pc = pp.pos_cov[active]
+            rp = self._g_modes * np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])
+            rmax = float((rs + rv).max())
+            near = cKDTree(pxy).query_ball_point(pp.pos[active, :2], rmax + rp)
+            cnt = np.fromiter((len(x) for x in near), np.int64, len(near))
+            if cnt.sum() == 0:
+                break
+            pj = np.repeat(np.arange(len(active)), cnt)
+            ti = live[np.fromiter((k for x in near for k in x), np.int64, int(cnt.sum()))]
+            gp = active[pj]
+            pr = self._pairs(ti, gp, pp)
+            ok, cost = self._gate(ti, gp, pp, pr)
+            sel = np.flatnonzero(ok)
+            if len(sel) == 0:
+                break
+            a = sel[self._assign(ti[sel], pj[sel], cost[sel], len(active))]
+            if len(a) == 0:
+                break
+            t_i, g_i = ti[a], gp[a]
+            fwd = pp.time_s[g_i] >= self._t[t_i]
+            if fwd.any():
+                self._update(t_i[fwd], g_i[fwd], pp, pr, a[fwd])
+            back = ~fwd
+            if back.any():
+                tb, gb = t_i[back], g_i[back]
+                kn.oosm_update(
+                    tb, gb, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc,
+                    self._Pc, self._qh, self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R,
+                    pp.site, pp.rot, self.geo.re, self.geo.rc,
+                )  # fmt: skip
+                self._nupd[tb] += 1
+                self._ix_dirty = True
+                self._set_identity(tb, gb, pp)
+            applied[g_i] = True
+            again = np.zeros(len(active), bool)
+            again[pj[sel]] = True
+            again[pj[a]] = False
+            active = active[again]
+        n_app = int(applied.sum())
+        self._stats["late_applied"] += n_app
+        self._stats["late_dropped"] += m - n_app
+        self._stats["plots_used"] += n_app
 
     # ---- coverage-aware track management
     def _observe_sites(self, plots: np.ndarray, prep: np.ndarray) -> None:
