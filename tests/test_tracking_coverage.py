@@ -62,7 +62,8 @@ def _run(plots, t_end, step=1.0, **cfg):
 def test_horizon_and_range_of_the_learned_coverage():
     cov = SensorCoverage(re_m=6_371_000.0, origin_alt_m=0.0)
     site = np.array([[0.0, 0.0, 100.0]])
-    cov.observe_plots(np.array([0]), site, np.array([100.0]), np.array([[0.0, 150_000.0, 9000.0]]))
+    cov.observe_sites(np.array([0]), site, np.array([100.0]))
+    cov.observe_plots(np.array([0]), np.array([[0.0, 150_000.0, 9000.0]]))
     assert cov.max_range_m[0] > 150_000.0
     kre = 2 * K_REFRACTION * 6_371_000.0
     # a target at 300 m: line of sight sqrt(2 k Re h_s) + sqrt(2 k Re h_t) ~ 41 + 71 km
@@ -97,8 +98,8 @@ def test_a_track_leaving_coverage_ends_within_the_expected_revisits():
     gone = _first(traj, alive, t_last)
     assert gone, "the track was never ended"
     # outside the coverage (the learned 60 km times the margin) it ends once 1.5 revisits have
-    # passed, checked every second
-    assert gone[0] <= t_last + cfg.coverage_revisits * 10.0 + 1.0 + 1e-6
+    # passed, checked every 2 s of data
+    assert gone[0] <= t_last + cfg.coverage_revisits * 10.0 + 2.0 + 1e-6
     assert trk.stats["tracks_ended_outside_coverage"] == 1
     assert trk.stats["tracks_ended_missed"] == 0
     # without the coverage rules it coasts on to delete_after_s
@@ -126,5 +127,5 @@ def test_misses_count_only_where_a_sensor_should_have_seen_the_aircraft():
     t_last = float(cut["time_s"][cut["truth_id"] == 0].max()) - T0
     trk, alive = _run(cut, T0 + 295)
     gone = _first(traj, alive, t_last)
-    assert gone and gone[0] <= t_last + 3.2 * 8.0 + 1.0 + 1e-6
+    assert gone and gone[0] <= t_last + 3.2 * 8.0 + 2.0 + 1e-6  # rules checked every 2 s
     assert trk.stats["tracks_ended_missed"] == 1

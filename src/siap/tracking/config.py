@@ -55,7 +55,7 @@ class TrackerConfig(BaseModel):
         2.0,
         ge=0.0,
         le=3600.0,
-        description="Plots may arrive out of time order by up to this much (s); older plots are counted as late_dropped.",
+        description="Plots may arrive out of time order by up to this much (s); older plots are applied out of sequence (out_of_sequence) or counted as late_dropped.",
     )
 
     out_of_sequence: bool = Field(
@@ -185,7 +185,7 @@ class TrackerConfig(BaseModel):
         description="Two live tracks that carry the same Mode S address become one under the older track number (tracks_merged, Tracker.merges).",
     )
     coalescence_check_s: float | None = Field(
-        2.0,
+        5.0,
         gt=0.0,
         description="Every this many seconds, pairs of live tracks are tested for coalescence (the track-to-track association test on their 6-D states, Bar-Shalom 1981); a pair that passes coalescence_checks tests in a row becomes one track under the older number. None: no such test (the Mode S rules still apply).",
     )

@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from .kernels import sensor_ranges
+
 __all__ = ["SensorCoverage", "K_REFRACTION"]
 
 K_REFRACTION = 4.0 / 3.0  # effective earth radius factor, standard atmosphere
 _MIN_GAP_S = 0.05  # gaps shorter than this (repeats in one frame) say nothing of the revisit
-_FORGET = 0.9  # per learning batch (about a second of plots), for the detection counts
+_FORGET = 0.9  # per learning batch (about ten seconds of plots), for the detection counts
 _BLEND = 0.2  # weight of a batch's median gap in the revisit estimate
 
 
@@ -51,10 +53,22 @@ class SensorCoverage:
         self._hits = np.zeros(0)
         self._looks = np.zeros(0)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
+        self._ready = False
+        self._min_revisit = np.inf
 
     @property
     def n(self) -> int:
         return len(self.site_alt_m)
+
+    @property
+    def ready(self) -> bool:
+        """Some sensor has a learned revisit and range."""
+        return self._ready
+
+    @property
+    def min_revisit_s(self) -> float:
+        """The shortest learned revisit (inf if none)."""
+        return self._min_revisit
 
     @property
     def pd(self) -> np.ndarray:
@@ -74,20 +88,18 @@ class SensorCoverage:
         self._hits = np.concatenate([self._hits, np.zeros(k)])
         self._looks = np.concatenate([self._looks, np.zeros(k)])
 
-    def observe_plots(
-        self, sensor: np.ndarray, site_enu: np.ndarray, site_alt_m: np.ndarray, pos: np.ndarray
-    ) -> None:
-        """Plots of ``sensor`` (index per plot) taken at sites ``site_enu`` / ``site_alt_m``
-        with positions ``pos`` (tracker ENU): the latest site per sensor, the largest range."""
-        if len(sensor) == 0:
-            return
-        self.ensure(int(sensor.max()) + 1)
-        last = np.unique(sensor[::-1], return_index=True)
-        s_u, i_last = last[0], len(sensor) - 1 - last[1]
-        self.site[s_u] = site_enu[i_last]
-        self.site_alt_m[s_u] = site_alt_m[i_last]
-        r = np.linalg.norm(pos - site_enu, axis=1)
-        np.maximum.at(self.max_range_m, sensor, np.where(np.isfinite(r), r, 0.0))
+    def observe_sites(self, sensors: np.ndarray, site_enu: np.ndarray, site_alt_m: np.ndarray):
+        """The sites (tracker ENU, and height) of ``sensors`` as of their latest plots."""
+        self.ensure(int(sensors.max()) + 1)
+        self.site[sensors] = site_enu
+        self.site_alt_m[sensors] = site_alt_m
+
+    def observe_plots(self, sensor: np.ndarray, pos: np.ndarray) -> None:
+        """Plots of ``sensor`` (index per plot, sites known) at positions ``pos`` (tracker
+        ENU): the largest range of each sensor (:func:`.kernels.sensor_ranges`)."""
+        sensor_ranges(
+            sensor, np.ascontiguousarray(pos, dtype=np.float64), self.site, self.max_range_m
+        )
 
     def observe_gaps(self, sensor: np.ndarray, gap_s: np.ndarray) -> None:
         """Times ``gap_s`` between a track's plot from ``sensor`` and its previous plot from the
@@ -116,6 +128,9 @@ class SensorCoverage:
             looks = np.maximum(1.0, np.round(gap_s[a:b] / self.revisit_s[s]))
             self._hits[s] = _FORGET * self._hits[s] + (b - a)
             self._looks[s] = _FORGET * self._looks[s] + float(looks.sum())
+        known = np.isfinite(self.revisit_s) & (self.max_range_m > 0)
+        self._ready = bool(known.any())
+        self._min_revisit = float(self.revisit_s[known].min()) if self._ready else np.inf
 
     def covered(self, pos: np.ndarray, sensors: np.ndarray) -> np.ndarray:
         """(K, S) whether each of K positions (tracker ENU) is inside the coverage of each of

@@ -48,7 +48,7 @@ from . import filters
 from . import jpda as jp
 from . import kernels as kn
 from .config import TrackerConfig
-from .coverage import SensorCoverage
+from .coverage import K_REFRACTION, SensorCoverage
 from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
 
 __all__ = ["Tracker", "track"]
@@ -91,6 +91,8 @@ _STAT_KEYS = (
 # Mode 3/A conspicuity codes (ICAO Annex 10 vol. IV and regional VFR/IFR codes): shared by
 # many aircraft, so no evidence of identity at all; other codes are weak evidence.
 CONSPICUITY_CODES = (0o0000, 0o1000, 0o1200, 0o2000, 0o7000, 0o7777)
+_CONSPICUOUS = np.zeros(0o10000, bool)  # lookup by code
+_CONSPICUOUS[list(CONSPICUITY_CODES)] = True
 _MERGE_DTYPE = np.dtype(
     [("time_s", "f8"), ("kept_id", "i8"), ("merged_id", "i8"), ("reason", "U16")]
 )
@@ -122,8 +124,8 @@ _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
 _MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)
-_COVERAGE_CHECK_S = 1.0  # coverage rules at most this often (data time)
-_COVERAGE_LEARN_S = 5.0  # sensor revisit and P_D estimates updated this often (data time)
+_COVERAGE_CHECK_S = 2.0  # coverage rules at most this often (data time)
+_COVERAGE_LEARN_S = 10.0  # sensor revisit and P_D estimates updated this often (data time)
 
 
 def _local_index(label: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -207,6 +209,7 @@ class Tracker:
         self.n = 0
         self._n_dead = 0
         self._coverage = SensorCoverage(self.geo.re, c.origin_alt_m, c.coverage_range_margin)
+        self._site_raw = np.zeros((0, 3))  # sensor lat, lon, alt of the sites in _coverage
         self._alloc(256, 1, 8)
         if not _WARM[0]:
             self._warm_up()
@@ -248,6 +251,15 @@ class Tracker:
             np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
         )  # fmt: skip
         kn.mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
+        cov = SensorCoverage(1.0, 0.0)
+        cov.ensure(1)
+        kn.sensor_ranges(z, pp.pos, cov.site, cov.max_range_m)
+        kn.mark_seen(z, z, pp.time_s, self._last_seen)
+        kn.coverage_due(
+            z, 0.0, self._t, self._last_gated, self._xc, self._src, self._last_seen,
+            np.zeros(1, bool), cov.revisit_s, cov.revisit_s, cov.site, cov.site_alt_m,
+            cov.max_range_m, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0,
+        )  # fmt: skip
         kn.oosm_update(
             z, z, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc, self._Pc, self._qh,
             self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot, self.geo.re,
@@ -445,9 +457,13 @@ class Tracker:
         keep = dt <= c.delete_after_s
         if self._score_on:
             keep &= self._score_now(sel, dt) >= self._score_report
-        if c.coverage_management and len(sel):
-            ended = self._coverage_due(float(time_s), np.zeros(n, bool), count=False)
-            keep &= ~ended[sel]
+        if (
+            c.coverage_management
+            and len(sel)
+            and self._coverage.ready
+            and time_s >= self._next_coverage_s
+        ):  # the maintenance has not judged the tracks within the last check interval
+            keep &= ~self._coverage_due(float(time_s), sel, count=False)
         sel, dt = sel[keep], dt[keep]
         k = len(sel)
         if k == 0:
@@ -1137,9 +1153,9 @@ class Tracker:
         sens = pp.sensor[gp]
         kn.mark_sensors(ti, sens, self._src, self._bin_sens, self._text_row)
         if self.cfg.coverage_management:
-            t = pp.time_s[gp]
-            self._coverage.observe_gaps(sens, t - self._last_seen[ti, sens])
-            self._last_seen[ti, sens] = np.fmax(self._last_seen[ti, sens], t)
+            self._coverage.observe_gaps(
+                sens, kn.mark_seen(ti, sens, pp.time_s[gp], self._last_seen)
+            )
         if identity is not None:
             ti, gp = ti[identity], gp[identity]
         ms = pp.mode_s[gp]
@@ -1276,85 +1292,69 @@ class Tracker:
 
     # ---- coverage-aware track management
     def _observe_sites(self, plots: np.ndarray, prep: np.ndarray) -> None:
-        """Each sensor's latest site (from its plots' sensor position) and largest range."""
+        """Each sensor's latest site (from its plots' sensor position; converted only when it
+        changed) and largest range."""
         sens = prep["sensor"]
-        u, first = np.unique(sens[::-1], return_index=True)
-        last = len(sens) - 1 - first
-        lat = plots["sensor_lat_deg"][last]
-        lon = plots["sensor_lon_deg"][last]
-        alt = plots["sensor_alt_m"][last]
-        known = np.isfinite(lat) & np.isfinite(lon) & np.isfinite(alt)
+        if sens[0] == sens[-1] and (sens == sens[0]).all():  # one sensor (e.g. one scan)
+            u, last = sens[:1], np.array([len(sens) - 1])
+        else:
+            u, first = np.unique(sens[::-1], return_index=True)
+            last = len(sens) - 1 - first
+        raw = np.column_stack(
+            [
+                plots["sensor_lat_deg"][last],
+                plots["sensor_lon_deg"][last],
+                plots["sensor_alt_m"][last],
+            ]
+        )
+        known = np.isfinite(raw).all(axis=1)
         if not known.all():  # a sensor without a declared position gets no coverage
-            u, lat, lon, alt = u[known], lat[known], lon[known], alt[known]
+            u, raw = u[known], raw[known]
             keep = np.isin(sens, u)
             sens, prep = sens[keep], prep[keep]
         if len(u) == 0:
             return
-        ecef = np.atleast_2d(geodetic_to_ecef(lat, lon, alt))
-        site = (ecef - self.geo.origin_ecef) @ self.geo.E.T
-        site_of = np.zeros((int(u.max()) + 1, 3))
-        alt_of = np.zeros(int(u.max()) + 1)
-        site_of[u], alt_of[u] = site, alt
-        self._coverage.observe_plots(sens, site_of[sens], alt_of[sens], prep["pos"])
+        cov = self._coverage
+        cov.ensure(len(self._sensor_names))
+        if len(self._site_raw) < cov.n:
+            grow = np.full((cov.n - len(self._site_raw), 3), np.nan)
+            self._site_raw = np.concatenate([self._site_raw, grow])
+        moved = ~(self._site_raw[u] == raw).all(axis=1)
+        if moved.any():
+            um, rm = u[moved], raw[moved]
+            ecef = np.atleast_2d(geodetic_to_ecef(rm[:, 0], rm[:, 1], rm[:, 2]))
+            cov.observe_sites(um, (ecef - self.geo.origin_ecef) @ self.geo.E.T, rm[:, 2])
+            self._site_raw[um] = rm
+        cov.observe_plots(sens, prep["pos"])
 
-    def _coverage_due(self, t_now: float, dead: np.ndarray, count: bool = True) -> np.ndarray:
-        """Confirmed tracks (of the first ``n``, not already ``dead``) that the coverage rules
-        end at ``t_now`` (docs/tracking.md, 'Coverage-aware track management'). Only tracks
-        whose sensors all have a learned coverage and revisit are judged; the others are left
-        to the time rules. ``count``: add the ended tracks to the stats (maintenance), or not
-        (a snapshot leaving out the tracks that would be ended at its time)."""
-        n = self.n
+    def _coverage_due(self, t_now: float, idx: np.ndarray, count: bool = True) -> np.ndarray:
+        """Which of the confirmed tracks ``idx`` the coverage rules end at ``t_now``
+        (docs/tracking.md, 'Coverage-aware track management'; one compiled pass,
+        :func:`.kernels.coverage_due`): the sensors that have updated a track and whose
+        coverage holds its predicted position should see it; each has missed
+        ``floor((t - t_ref) / T_s - 0.2)`` looks since the latest of the track's last plot, its
+        own last plot on the track and the last plot inside the track's gate; the track ends
+        when every such sensor has missed a look and ``prod (1 - P_D)^missed`` is below
+        ``coverage_miss_probability``, or, if no sensor should see it, once
+        ``coverage_revisits`` of its sensors' longest revisit have passed. Tracks with a
+        sensor not yet modelled are left to the time rules. ``count``: add the ended tracks
+        to the stats (maintenance), or not (a snapshot leaving them out)."""
         c = self.cfg
         cov = self._coverage
-        out = np.zeros(n, bool)
-        rev = cov.revisit_s
-        known = np.isfinite(rev) & (cov.max_range_m > 0)
-        if not known.any():
-            return out
-        dt = t_now - self._t[:n]
-        cand = np.flatnonzero(
-            (self._status[:n] == CONFIRMED) & ~dead & (dt > float(rev[known].min()))
-        )
-        if len(cand) == 0:
-            return out
-        S = cov.n
-        bits = np.unpackbits(self._src[cand].view(np.uint8), axis=1, bitorder="little")
-        seen = bits[:, :S].astype(bool)  # (K, S) sensors that have updated the track
-        ok = ~(seen & ~known[:S]).any(axis=1)
-        cand, seen = cand[ok], seen[ok]
-        if len(cand) == 0:
-            return out
-        used = np.flatnonzero(seen.any(axis=0))
-        seen = seen[:, used]
-        dtc = dt[cand]
-        pos = self._xc[cand, :3] + dtc[:, None] * self._xc[cand, 3:]
-        inside = cov.covered(pos, used) & seen  # (K, U) sensors that should see it now
-        r = rev[used][None, :]
-        # looks each sensor has missed since the track's last plot, its own last plot on the
-        # track or the last plot inside the track's gate (taken by another track, or shared
-        # by JPDA: not a missed detection), whichever is latest (a fifth of a revisit of
-        # tolerance for jitter); misses before the track's last plot are explained already
-        t_ref = np.maximum(self._t[cand], self._last_gated[cand])
-        last = np.fmax(self._last_seen[cand][:, used], t_ref[:, None])
-        missed = np.where(inside, np.floor((t_now - last) / r - 0.2), 0.0)
-        missed = np.maximum(missed, 0.0)
-        pd = np.clip(cov.pd[used], 0.0, c.coverage_max_detection_probability)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            log_q = np.log1p(-pd)  # ln(1 - P_D) per sensor
-        log_p = np.where(inside, missed * log_q[None, :], 0.0).sum(axis=1)
-        all_looked = np.where(inside, missed >= 1, True).all(axis=1)
-        any_in = inside.any(axis=1)
-        longest = np.where(seen, r, 0.0).max(axis=1)
-        end_out = ~any_in & (dtc > c.coverage_revisits * longest)
-        end_miss = any_in & all_looked & (log_p < np.log(c.coverage_miss_probability))
-        out[cand[end_out]] = True
-        out[cand[end_miss]] = True
+        known = np.isfinite(cov.revisit_s) & (cov.max_range_m > 0)
+        pd = np.clip(np.nan_to_num(cov.pd, nan=0.0), 0.0, c.coverage_max_detection_probability)
+        verdict = kn.coverage_due(
+            idx, float(t_now), self._t, self._last_gated, self._xc, self._src, self._last_seen,
+            known, np.nan_to_num(cov.revisit_s, nan=np.inf), np.log1p(-pd), cov.site,
+            cov.site_alt_m, cov.max_range_m, cov.range_margin, cov.re_m, cov.origin_alt_m,
+            2.0 * K_REFRACTION * cov.re_m, c.coverage_revisits,
+            float(np.log(c.coverage_miss_probability)), 1.2 * cov.min_revisit_s,
+        )  # fmt: skip
         if count:
-            self._stats["tracks_ended_outside_coverage"] += int(end_out.sum())
-            self._stats["tracks_ended_missed"] += int(end_miss.sum())
-        return out
+            self._stats["tracks_ended_missed"] += int((verdict == 1).sum())
+            self._stats["tracks_ended_outside_coverage"] += int((verdict == 2).sum())
+        return verdict > 0
 
-    # ---- identity: one aircraft, one track
     def _live_with_address(self) -> np.ndarray:
         n = self.n
         return np.flatnonzero((self._status[:n] != DELETED) & (self._modes[:n] >= 0))
@@ -1442,7 +1442,7 @@ class Tracker:
         )
 
     def _coalescence(self, t_now: float) -> None:
-        """Track coalescence: pairs of live tracks within ``coalescence_max_distance_m`` whose
+        """Track coalescence: pairs of confirmed tracks within ``coalescence_max_distance_m`` whose
         identities do not conflict (different Mode S addresses, or different Mode 3/A codes
         that are not conspicuity codes) are tested with the track-to-track association test
         (Bar-Shalom, "On the track-to-track correlation problem", IEEE Trans. AC 26(2), 1981;
@@ -1455,27 +1455,29 @@ class Tracker:
         apart. A pair that passes that many tests in a row is merged into the older track."""
         c = self.cfg
         n = self.n
-        live = np.flatnonzero(self._status[:n] != DELETED)
+        live = np.flatnonzero(self._status[:n] == CONFIRMED)
         found: dict[tuple[int, int], int] = {}
         if len(live) >= 2:
-            x, P = self._predicted(live, t_now)
-            pairs = cKDTree(x[:, :2]).query_pairs(
-                c.coalescence_max_distance_m, output_type="ndarray"
-            )
+            dt = (t_now - self._t[live])[:, None]
+            pxy = self._xc[live, :2] + dt * self._xc[live, 3:5]
+            pairs = cKDTree(pxy).query_pairs(c.coalescence_max_distance_m, output_type="ndarray")
             if len(pairs):
                 i, j = pairs[:, 0], pairs[:, 1]
                 mi, mj = self._modes[live[i]], self._modes[live[j]]
                 ok = ~((mi >= 0) & (mj >= 0) & (mi != mj))
                 ai, aj = self._m3a[live[i]], self._m3a[live[j]]
-                weak_i = (ai < 0) | np.isin(ai, CONSPICUITY_CODES)
-                weak_j = (aj < 0) | np.isin(aj, CONSPICUITY_CODES)
+                weak_i = (ai < 0) | _CONSPICUOUS[np.clip(ai, 0, 0o7777)]
+                weak_j = (aj < 0) | _CONSPICUOUS[np.clip(aj, 0, 0o7777)]
                 ok &= weak_i | weak_j | (ai == aj) | ((mi >= 0) & (mi == mj))
                 i, j = i[ok], j[ok]
                 self._stats["coalescence_checks"] += len(i)
                 if len(i):
-                    d = x[i] - x[j]
+                    u, inv = np.unique(np.concatenate([i, j]), return_inverse=True)
+                    x, P = self._predicted(live[u], t_now)
+                    ki, kj = inv[: len(i)], inv[len(i) :]
+                    d = x[ki] - x[kj]
                     d2 = np.einsum(
-                        "ki,ki->k", d, np.linalg.solve(P[i] + P[j], d[..., None])[..., 0]
+                        "ki,ki->k", d, np.linalg.solve(P[ki] + P[kj], d[..., None])[..., 0]
                     )
                     hit = d2 <= self._chi2_coal
                     ia, ib = self._id[live[i[hit]]], self._id[live[j[hit]]]
@@ -1553,7 +1555,9 @@ class Tracker:
             if t_now >= self._next_learn_s:
                 self._coverage.learn()
                 self._next_learn_s = float(t_now) + _COVERAGE_LEARN_S
-            dead |= self._coverage_due(float(t_now), dead)
+            if self._coverage.ready:
+                idx = np.flatnonzero((self._status[:n] == CONFIRMED) & ~dead)
+                dead[idx] |= self._coverage_due(float(t_now), idx)
             self._next_coverage_s = float(t_now) + _COVERAGE_CHECK_S
         if dead.any():
             nd = int(dead.sum())
