@@ -98,7 +98,7 @@ def test_a_track_leaving_coverage_ends_within_the_expected_revisits():
     gone = _first(traj, alive, t_last)
     assert gone, "the track was never ended"
     # outside the coverage (the learned 60 km times the margin) it ends once 1.5 revisits have
-    # passed, checked every 2 s of data
+    # passed (checked every second of data, at frame ends)
     assert gone[0] <= t_last + cfg.coverage_revisits * 10.0 + 2.0 + 1e-6
     assert trk.stats["tracks_ended_outside_coverage"] == 1
     assert trk.stats["tracks_ended_missed"] == 0
@@ -127,5 +127,5 @@ def test_misses_count_only_where_a_sensor_should_have_seen_the_aircraft():
     t_last = float(cut["time_s"][cut["truth_id"] == 0].max()) - T0
     trk, alive = _run(cut, T0 + 295)
     gone = _first(traj, alive, t_last)
-    assert gone and gone[0] <= t_last + 3.2 * 8.0 + 2.0 + 1e-6  # rules checked every 2 s
+    assert gone and gone[0] <= t_last + 3.2 * 8.0 + 2.0 + 1e-6  # checked every second, at frame ends
     assert trk.stats["tracks_ended_missed"] == 1

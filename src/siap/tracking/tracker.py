@@ -124,7 +124,7 @@ _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
 _MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)
-_COVERAGE_CHECK_S = 2.0  # coverage rules at most this often (data time)
+_COVERAGE_CHECK_S = 1.0  # coverage rules at most this often (data time)
 _COVERAGE_LEARN_S = 10.0  # sensor revisit and P_D estimates updated this often (data time)
 
 
