@@ -70,10 +70,7 @@ def validate(plots: np.ndarray, cfg) -> tuple[np.ndarray, dict[str, int]]:
             if per[i]:
                 ids = plots["plot_id"][codes == i][:5].tolist()
                 logger.debug(
-                    "rejected %d plot(s) for %s (first plot ids %s)",
-                    int(per[i]),
-                    REASONS[i - 1],
-                    ids,
+                    "rejected %d plot(s) for %s (first plot ids %s)", int(per[i]), REASONS[i - 1], ids
                 )
     return ok, counts
 

@@ -117,9 +117,8 @@ if (
     or _TEXT_OFFSET + TRACK_DTYPE["callsign"].itemsize + _TAIL_DTYPE.itemsize
     != TRACK_DTYPE.itemsize
 ):
-    raise ImportError(
-        f"siap.tracking.tracker: TRACK_DTYPE must end with the text fields {_TEXT_FIELDS}, unpadded"
-    )
+    raise ImportError("siap.tracking.tracker: TRACK_DTYPE must end with the text fields "
+                      f"{_TEXT_FIELDS}, unpadded")
 _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
