@@ -116,18 +116,18 @@ class SensorCoverage:
         sensor = np.concatenate([p[0] for p in self._pending])
         gap_s = np.concatenate([p[1] for p in self._pending])
         self._pending.clear()
-        o = np.argsort(sensor, kind="stable")
+        o = np.lexsort((gap_s, sensor))
         sensor, gap_s = sensor[o], gap_s[o]
         first = np.flatnonzero(np.r_[True, sensor[1:] != sensor[:-1]])
-        bounds = np.r_[first, len(sensor)]
-        for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
-            s = int(sensor[a])
-            med = float(np.median(gap_s[a:b]))
-            rev = self.revisit_s[s]
-            self.revisit_s[s] = med if np.isnan(rev) else (1 - _BLEND) * rev + _BLEND * med
-            looks = np.maximum(1.0, np.round(gap_s[a:b] / self.revisit_s[s]))
-            self._hits[s] = _FORGET * self._hits[s] + (b - a)
-            self._looks[s] = _FORGET * self._looks[s] + float(looks.sum())
+        count = np.diff(np.r_[first, len(sensor)])
+        s_u = sensor[first]
+        med = 0.5 * (gap_s[first + (count - 1) // 2] + gap_s[first + count // 2])
+        rev = self.revisit_s[s_u]
+        rev = np.where(np.isnan(rev), med, (1 - _BLEND) * rev + _BLEND * med)
+        self.revisit_s[s_u] = rev
+        looks = np.maximum(1.0, np.round(gap_s / np.repeat(rev, count)))
+        self._hits[s_u] = _FORGET * self._hits[s_u] + count
+        self._looks[s_u] = _FORGET * self._looks[s_u] + np.add.reduceat(looks, first)
         known = np.isfinite(self.revisit_s) & (self.max_range_m > 0)
         self._ready = bool(known.any())
         self._min_revisit = float(self.revisit_s[known].min()) if self._ready else np.inf
