@@ -127,5 +127,6 @@ def test_misses_count_only_where_a_sensor_should_have_seen_the_aircraft():
     t_last = float(cut["time_s"][cut["truth_id"] == 0].max()) - T0
     trk, alive = _run(cut, T0 + 295)
     gone = _first(traj, alive, t_last)
-    assert gone and gone[0] <= t_last + 3.2 * 8.0 + 2.0 + 1e-6  # checked every second, at frame ends
+    # (checked every second of data, at frame ends)
+    assert gone and gone[0] <= t_last + 3.2 * 8.0 + 2.0 + 1e-6
     assert trk.stats["tracks_ended_missed"] == 1
