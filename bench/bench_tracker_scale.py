@@ -17,8 +17,13 @@ time-sorted, so nothing waits for the reorder window) and a ``snapshot`` at the 
 (a 1 Hz picture update, as a live system would produce). Reported per scale: plots/s
 sustained (plots / tracker wall time), per-batch latency p50/p99/max, memory (process peak
 ``ru_maxrss`` after data generation and after tracking; resident memory just before tracking
-and the peak during tracking, the kernel's peak mark being reset in between), and how the time grows from 1k to
-10k targets (time-per-plot ratio and the exponent of total time against target count).
+and the peak during tracking, the kernel's peak mark being reset in between and read right
+after the tracker's flush, before the evaluation; reported only when the reset is seen to
+work, i.e. the peak reads the resident size right after it), how the time grows from 1k to
+10k targets (time-per-plot ratio and the exponent of total time against target count), and
+the picture (with the default generator): the snapshots every 5 s evaluated against the
+observable truth (``siap.evaluation.evaluate``: GOSPA, SIAP completeness, ambiguity,
+spuriousness, position accuracy), outside the timed part.
 
 One core: OMP/OpenBLAS/MKL threads are set to 1 in the environment before NumPy is imported,
 and each scale runs in its own fresh subprocess (so its peak memory is its own).
@@ -51,6 +56,9 @@ if str(HERE) not in sys.path:
 import numpy as np  # noqa: E402
 
 DEFAULT_OUT = HERE / "results" / "tracker_scale.json"
+EVAL_STEP_S = 5.0
+PICTURE_METRICS = ("gospa_mean_m", "siap_completeness", "siap_ambiguity", "siap_spuriousness",
+                   "siap_position_accuracy_m")
 
 
 def _maxrss_mib() -> float:
@@ -85,7 +93,7 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
     """Generate the scenario, run the tracker over it in batches, return the measurements."""
     import scenarios_cv as sc
 
-    from siap.records import TrackStatus
+    from siap.records import TRACK_DTYPE, TrackStatus
     from siap.tracking import Tracker, TrackerConfig
 
     t_gen = time.perf_counter()
@@ -117,13 +125,26 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
     coverage = {int(v): round(float(c / n_targets), 4) for v, c in zip(vals, counts, strict=True)}
 
     cfg = TrackerConfig(origin_lat_deg=origin[0], origin_lon_deg=origin[1], origin_alt_m=0.0)
+    truth_eval = None
     if generator == "siap":
-        del sim  # keep only the plots
+        # the picture is judged every EVAL_STEP_S against the observable truth (as the demo)
+        from siap.pipeline import evaluation_times, observable_truth
+
+        eval_times = evaluation_times(sim.truth, EVAL_STEP_S)
+        truth_eval = observable_truth(sim.truth[np.isin(sim.truth["time_s"], eval_times)], plots)
+        del sim  # keep only the plots and the truth at the evaluation times
     else:
         del scn
     gc.collect()
     rss_before_tracking = _proc_status_mib().get("VmRSS")
     peak_reset = _reset_peak_rss()
+    # the reset is only trusted if the peak mark now reads the current resident size
+    status = _proc_status_mib()
+    peak_reset = peak_reset and abs(status.get("VmHWM", np.inf) - status.get("VmRSS", 0.0)) < 2.0
+    eval_snaps = []
+    EVAL_DTYPE = np.dtype([(f, TRACK_DTYPE[f]) for f in  # noqa: N806
+                           ("time_s", "track_id", "status", "pos_ecef_m", "vel_ecef_mps")])
+    eval_set = set(np.round(truth_eval["time_s"], 3).tolist()) if truth_eval is not None else set()
     trk = Tracker(cfg)
     n_batches = int(np.ceil(duration_s / batch_s))
     edges = np.searchsorted(plots["time_s"], t0 + batch_s * np.arange(n_batches + 1), side="left")
@@ -143,12 +164,25 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
             snap = trk.snapshot(t0 + batch_s * (b + 1))
         lat[b] = time.perf_counter() - t
         cpu[b] = time.process_time() - c
+        if snapshot and round(t0 + batch_s * (b + 1), 3) in eval_set:
+            # only the fields the evaluation reads (64 bytes a track, not the whole record)
+            keep = np.empty(len(snap), EVAL_DTYPE)
+            for f in EVAL_DTYPE.names:
+                keep[f] = snap[f]
+            eval_snaps.append(keep)
         if snapshot and b == n_batches - 1:
             n_tracks_last = int(np.isin(snap["status"], (int(TrackStatus.CONFIRMED),
                                                          int(TrackStatus.COASTING))).sum())
     t = time.perf_counter()
     trk.flush()
     flush_s = time.perf_counter() - t
+    peak_tracking = _proc_status_mib().get("VmHWM") if peak_reset else None
+    picture = None
+    if eval_snaps:
+        from siap.evaluation import evaluate
+
+        s = evaluate(truth_eval, np.concatenate(eval_snaps), times="truth").summary()
+        picture = {k: s.get(k) for k in PICTURE_METRICS}
     wall = float(lat.sum())
     # Targets that the radars actually saw at least 3 times (the tracker can confirm them).
     tid = plots["truth_id"][plots["truth_id"] >= 0]
@@ -189,9 +223,10 @@ def run_scale(n_targets: int, seed: int, duration_s: float, batch_s: float,
         maxrss_mib_after_generation=rss_after_gen,
         maxrss_mib_after_tracking=_maxrss_mib(),
         rss_mib_before_tracking=rss_before_tracking,
-        peak_rss_mib_during_tracking=_proc_status_mib().get("VmHWM") if peak_reset else None,
-        tracker_peak_rss_increase_mib=(_proc_status_mib().get("VmHWM", np.nan) - rss_before_tracking
-                                       if peak_reset and rss_before_tracking else None),
+        peak_rss_mib_during_tracking=peak_tracking,
+        tracker_peak_rss_increase_mib=(peak_tracking - rss_before_tracking
+                                       if peak_tracking is not None and rss_before_tracking else None),
+        picture=picture,
         targets_seen_3_times=seen3,
         tracks_confirmed_or_coasting_at_end=n_tracks_last,
         tracker_stats=stats,
@@ -260,6 +295,10 @@ def _print_table(runs: list[dict], growth: dict | None) -> None:
                   str(r["tracks_confirmed_or_coasting_at_end"]), str(r["targets_seen_3_times"]))
     console = Console(width=max(Console().width, 170))
     console.print(t)
+    for r in runs:
+        if r.get("picture"):
+            console.print(f"picture at {r['n_targets']} targets (every {EVAL_STEP_S:.0f} s vs observable "
+                          "truth): " + ", ".join(f"{k}={v:.4g}" for k, v in r["picture"].items()))
     if growth:
         console.print(f"growth {growth['from_targets']} -> {growth['to_targets']} targets: "
                       f"wall x{growth['wall_time_ratio']:.1f}, per plot x{growth['time_per_plot_ratio']:.2f}, "

@@ -20,7 +20,16 @@ from siap.tracking.synthetic import radar_3d_plots, tabulated
 FRAME = LocalFrame(35.0, 135.0, 0.0)
 T0 = 1_700_000_000.0
 FAST = dict(tentative_max_coast_s=3.0, coasting_after_s=3.0, delete_after_s=6.0)
-JPDA = dict(FAST, association="jpda", false_alarm_density_per_km2=0.01, detection_probability=0.9)
+# coverage rules off: a track that loses its target in the crossing would be ended after four
+# looks without a plot in its gate and restarted (3 plots to confirm), which these tests of the
+# association do not count on
+JPDA = dict(
+    FAST,
+    association="jpda",
+    false_alarm_density_per_km2=0.01,
+    detection_probability=0.9,
+    coverage_management=False,
+)
 
 
 def _brute_marginals(n_plots, gated, lr, miss):

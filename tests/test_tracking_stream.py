@@ -122,7 +122,8 @@ def test_late_plots_are_counted_and_not_applied(caplog):
     plots, _ = _scenario(2)
     t_end = float(plots["time_s"].max())
     early = plots["time_s"] < T0 + 10.0
-    # Hold back 40 early plots and deliver them at the end: far older than the window.
+    # Hold back 40 early plots and deliver them at the end: far older than the window and than
+    # out_of_sequence_max_lag_s, so they are not applied out of sequence either.
     held = np.flatnonzero(early)[::7][:40]
     rest = np.setdiff1d(np.arange(len(plots)), held)
     _, ref = _run([plots[rest]], t_end=t_end)
@@ -216,7 +217,7 @@ def test_snapshot_fields_are_consistent():
     assert set(",".join(snap["sources"]).split(",")) <= {"R3D", "R3D-B", "ADSB"}
     st_ = trk.stats
     assert st_["tracks_confirmed"] >= len(snap)
-    assert st_["tracks_initiated"] == st_["tracks_deleted"] + trk.n_tracks
+    assert st_["tracks_initiated"] == st_["tracks_deleted"] + st_["tracks_merged"] + trk.n_tracks
     # Predicting ahead coasts; far ahead the tracks are gone.
     later = trk.snapshot(float(plots["time_s"].max()) + 5.0)
     assert np.all(later["status"] == int(TrackStatus.COASTING))

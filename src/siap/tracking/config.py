@@ -55,7 +55,18 @@ class TrackerConfig(BaseModel):
         2.0,
         ge=0.0,
         le=3600.0,
-        description="Plots may arrive out of time order by up to this much (s); older plots are counted as late_dropped.",
+        description="Plots may arrive out of time order by up to this much (s); older plots are applied out of sequence (out_of_sequence) or counted as late_dropped.",
+    )
+
+    out_of_sequence: bool = Field(
+        True,
+        description="Plots older than what has been processed (later than reorder_window_s) are associated with the tracks and applied as out-of-sequence updates (one-step retrodiction, Bar-Shalom 2002; late_applied), or as ordinary updates to tracks whose state is older than the plot; a late plot that fits no track is dropped (late_dropped) and never starts one. False: every late plot is dropped.",
+    )
+
+    out_of_sequence_max_lag_s: float = Field(
+        10.0,
+        ge=0.0,
+        description="Late plots older than what has been processed by more than this (s) are dropped (late_dropped) instead of applied out of sequence: the one-step retrodiction neglects the correlation of the lag's process noise with the estimate, which grows with the lag.",
     )
 
     # --- motion models (IMM) -----------------------------------------------------------------
@@ -162,6 +173,68 @@ class TrackerConfig(BaseModel):
         description="A track whose predicted horizontal position standard deviation (sqrt of the trace of the horizontal covariance) exceeds this is deleted (m).",
     )
 
+    # --- identity: one aircraft, one track ------------------------------------------------------
+    mode_s_reseed_after: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="A plot carrying a live track's Mode S address never starts a new track. When it falls outside that track's gate it is dropped (plots_own_address_outside_gate), and the mode_s_reseed_after-th such plot in a row re-seeds the track from itself (same track number; position from the plot, velocity kept with the initiation uncertainty; tracks_reseeded).",
+    )
+    merge_same_mode_s: bool = Field(
+        True,
+        description="Two live tracks that carry the same Mode S address become one under the older track number (tracks_merged, Tracker.merges).",
+    )
+    coalescence_check_s: float | None = Field(
+        5.0,
+        gt=0.0,
+        description="Every this many seconds, pairs of live tracks are tested for coalescence (the track-to-track association test on their 6-D states, Bar-Shalom 1981); a pair that passes coalescence_checks tests in a row becomes one track under the older number. None: no such test (the Mode S rules still apply).",
+    )
+    coalescence_checks: int = Field(
+        3,
+        ge=1,
+        le=100,
+        description="Consecutive passed coalescence tests after which two tracks merge.",
+    )
+    coalescence_probability: float = Field(
+        0.99,
+        gt=0.5,
+        lt=1.0,
+        description="Gate probability of the coalescence test: the pair passes if d^2 = (x_1 - x_2)' (P_1 + P_2)^-1 (x_1 - x_2) is at most the chi2_6 quantile.",
+    )
+    coalescence_max_distance_m: float = Field(
+        2_000.0,
+        gt=0.0,
+        description="Only tracks whose predicted horizontal positions are this close are tested for coalescence (m).",
+    )
+
+    # --- coverage-aware track management ----------------------------------------------------------
+    coverage_management: bool = Field(
+        True,
+        description="End confirmed tracks by what the sensors should have seen (siap.tracking.coverage: each sensor's coverage, revisit and detection probability learned from its plots): a track whose sensors have all looked at least once since its last plot and whose missed detections are less likely than coverage_miss_probability is ended; a track predicted outside the coverage of every sensor that has seen it is ended after coverage_revisits of their longest revisit. delete_after_s still applies on top.",
+    )
+    coverage_miss_probability: float = Field(
+        1e-3,
+        gt=0.0,
+        lt=1.0,
+        description="A confirmed track is ended when the probability of its missed detections, prod_s (1 - P_D,s)^(missed looks of s) over the sensors that should have seen it, falls below this.",
+    )
+    coverage_max_detection_probability: float = Field(
+        0.95,
+        gt=0.0,
+        lt=1.0,
+        description="Upper bound on a sensor's learned detection probability in the missed-detection rule: the learned value comes from the gaps between a track's plots and does not see misses that are correlated (fades, masking), so it is taken no higher than this.",
+    )
+    coverage_revisits: float = Field(
+        1.5,
+        gt=0.0,
+        description="Outside every sensor's coverage, a confirmed track is ended once this many of the longest revisit of its sensors have passed without a plot.",
+    )
+    coverage_range_margin: float = Field(
+        1.05,
+        ge=1.0,
+        description="A sensor covers slant ranges up to this factor times the largest range of its plots.",
+    )
+
     # --- sequential track score (SPRT), optional -------------------------------------------------
     false_alarm_density_per_km2: float | None = Field(
         None,
@@ -222,7 +295,9 @@ class TrackerConfig(BaseModel):
         if self.delete_after_s < self.coasting_after_s:
             raise ValueError("delete_after_s must be >= coasting_after_s")
         if self.association == "jpda" and self.false_alarm_density_per_km2 is None:
-            raise ValueError("association 'jpda' needs false_alarm_density_per_km2 (the clutter density)")
+            raise ValueError(
+                "association 'jpda' needs false_alarm_density_per_km2 (the clutter density)"
+            )
         return self
 
     @classmethod

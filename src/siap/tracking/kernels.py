@@ -502,6 +502,159 @@ def _pair_update_core(
 
 
 @njit(cache=True, error_model="numpy")
+def oosm_update(
+    ti, gp, nm, t_trk, xm, Pm, mu, xc, Pc, qh, qv, p_time, kind, has_alt, z, R, site, rot, re,
+    rc,
+):  # fmt: skip
+    """Out-of-sequence update of track ``ti[k]`` (state at ``t_trk``) with plot ``gp[k]`` taken
+    at ``tau = p_time[g] < t_trk[i]``, per IMM mode, in place; the track keeps its time.
+
+    One-step retrodiction (Bar-Shalom, "Update with out-of-sequence measurements in tracking:
+    exact solution", IEEE Trans. AES 38(3), 2002, eqs. for x(d|k), P(d|k), P_xz, W) with the
+    process noise of the lag ``T = t_k - tau`` taken as independent of the current estimation
+    error (P_vv = Q(T), P_xv = 0, v(k,d|k) = 0)::
+
+        x_d = F(-T) x,  P_d = F(-T) (P + Q(T)) F(-T)'       (retrodicted state at tau)
+        nu = z - h(x_d),  H = [H_p(x_d), 0],  S = H P_d H' + R
+        P_xz = P F(-T)' H',  W = P_xz S^-1
+        x+ = x + W nu,  P+ = P - W S W'                        (symmetrised)
+
+    The mode probabilities are kept (the late plot is not used to re-weigh the modes)."""
+    F = np.eye(6)
+    Q = np.zeros((6, 6))
+    nu = np.empty(3)
+    Hp = np.empty((3, 3))
+    H = np.zeros((3, 6))
+    for p in range(len(ti)):
+        i = ti[p]
+        g = gp[p]
+        T = t_trk[i] - p_time[g]
+        for a in range(3):
+            F[a, a + 3] = -T
+        for j in range(nm):
+            for ax in range(3):
+                q = qh[j] if ax < 2 else qv[j]
+                Q[ax, ax] = T * T * T / 3.0 * q
+                Q[ax, ax + 3] = T * T / 2.0 * q
+                Q[ax + 3, ax] = T * T / 2.0 * q
+                Q[ax + 3, ax + 3] = T * q
+            x = xm[i, j].copy()
+            P = Pm[i, j].copy()
+            xd = F @ x
+            Pd = F @ (P + Q) @ F.T
+            _measure(xd[0], xd[1], xd[2], g, kind, has_alt, z, site, rot, re, rc, nu, Hp)
+            H[:, :3] = Hp
+            S = H @ Pd @ H.T + R[g]
+            S = 0.5 * (S + S.T)
+            Pxz = P @ F.T @ H.T
+            W = Pxz @ np.linalg.inv(S)
+            xn = x + W @ nu
+            Pn = P - W @ S @ W.T
+            for a in range(6):
+                xm[i, j, a] = xn[a]
+                for b in range(6):
+                    Pm[i, j, a, b] = 0.5 * (Pn[a, b] + Pn[b, a])
+        _combine_modes(i, nm, np.zeros(nm), mu[i].copy(), xm, Pm, mu, xc, Pc)
+
+
+@njit(cache=True, error_model="numpy")
+def coverage_due(
+    idx, t_now, t_trk, last_gated, xc, src, last_seen, known, revisit, log_q, site, site_alt,
+    max_range, range_margin, re, origin_alt, kre2, coverage_revisits, log_p_end, min_dt,
+):  # fmt: skip
+    """The coverage rules for tracks ``idx`` at ``t_now`` (see Tracker._coverage_due): 0 keep,
+    1 ended by its missed detections, 2 ended outside every sensor's coverage. A track with a
+    sensor (bit of ``src``) whose model is not ``known`` is kept (left to the time rules)."""
+    out = np.zeros(len(idx), np.int8)
+    n_s = len(known)
+    one = np.uint64(1)
+    for p in range(len(idx)):
+        i = idx[p]
+        dt = t_now - t_trk[i]
+        if dt <= min_dt:
+            continue
+        x = xc[i, 0] + dt * xc[i, 3]
+        y = xc[i, 1] + dt * xc[i, 4]
+        z = xc[i, 2] + dt * xc[i, 5]
+        h_t = z + (x * x + y * y) / (2.0 * re) + origin_alt
+        sq_t = np.sqrt(kre2 * max(h_t, 0.0))
+        t_ref = max(t_trk[i], last_gated[i])
+        unknown = False
+        any_in = False
+        all_looked = True
+        log_p = 0.0
+        longest = 0.0
+        for w in range(src.shape[1]):
+            word = src[i, w]
+            if word == 0:
+                continue
+            for b in range(64):
+                if (word >> np.uint64(b)) & one == 0:
+                    continue
+                s = w * 64 + b
+                if s >= n_s or not known[s]:
+                    unknown = True
+                    break
+                r = revisit[s]
+                longest = max(longest, r)
+                dx = x - site[s, 0]
+                dy = y - site[s, 1]
+                dz = z - site[s, 2]
+                horiz = np.sqrt(dx * dx + dy * dy)
+                slant = np.sqrt(dx * dx + dy * dy + dz * dz)
+                d_h = np.sqrt(kre2 * max(site_alt[s], 0.0)) + sq_t
+                if horiz <= d_h and slant <= range_margin * max_range[s]:
+                    any_in = True
+                    last = last_seen[i, s]
+                    if not (last >= t_ref):  # NaN (never) or before the reference
+                        last = t_ref
+                    missed = max(np.floor((t_now - last) / r - 0.2), 0.0)
+                    if missed < 1.0:
+                        all_looked = False
+                    log_p += missed * log_q[s]
+            if unknown:
+                break
+        if unknown or longest == 0.0:
+            continue
+        if not any_in:
+            if dt > coverage_revisits * longest:
+                out[p] = 2
+        elif all_looked and log_p < log_p_end:
+            out[p] = 1
+    return out
+
+
+@njit(cache=True, error_model="numpy")
+def sensor_ranges(sensor, pos, site, max_range):
+    """Largest distance of each sensor's plots from its site: ``max_range[s]`` raised to
+    ``|pos[p] - site[s]|`` for the plots ``p`` of sensor ``s = sensor[p]`` (in place)."""
+    for p in range(len(sensor)):
+        s = sensor[p]
+        d0 = pos[p, 0] - site[s, 0]
+        d1 = pos[p, 1] - site[s, 1]
+        d2 = pos[p, 2] - site[s, 2]
+        r = np.sqrt(d0 * d0 + d1 * d1 + d2 * d2)
+        if r > max_range[s]:  # False for NaN
+            max_range[s] = r
+
+
+@njit(cache=True, error_model="numpy")
+def mark_seen(ti, sensor, t, last_seen):
+    """Time since each sensor's previous plot on each track (NaN if none), and the latest
+    plot time of sensor ``sensor[p]`` on track ``ti[p]`` recorded in ``last_seen`` (in
+    place)."""
+    gap = np.empty(len(ti))
+    for p in range(len(ti)):
+        i = ti[p]
+        s = sensor[p]
+        prev = last_seen[i, s]
+        gap[p] = t[p] - prev
+        if not (prev >= t[p]):  # NaN or older
+            last_seen[i, s] = t[p]
+    return gap
+
+
+@njit(cache=True, error_model="numpy")
 def horizontal_prefilter(
     ti, gp, nm, t_trk, xc, Pc, xm, Pm, modes, qh_max, p_time, pos, pos_cov, mode_s, g3, g_wide
 ):

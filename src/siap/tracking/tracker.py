@@ -27,6 +27,7 @@ Processing (see docs/tracking.md for the equations and the rules):
 
 from __future__ import annotations
 
+import collections
 import logging
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -40,12 +41,14 @@ from scipy.stats import chi2
 
 from siap import records as rec
 from siap.errors import InputError
-from siap.geo import ecef_to_geodetic
+from siap.geo import ecef_to_geodetic, geodetic_to_ecef
 from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_plots, empty_tracks
 
+from . import filters
 from . import jpda as jp
 from . import kernels as kn
 from .config import TrackerConfig
+from .coverage import K_REFRACTION, SensorCoverage
 from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
 
 __all__ = ["Tracker", "track"]
@@ -63,6 +66,7 @@ _STAT_KEYS = (
     "plots_used",
     "plots_unused_in_gate",
     "late_dropped",
+    "late_applied",
     "frames",
     "tracks_initiated",
     "tracks_confirmed",
@@ -77,7 +81,22 @@ _STAT_KEYS = (
     "rejected_bad_covariance",
     "jpda_clusters",
     "jpda_clusters_too_large",
+    "plots_own_address_outside_gate",
+    "tracks_reseeded",
+    "tracks_merged",
+    "coalescence_checks",
+    "tracks_ended_missed",
+    "tracks_ended_outside_coverage",
 )
+# Mode 3/A conspicuity codes (ICAO Annex 10 vol. IV and regional VFR/IFR codes): shared by
+# many aircraft, so no evidence of identity at all; other codes are weak evidence.
+CONSPICUITY_CODES = (0o0000, 0o1000, 0o1200, 0o2000, 0o7000, 0o7777)
+_CONSPICUOUS = np.zeros(0o10000, bool)  # lookup by code
+_CONSPICUOUS[list(CONSPICUITY_CODES)] = True
+_MERGE_DTYPE = np.dtype(
+    [("time_s", "f8"), ("kept_id", "i8"), ("merged_id", "i8"), ("reason", "U16")]
+)
+_MAX_MERGES = 1 << 16  # merge records kept (the newest)
 
 
 _SENSORS_LEN = TRACK_DTYPE["sensors"].itemsize // 4
@@ -104,6 +123,8 @@ _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
 _MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)
+_COVERAGE_CHECK_S = 1.0  # coverage rules at most this often (data time)
+_COVERAGE_LEARN_S = 10.0  # sensor revisit and P_D estimates updated this often (data time)
 
 
 def _local_index(label: np.ndarray, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
@@ -175,9 +196,20 @@ class Tracker:
         self._watermark = -np.inf
         self._processed_until = -np.inf
         self._next_id = 1
+        # identity: addresses newly set on tracks (checked for duplicates at the next
+        # maintenance), consecutive coalescence passes per (older id, newer id), merge records
+        self._new_addresses: list[np.ndarray] = []
+        self._coal: dict[tuple[int, int], int] = {}
+        self._next_coal_s = -np.inf
+        self._next_coverage_s = -np.inf
+        self._next_learn_s = -np.inf
+        self._chi2_coal = float(chi2.ppf(c.coalescence_probability, 6))
+        self._merges: collections.deque = collections.deque(maxlen=_MAX_MERGES)
         self.n = 0
         self._n_dead = 0
-        self._alloc(256, 1)
+        self._coverage = SensorCoverage(self.geo.re, c.origin_alt_m, c.coverage_range_margin)
+        self._site_raw = np.zeros((0, 3))  # sensor lat, lon, alt of the sites in _coverage
+        self._alloc(256, 1, 8)
         if not _WARM[0]:
             self._warm_up()
             _WARM[0] = True
@@ -203,18 +235,35 @@ class Tracker:
         self._update(z, z, pp, {}, z)
         self._horizontal_prefilter(z, z, pp)
         self._track_radii(z, 0.0, 0.0)
-        o = np.empty(2, TRACK_DTYPE)
-        kn.snapshot_states(
-            z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
-            c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E, self.geo.origin_ecef,
-            o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"], o["model_prob"],
-        )  # fmt: skip
+        # the fields of a snapshot of several tracks are strided views, those of exactly one
+        # track contiguous: two specialisations
+        for o in (np.empty(1, TRACK_DTYPE), np.empty(2, TRACK_DTYPE)):
+            kn.snapshot_states(
+                z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
+                c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E,
+                self.geo.origin_ecef, o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"],
+                o["model_prob"],
+            )  # fmt: skip
         kn.fill_text(
             o.view(np.uint8).reshape(2, -1), _TEXT_OFFSET,
             self._cs.view(np.uint8).reshape(self._cap, -1), z,
             np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
         )  # fmt: skip
         kn.mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
+        cov = SensorCoverage(1.0, 0.0)
+        cov.ensure(1)
+        kn.sensor_ranges(z, pp.pos, cov.site, cov.max_range_m)
+        kn.mark_seen(z, z, pp.time_s, self._last_seen)
+        kn.coverage_due(
+            z, 0.0, self._t, self._last_gated, self._xc, self._src, self._last_seen,
+            np.zeros(1, bool), cov.revisit_s, cov.revisit_s, cov.site, cov.site_alt_m,
+            cov.max_range_m, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0,
+        )  # fmt: skip
+        kn.oosm_update(
+            z, z, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc, self._Pc, self._qh,
+            self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot, self.geo.re,
+            self.geo.rc,
+        )  # fmt: skip
         kn.assign_direct(z, z, np.zeros(0), 1, 1)
         kn.deletion_due(
             0.0, 0, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE, DELETED,
@@ -240,7 +289,7 @@ class Tracker:
             kn.grid_pairs(keys, order, 1.0, xy, xy, one, one, one, one, one, 1.0, flag)
 
     # ------------------------------------------------------------------ track table (SoA)
-    def _alloc(self, cap: int, words: int) -> None:
+    def _alloc(self, cap: int, words: int, cols: int) -> None:
         self._cap = cap
         self._t = np.zeros(cap)
         self._xm = np.zeros((cap, 2, 6))
@@ -258,6 +307,9 @@ class Tracker:
         self._src = np.zeros((cap, words), np.uint64)
         self._bin_sens = np.zeros((cap, words), np.uint64)  # sensors that updated it this frame
         self._text_row = np.full(cap, -1, np.int64)  # row in _texts, -1 when _src changed
+        self._ms_miss = np.zeros(cap, np.int32)  # own-address plots outside the gate, in a row
+        self._last_seen = np.full((cap, cols), np.nan)  # time of the last plot of each sensor
+        self._last_gated = np.full(cap, -np.inf)  # time of the last plot inside its gate
 
     _FIELDS = (
         "_t",
@@ -276,6 +328,9 @@ class Tracker:
         "_src",
         "_bin_sens",
         "_text_row",
+        "_ms_miss",
+        "_last_seen",
+        "_last_gated",
     )
 
     def _grow(self, need: int) -> None:
@@ -285,7 +340,7 @@ class Tracker:
         while cap < need:
             cap *= 2
         old = {f: getattr(self, f) for f in self._FIELDS}
-        self._alloc(cap, old["_src"].shape[1])
+        self._alloc(cap, old["_src"].shape[1], old["_last_seen"].shape[1])
         for f, arr in old.items():
             getattr(self, f)[: self.n] = arr[: self.n]
 
@@ -298,12 +353,26 @@ class Tracker:
                 new[:, : old.shape[1]] = old
                 setattr(self, f, new)
             self._forget_texts()  # the cached masks have fewer words
+        cols = self._last_seen.shape[1]
+        if len(self._sensor_names) > cols:
+            new = np.full((self._cap, max(2 * cols, len(self._sensor_names))), np.nan)
+            new[:, :cols] = self._last_seen
+            self._last_seen = new
+        self._coverage.ensure(len(self._sensor_names))
 
     # ------------------------------------------------------------------ public API
     @property
     def stats(self) -> dict[str, int]:
         """Counters: plots_in, plots_used, rejected_<reason>, late_dropped, tracks_*."""
         return dict(self._stats)
+
+    @property
+    def merges(self) -> np.ndarray:
+        """The track merges so far (the newest 65,536), oldest first: ``time_s``, ``kept_id``
+        (the older track number, which lives on), ``merged_id`` (ended) and ``reason``
+        (``"mode_s"``: same Mode S address; ``"coalescence"``: the states were statistically
+        the same over several tests)."""
+        return np.array(list(self._merges), dtype=_MERGE_DTYPE)
 
     @property
     def n_tracks(self) -> int:
@@ -327,18 +396,31 @@ class Tracker:
             plots = rec.take(plots, ok)
         late = plots["time_s"] < self._processed_until
         if late.any():
-            nl = int(late.sum())
-            self._stats["late_dropped"] += nl
-            logger.debug(
-                "dropped %d late plot(s) older than %.3f (first plot ids %s)",
-                nl,
-                self._processed_until,
-                plots["plot_id"][late][:5].tolist(),
-            )
+            oosm = late.copy()
+            if self.cfg.out_of_sequence and self.n_tracks:
+                oosm &= (
+                    plots["time_s"] >= self._processed_until - self.cfg.out_of_sequence_max_lag_s
+                )
+            else:
+                oosm[:] = False
+            if oosm.any():
+                lp = rec.take(plots, oosm)
+                self._apply_late(lp, self.geo.prepare(lp, self._sensor_indices(lp["sensor_id"])))
+            if (late & ~oosm).any():
+                nl = int((late & ~oosm).sum())
+                self._stats["late_dropped"] += nl
+                logger.debug(
+                    "dropped %d late plot(s) older than %.3f (first plot ids %s)",
+                    nl,
+                    self._processed_until,
+                    plots["plot_id"][late & ~oosm][:5].tolist(),
+                )
             plots = rec.take(plots, ~late)
         if len(plots) == 0:
             return
         prep = self.geo.prepare(plots, self._sensor_indices(plots["sensor_id"]))
+        if self.cfg.coverage_management:
+            self._observe_sites(plots, prep)
         self._buf = rec.concatenate([self._buf, prep]) if len(self._buf) else prep
         self._watermark = max(self._watermark, float(prep["time_s"].max()))
         fs = self.cfg.frame_s
@@ -365,7 +447,8 @@ class Tracker:
 
     def snapshot(self, time_s: float) -> np.ndarray:
         """Confirmed tracks (CONFIRMED or COASTING) predicted to ``time_s``, as TRACK_DTYPE,
-        sorted by track id. Tracks that would be deleted at ``time_s`` are left out."""
+        sorted by track id. Tracks that would be deleted at ``time_s`` (time, score and
+        coverage rules) are left out."""
         c = self.cfg
         n = self.n
         sel = np.flatnonzero(self._status[:n] == CONFIRMED)
@@ -373,6 +456,13 @@ class Tracker:
         keep = dt <= c.delete_after_s
         if self._score_on:
             keep &= self._score_now(sel, dt) >= self._score_report
+        if (
+            c.coverage_management
+            and len(sel)
+            and self._coverage.ready
+            and time_s >= self._next_coverage_s
+        ):  # the maintenance has not judged the tracks within the last check interval
+            keep &= ~self._coverage_due(float(time_s), sel, count=False)
         sel, dt = sel[keep], dt[keep]
         k = len(sel)
         if k == 0:
@@ -591,6 +681,7 @@ class Tracker:
                 break
             conf = sel[self._status[ti[sel]] == CONFIRMED]
             near_confirmed[gp[conf] - s] = True
+            np.maximum.at(self._last_gated, ti[sel], pp.time_s[gp[sel]])
             again = np.zeros(len(active), bool)
             again[pj[sel]] = True
             n_soft = 0
@@ -612,15 +703,20 @@ class Tracker:
             if len(a) == 0 and n_soft == 0:
                 break
             active = active[again]
-        # A plot that fell in a confirmed track's gate but lost the assignment is most likely
-        # clutter near the target or a split plot: it does not start a track.
-        unused = ~assigned & near_confirmed
-        free = np.flatnonzero(~assigned & ~near_confirmed) + s
+        # A plot carrying a live track's Mode S address never starts a track: it is dropped or
+        # re-seeds that track. A plot that fell in a confirmed track's gate but lost the
+        # assignment is most likely clutter near the target or a split plot: it does not start
+        # a track either.
+        left = np.flatnonzero(~assigned) + s
+        own, n_dropped = self._own_address_plots(left, pp)
+        left = left[~own]
+        unused = near_confirmed[left - s]
+        free = left[~unused]
         if len(free):
             self._initiate_free(free, pp)
         n_unused = int(unused.sum())
         self._stats["plots_unused_in_gate"] += n_unused
-        self._stats["plots_used"] += e - s - n_unused
+        self._stats["plots_used"] += e - s - n_unused - n_dropped
 
     def _horizontal_prefilter(
         self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots
@@ -1050,15 +1146,26 @@ class Tracker:
     def _set_identity(
         self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots, identity: np.ndarray | None = None
     ) -> None:
-        """Record the plots' sensors on tracks ``ti`` and take their Mode S, Mode 3/A and
-        callsign (only where ``identity`` is true, when given)."""
-        kn.mark_sensors(ti, pp.sensor[gp], self._src, self._bin_sens, self._text_row)
+        """Record the plots' sensors on tracks ``ti`` (with the time since the sensor's previous
+        plot on the track, for its revisit and detection probability) and take their Mode S,
+        Mode 3/A and callsign (only where ``identity`` is true, when given)."""
+        sens = pp.sensor[gp]
+        kn.mark_sensors(ti, sens, self._src, self._bin_sens, self._text_row)
+        if self.cfg.coverage_management:
+            self._coverage.observe_gaps(
+                sens, kn.mark_seen(ti, sens, pp.time_s[gp], self._last_seen)
+            )
         if identity is not None:
             ti, gp = ti[identity], gp[identity]
         ms = pp.mode_s[gp]
         has = ms >= 0
         if has.any():
-            self._modes[ti[has]] = ms[has]
+            tih, msh = ti[has], ms[has]
+            new = self._modes[tih] != msh
+            if new.any():  # checked for duplicates at the next maintenance
+                self._new_addresses.append(msh[new])
+            self._modes[tih] = msh
+            self._ms_miss[tih] = 0
         m3 = pp.mode_3a[gp]
         has = m3 >= 0
         if has.any():
@@ -1103,12 +1210,332 @@ class Tracker:
         self._src[sl] = 0
         self._text_row[sl] = -1
         self._bin_sens[sl] = 0
+        self._ms_miss[sl] = 0
+        self._last_seen[sl] = np.nan
+        self._last_gated[sl] = pp.time_s[gp]
         ti = np.arange(self.n, self.n + k)
         self.n += k
         self._stats["tracks_initiated"] += k
         if conf0:
             self._stats["tracks_confirmed"] += k
         self._set_identity(ti, gp, pp)
+
+    # ---- out-of-sequence plots
+    def _apply_late(self, plots: np.ndarray, prep: np.ndarray) -> None:
+        """Plots older than what has been processed: gated against the live tracks (each track
+        predicted, or retrodicted, to the plot's time, as for any plot), assigned by global
+        nearest neighbour in rounds of one plot per track, and applied: to a track whose
+        state is older than the plot by the ordinary IMM-EKF update, to the others by the
+        out-of-sequence update (:func:`.kernels.oosm_update`). Plots in no gate are dropped
+        (``late_dropped``); a late plot never starts a track."""
+        order = np.lexsort((prep["plot_id"], prep["time_s"]))
+        prep = prep[order]
+        if self.cfg.coverage_management:
+            self._observe_sites(plots[order], prep)
+        pp = PreparedPlots.from_array(prep)
+        m = len(prep)
+        applied = np.zeros(m, bool)
+        active = np.arange(m)
+        for _ in range(8):
+            n = self.n
+            live = np.flatnonzero(self._status[:n] != DELETED)
+            if len(live) == 0 or len(active) == 0:
+                break
+            tp = pp.time_s[active]
+            t_mid = 0.5 * (float(tp.min()) + float(tp.max()))
+            half = 0.5 * (float(tp.max()) - float(tp.min()))
+            # search radii from each track's covariance over its lag to the plots (either way)
+            pxy, rs, rv = self._track_radii(live, t_mid, half)
+            pc = pp.pos_cov[active]
+            rp = self._g_modes * np.sqrt(pc[:, 0, 0] + pc[:, 1, 1])
+            rmax = float((rs + rv).max())
+            near = cKDTree(pxy).query_ball_point(pp.pos[active, :2], rmax + rp)
+            cnt = np.fromiter((len(x) for x in near), np.int64, len(near))
+            if cnt.sum() == 0:
+                break
+            pj = np.repeat(np.arange(len(active)), cnt)
+            ti = live[np.fromiter((k for x in near for k in x), np.int64, int(cnt.sum()))]
+            gp = active[pj]
+            pr = self._pairs(ti, gp, pp)
+            ok, cost = self._gate(ti, gp, pp, pr)
+            sel = np.flatnonzero(ok)
+            if len(sel) == 0:
+                break
+            a = sel[self._assign(ti[sel], pj[sel], cost[sel], len(active))]
+            if len(a) == 0:
+                break
+            t_i, g_i = ti[a], gp[a]
+            fwd = pp.time_s[g_i] >= self._t[t_i]
+            if fwd.any():
+                self._update(t_i[fwd], g_i[fwd], pp, pr, a[fwd])
+            back = ~fwd
+            if back.any():
+                tb, gb = t_i[back], g_i[back]
+                kn.oosm_update(
+                    tb, gb, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc,
+                    self._Pc, self._qh, self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R,
+                    pp.site, pp.rot, self.geo.re, self.geo.rc,
+                )  # fmt: skip
+                self._nupd[tb] += 1
+                self._ix_dirty = True
+                self._set_identity(tb, gb, pp)
+            applied[g_i] = True
+            again = np.zeros(len(active), bool)
+            again[pj[sel]] = True
+            again[pj[a]] = False
+            active = active[again]
+        n_app = int(applied.sum())
+        self._stats["late_applied"] += n_app
+        self._stats["late_dropped"] += m - n_app
+        self._stats["plots_used"] += n_app
+
+    # ---- coverage-aware track management
+    def _observe_sites(self, plots: np.ndarray, prep: np.ndarray) -> None:
+        """Each sensor's latest site (from its plots' sensor position; converted only when it
+        changed) and largest range."""
+        sens = prep["sensor"]
+        if sens[0] == sens[-1] and (sens == sens[0]).all():  # one sensor (e.g. one scan)
+            u, last = sens[:1], np.array([len(sens) - 1])
+        else:
+            u, first = np.unique(sens[::-1], return_index=True)
+            last = len(sens) - 1 - first
+        raw = np.column_stack(
+            [
+                plots["sensor_lat_deg"][last],
+                plots["sensor_lon_deg"][last],
+                plots["sensor_alt_m"][last],
+            ]
+        )
+        known = np.isfinite(raw).all(axis=1)
+        if not known.all():  # a sensor without a declared position gets no coverage
+            u, raw = u[known], raw[known]
+            keep = np.isin(sens, u)
+            sens, prep = sens[keep], prep[keep]
+        if len(u) == 0:
+            return
+        cov = self._coverage
+        cov.ensure(len(self._sensor_names))
+        if len(self._site_raw) < cov.n:
+            grow = np.full((cov.n - len(self._site_raw), 3), np.nan)
+            self._site_raw = np.concatenate([self._site_raw, grow])
+        moved = ~(self._site_raw[u] == raw).all(axis=1)
+        if moved.any():
+            um, rm = u[moved], raw[moved]
+            ecef = np.atleast_2d(geodetic_to_ecef(rm[:, 0], rm[:, 1], rm[:, 2]))
+            cov.observe_sites(um, (ecef - self.geo.origin_ecef) @ self.geo.E.T, rm[:, 2])
+            self._site_raw[um] = rm
+        cov.observe_plots(sens, prep["pos"])
+
+    def _coverage_due(self, t_now: float, idx: np.ndarray, count: bool = True) -> np.ndarray:
+        """Which of the confirmed tracks ``idx`` the coverage rules end at ``t_now``
+        (docs/tracking.md, 'Coverage-aware track management'; one compiled pass,
+        :func:`.kernels.coverage_due`): the sensors that have updated a track and whose
+        coverage holds its predicted position should see it; each has missed
+        ``floor((t - t_ref) / T_s - 0.2)`` looks since the latest of the track's last plot, its
+        own last plot on the track and the last plot inside the track's gate; the track ends
+        when every such sensor has missed a look and ``prod (1 - P_D)^missed`` is below
+        ``coverage_miss_probability``, or, if no sensor should see it, once
+        ``coverage_revisits`` of its sensors' longest revisit have passed. Tracks with a
+        sensor not yet modelled are left to the time rules. ``count``: add the ended tracks
+        to the stats (maintenance), or not (a snapshot leaving them out)."""
+        c = self.cfg
+        cov = self._coverage
+        known = np.isfinite(cov.revisit_s) & (cov.max_range_m > 0)
+        pd = np.clip(np.nan_to_num(cov.pd, nan=0.0), 0.0, c.coverage_max_detection_probability)
+        verdict = kn.coverage_due(
+            idx, float(t_now), self._t, self._last_gated, self._xc, self._src, self._last_seen,
+            known, np.nan_to_num(cov.revisit_s, nan=np.inf), np.log1p(-pd), cov.site,
+            cov.site_alt_m, cov.max_range_m, cov.range_margin, cov.re_m, cov.origin_alt_m,
+            2.0 * K_REFRACTION * cov.re_m, c.coverage_revisits,
+            float(np.log(c.coverage_miss_probability)), 1.2 * cov.min_revisit_s,
+        )  # fmt: skip
+        if count:
+            self._stats["tracks_ended_missed"] += int((verdict == 1).sum())
+            self._stats["tracks_ended_outside_coverage"] += int((verdict == 2).sum())
+        return verdict > 0
+
+    def _live_with_address(self) -> np.ndarray:
+        n = self.n
+        return np.flatnonzero((self._status[:n] != DELETED) & (self._modes[:n] >= 0))
+
+    def _own_address_plots(self, left: np.ndarray, pp: PreparedPlots) -> tuple[np.ndarray, int]:
+        """Unassigned plots ``left`` that carry the Mode S address of a live track: each one
+        counts against that track (``_ms_miss``, consecutive plots of its own address outside
+        its gate); below ``mode_s_reseed_after`` the plot is dropped
+        (``plots_own_address_outside_gate``), at it the track is re-seeded from the plot
+        (:meth:`_reseed`). Returns which of ``left`` were such plots and how many were
+        dropped. None of them starts a track."""
+        own = np.zeros(len(left), bool)
+        if len(left) == 0:
+            return own, 0
+        ms = pp.mode_s[left]
+        if ms.max() < 0:
+            return own, 0
+        live = self._live_with_address()
+        if len(live) == 0:
+            return own, 0
+        order = np.lexsort((self._id[live], self._modes[live]))  # by address, oldest first
+        keys, slots = self._modes[live][order], live[order]
+        pos = np.minimum(np.searchsorted(keys, ms), len(keys) - 1)
+        own = (ms >= 0) & (keys[pos] == ms)
+        dropped = 0
+        for g, slot in zip(left[own].tolist(), slots[pos[own]].tolist(), strict=True):
+            self._ms_miss[slot] += 1
+            if self._ms_miss[slot] >= self.cfg.mode_s_reseed_after:
+                self._reseed(slot, g, pp)
+            else:
+                dropped += 1
+        self._stats["plots_own_address_outside_gate"] += dropped
+        return own, dropped
+
+    def _reseed(self, slot: int, g: int, pp: PreparedPlots) -> None:
+        """Start track ``slot`` again from plot ``g`` (its own Mode S address, persistently
+        outside its gate: a manoeuvre it could not follow, or a jump in the reported
+        position): position and covariance from the plot, velocity kept with the initiation
+        uncertainty, mode probabilities as for a new track. The track number, status, score
+        and identity stay."""
+        c = self.cfg
+        x = self._xc[slot].copy()
+        x[:3] = pp.pos[g]
+        P = np.zeros((6, 6))
+        pc = pp.pos_cov[g]
+        P[:3, :3] = 0.5 * (pc + pc.T)
+        P[3, 3] = P[4, 4] = c.initial_velocity_std_mps**2
+        P[5, 5] = c.initial_vertical_velocity_std_mps**2
+        self._xm[slot] = x
+        self._Pm[slot] = P
+        self._xc[slot] = x
+        self._Pc[slot] = P
+        if self._nm == 2:
+            self._mu[slot] = [1.0 - c.initial_manoeuvre_prob, c.initial_manoeuvre_prob]
+        self._t[slot] = pp.time_s[g]
+        self._nupd[slot] += 1
+        self._stats["tracks_reseeded"] += 1
+        self._ix = None  # it moved further than its gate: the spatial index is rebuilt
+        logger.debug("track %d re-seeded (Mode S %06X)", self._id[slot], pp.mode_s[g])
+        self._set_identity(np.array([slot]), np.array([g]), pp)
+
+    def _merge_same_address(self, t_now: float) -> None:
+        """Live tracks that carry the same Mode S address as another (checked for the addresses
+        set since the last maintenance) become one under the oldest track number."""
+        addrs = np.unique(np.concatenate(self._new_addresses))
+        live = self._live_with_address()
+        live = live[np.isin(self._modes[live], addrs)]
+        if len(live) < 2:
+            return
+        order = np.lexsort((self._id[live], self._modes[live]))
+        live = live[order]
+        a = self._modes[live]
+        first = np.flatnonzero(np.r_[True, a[1:] != a[:-1]])
+        sizes = np.diff(np.r_[first, len(live)])
+        for f, k in zip(first[sizes > 1].tolist(), sizes[sizes > 1].tolist(), strict=True):
+            for other in live[f + 1 : f + k].tolist():
+                self._merge(int(live[f]), other, t_now, "mode_s")
+
+    def _predicted(self, idx: np.ndarray, t_now: float) -> tuple[np.ndarray, np.ndarray]:
+        """Combined states and covariances of tracks ``idx`` predicted to ``t_now`` (process
+        noise weighted by the mode probabilities, as for snapshots)."""
+        mu = self._mu[idx]
+        return filters.predict(
+            self._xc[idx], self._Pc[idx], t_now - self._t[idx], mu @ self._qh, mu @ self._qv
+        )
+
+    def _coalescence(self, t_now: float) -> None:
+        """Track coalescence: pairs of confirmed tracks within ``coalescence_max_distance_m`` whose
+        identities do not conflict (different Mode S addresses, or different Mode 3/A codes
+        that are not conspicuity codes) are tested with the track-to-track association test
+        (Bar-Shalom, "On the track-to-track correlation problem", IEEE Trans. AC 26(2), 1981;
+        BLK sec. 11.7 style): ``d^2 = (x_1 - x_2)' (P_1 + P_2)^-1 (x_1 - x_2)`` on the 6-D states
+        predicted to ``t_now``, against the chi2_6 quantile of ``coalescence_probability``.
+        The cross-covariance of the two estimates is neglected: two tracks of one aircraft
+        never share a plot, so their errors are correlated only through the common process
+        noise, which makes ``P_1 + P_2`` slightly too large and the test slightly permissive;
+        the consecutive passes (``coalescence_checks``) are what keeps two real aircraft
+        apart. A pair that passes that many tests in a row is merged into the older track."""
+        c = self.cfg
+        n = self.n
+        live = np.flatnonzero(self._status[:n] == CONFIRMED)
+        found: dict[tuple[int, int], int] = {}
+        if len(live) >= 2:
+            dt = (t_now - self._t[live])[:, None]
+            pxy = self._xc[live, :2] + dt * self._xc[live, 3:5]
+            pairs = cKDTree(pxy).query_pairs(c.coalescence_max_distance_m, output_type="ndarray")
+            if len(pairs):
+                i, j = pairs[:, 0], pairs[:, 1]
+                mi, mj = self._modes[live[i]], self._modes[live[j]]
+                ok = ~((mi >= 0) & (mj >= 0) & (mi != mj))
+                ai, aj = self._m3a[live[i]], self._m3a[live[j]]
+                weak_i = (ai < 0) | _CONSPICUOUS[np.clip(ai, 0, 0o7777)]
+                weak_j = (aj < 0) | _CONSPICUOUS[np.clip(aj, 0, 0o7777)]
+                ok &= weak_i | weak_j | (ai == aj) | ((mi >= 0) & (mi == mj))
+                i, j = i[ok], j[ok]
+                self._stats["coalescence_checks"] += len(i)
+                if len(i):
+                    u, inv = np.unique(np.concatenate([i, j]), return_inverse=True)
+                    x, P = self._predicted(live[u], t_now)
+                    ki, kj = inv[: len(i)], inv[len(i) :]
+                    d = x[ki] - x[kj]
+                    d2 = np.einsum(
+                        "ki,ki->k", d, np.linalg.solve(P[ki] + P[kj], d[..., None])[..., 0]
+                    )
+                    hit = d2 <= self._chi2_coal
+                    ia, ib = self._id[live[i[hit]]], self._id[live[j[hit]]]
+                    for a, b in zip(
+                        np.minimum(ia, ib).tolist(), np.maximum(ia, ib).tolist(), strict=True
+                    ):
+                        found[(a, b)] = self._coal.get((a, b), 0) + 1
+        self._coal = found
+        due = [k for k, v in found.items() if v >= c.coalescence_checks]
+        if not due:
+            return
+        slot_of = dict(zip(self._id[live].tolist(), live.tolist(), strict=True))
+        for a, b in sorted(due):
+            sa, sb = slot_of[a], slot_of[b]
+            if self._status[sa] != DELETED and self._status[sb] != DELETED:
+                self._merge(sa, sb, t_now, "coalescence")
+                self._coal.pop((a, b), None)
+
+    def _merge(self, keep: int, other: int, t_now: float, reason: str) -> None:
+        """Make tracks ``keep`` (the older number) and ``other`` one track under ``keep``'s
+        number: the state of whichever is the more precise at ``t_now`` (smaller predicted
+        horizontal position variance), the sum of their plots, confirmed if either was, the
+        better score, identities and sensors of both; ``other`` ends (``tracks_merged``,
+        :attr:`merges`)."""
+        if self._id[other] < self._id[keep]:
+            keep, other = other, keep
+        both = np.array([keep, other])
+        _, rs, _ = self._track_radii(both, t_now, 0.0)
+        if rs[1] < rs[0]:
+            for f in ("_t", "_xm", "_Pm", "_mu", "_xc", "_Pc"):
+                arr = getattr(self, f)
+                arr[keep] = arr[other]
+        self._nupd[keep] += self._nupd[other]
+        if self._status[other] == CONFIRMED:
+            self._status[keep] = CONFIRMED
+        self._score[keep] = max(self._score[keep], self._score[other])
+        if self._modes[keep] < 0:
+            self._modes[keep] = self._modes[other]
+        if self._m3a[keep] < 0:
+            self._m3a[keep] = self._m3a[other]
+        if self._cs[keep] == "":
+            self._cs[keep] = self._cs[other]
+        self._src[keep] |= self._src[other]
+        self._bin_sens[keep] |= self._bin_sens[other]
+        self._text_row[keep] = -1
+        self._ms_miss[keep] = 0
+        self._last_seen[keep] = np.fmax(self._last_seen[keep], self._last_seen[other])
+        self._status[other] = DELETED
+        self._n_dead += 1
+        self._stats["tracks_merged"] += 1
+        self._ix = None
+        self._merges.append((t_now, int(self._id[keep]), int(self._id[other]), reason))
+        logger.info(
+            "track %d merged into track %d at %.1f (%s)",
+            self._id[other],
+            self._id[keep],
+            t_now,
+            reason,
+        )
 
     def _maintain(self, t_now: float) -> None:
         """Deletion rules (docs/tracking.md, 'Track management')."""
@@ -1123,14 +1550,30 @@ class Tracker:
             self._score, c.score_revisit_s, self._score_miss if sc else 0.0,
             c.score_delete if sc else 0.0, self._score_del_conf if sc else 0.0,
         )  # fmt: skip
+        if c.coverage_management and t_now >= self._next_coverage_s:
+            if t_now >= self._next_learn_s:
+                self._coverage.learn()
+                self._next_learn_s = float(t_now) + _COVERAGE_LEARN_S
+            if self._coverage.ready:
+                idx = np.flatnonzero((self._status[:n] == CONFIRMED) & ~dead)
+                dead[idx] |= self._coverage_due(float(t_now), idx)
+            self._next_coverage_s = float(t_now) + _COVERAGE_CHECK_S
         if dead.any():
-            # Deleted tracks are marked and left in place; the table is compacted (slots move,
-            # ids stay) once they are more than an eighth of it.
             nd = int(dead.sum())
             self._status[:n][dead] = DELETED
             self._stats["tracks_deleted"] += nd
             self._n_dead += nd
             self._ix = None  # the spatial index must drop them
+        if self._new_addresses:
+            if c.merge_same_mode_s:
+                self._merge_same_address(float(t_now))
+            self._new_addresses.clear()
+        if c.coalescence_check_s is not None and t_now >= self._next_coal_s:
+            self._coalescence(float(t_now))
+            self._next_coal_s = float(t_now) + c.coalescence_check_s
+        if self._n_dead:
+            # Deleted tracks are marked and left in place; the table is compacted (slots move,
+            # ids stay) once they are more than an eighth of it.
             if self._n_dead > max(64, n // 8):
                 keep = np.flatnonzero(self._status[:n] != DELETED)
                 for f in self._FIELDS:
