@@ -261,14 +261,14 @@ def _run_pda(c, trk, ptr, gps, beta, beta0, lead):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_pda_with_one_sure_plot_is_the_imm_ekf_update(seed):
     """beta0 = 0 and one plot with beta = 1: the IMM-PDA update (states, covariances and mode
-    probabilities) is the IMM-EKF update of kernels.pair_update."""
-    from siap.tracking import kernels as kn
+    probabilities) is the IMM-EKF update of kernels.imm_ekf.pair_update."""
+    from siap.tracking.kernels import imm_ekf
 
     a = _kernel_case(seed, 4, 4)
     b = {k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.items()}
     qh, qv = np.array([1.0, 400.0]), np.array([0.5, 25.0])
     ti, gp = np.arange(4), np.arange(4)
-    kn.pair_update(
+    imm_ekf.pair_update(
         ti, gp, 2, a["t"], a["xm"], a["Pm"], a["mu"], a["xc"], a["Pc"], 60.0, 15.0, qh, qv,
         a["p_time"], a["kind"], a["has_alt"], a["z"], a["R"], a["site"], a["rot"], a["g"].re,
         a["g"].rc, a["pos"], a["pos_cov"],

@@ -10,7 +10,7 @@ from scipy.stats import multivariate_normal
 
 from siap.tracking import TrackerConfig
 from siap.tracking import filters as kf
-from siap.tracking import kernels as kn
+from siap.tracking.kernels import association, imm_ekf, management, output
 from siap.tracking.measurements import Geometry
 
 TAU0, TAU1 = 300.0, 15.0
@@ -118,12 +118,14 @@ def test_pair_kernels_equal_numpy_path(seed):
     )
     cart = _cartesian(seed, m, xp[:, 0, :3])
     args = (p_time, kind.astype(np.int64), has_alt, z, R, site, rot, g.re, g.rc)
-    dmin, cost = kn.pair_scores(ti, gp, 2, t_trk, xm, Pm, mu, TAU0, TAU1, QH, QV, *args)
+    dmin, cost = imm_ekf.pair_scores(ti, gp, 2, t_trk, xm, Pm, mu, TAU0, TAU1, QH, QV, *args)
     np.testing.assert_allclose(dmin, dmin_ref, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(cost, cost_ref, rtol=1e-7, atol=1e-7)
     xm2, Pm2, mu2, t2 = xm.copy(), Pm.copy(), mu.copy(), t_trk.copy()
     xc2, Pc2 = np.zeros((k, 6)), np.zeros((k, 6, 6))
-    lnl = kn.pair_update(ti, gp, 2, t2, xm2, Pm2, mu2, xc2, Pc2, TAU0, TAU1, QH, QV, *args, *cart)
+    lnl = imm_ekf.pair_update(
+        ti, gp, 2, t2, xm2, Pm2, mu2, xc2, Pc2, TAU0, TAU1, QH, QV, *args, *cart
+    )
     pos, pc = cart
     lik = [
         sum(
@@ -159,7 +161,7 @@ def test_single_mode_kernels_equal_kalman_filter():
     args = (p_time, kind.astype(np.int64), has_alt, z, R, site, rot, g.re, g.rc)
     xc, Pc = np.zeros((k, 6)), np.zeros((k, 6, 6))
     cart = _cartesian(7, m, xp[:, :3])
-    kn.pair_update(ti, gp, 1, t_trk, xm, Pm, mu, xc, Pc, TAU0, TAU1, QH, QV, *args, *cart)
+    imm_ekf.pair_update(ti, gp, 1, t_trk, xm, Pm, mu, xc, Pc, TAU0, TAU1, QH, QV, *args, *cart)
     np.testing.assert_allclose(xc, xn, rtol=1e-7, atol=1e-6)
     scale = np.abs(Pn).max(axis=(1, 2), keepdims=True)
     np.testing.assert_allclose(Pc / scale, Pn / scale, atol=1e-8)
@@ -178,7 +180,7 @@ def test_snapshot_kernel_equals_predict_and_rotation():
     sel = np.arange(k, dtype=np.int64)
     pos, vel = np.empty((k, 3)), np.empty((k, 3))
     cov, mup = np.empty((k, 6, 6)), np.empty((k, 2))
-    sig2 = kn.snapshot_states(
+    sig2 = output.snapshot_states(
         sel, 12.0, 2, t_trk, xc, Pc, mu, QH, QV, TAU0, TAU1, E, o, pos, vel, cov, mup
     )
     dt = 12.0 - t_trk
@@ -208,7 +210,8 @@ def _grid_pairs_brute(gxy, qxy, rs, rv, rp, f, stale, tracks_in_grid):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.booleans(), st.booleans())
 def test_grid_pairs_equal_brute_force(seed, tracks_in_grid, sparse):
-    """kernels.grid_pairs (uniform grid over kernels.grid_build keys) returns exactly the
+    """kernels.association.grid_pairs (uniform grid over kernels.association.grid_build keys)
+    returns exactly the
     pairs within the search radius, ordered by query then grid point; ``sparse`` spreads the
     points over far more grid columns than points (the kernel's plain binary-search path)."""
     rng = np.random.default_rng(seed)
@@ -229,12 +232,14 @@ def test_grid_pairs_equal_brute_force(seed, tracks_in_grid, sparse):
     else:
         rq = (rs * (1 + stale) + rv) * fmax + (float(rp.max()) * fmax if n else 0.0)
     cell = 1e3 if sparse else max(2.0 * float(rq.max()) if q else 1.0, 1.0)
-    keys, order = kn.grid_build(gxy, cell)
+    keys, order = association.grid_build(gxy, cell)
     if sparse and n > 2:
         # a few random points can land in a narrow band of rows: such a draw does not exercise
         # the sparse path, so hypothesis discards it rather than the test passing vacuously
         assume((keys[-1] // 2**21 - keys[0] // 2**21) > 4 * n + 1024)
-    gi, qj = kn.grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_grid)
+    gi, qj = association.grid_pairs(
+        keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_grid
+    )
     bi, bj = _grid_pairs_brute(gxy, qxy, rs, rv, rp, f, stale, tracks_in_grid)
     np.testing.assert_array_equal(gi, bi)
     np.testing.assert_array_equal(qj, bj)
@@ -243,12 +248,13 @@ def test_grid_pairs_equal_brute_force(seed, tracks_in_grid, sparse):
 @settings(max_examples=25, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(0, 300), st.sampled_from([1.0, 250.0, 3e4]))
 def test_grid_build_is_a_stable_sort_of_the_cell_keys(seed, n, cell):
-    """kernels.grid_build (counting sort by row then column, or a merge sort when the grid is
+    """kernels.association.grid_build (counting sort by row then column, or a merge sort when the
+    grid is
     too sparse) returns the cell keys sorted and the permutation of a stable sort."""
     rng = np.random.default_rng(seed)
     xy = rng.uniform(-2e5, 2e5, (n, 2))
     xy[rng.random(n) < 0.3] = xy[0] if n else 0.0  # repeated points: ties keep index order
-    keys, order = kn.grid_build(xy, cell)
+    keys, order = association.grid_build(xy, cell)
     ref = (np.floor(xy[:, 0] / cell).astype(np.int64) + 2**20) * 2**21 + (
         np.floor(xy[:, 1] / cell).astype(np.int64) + 2**20
     )
@@ -270,7 +276,7 @@ def test_deletion_due_equals_the_rules_in_numpy(seed, score_on):
     score = rng.normal(0.0, 5.0, n)
     t_now, coast, after, max_var, revisit, miss = 30.0, 8.0, 20.0, 4e6, 4.0, -2.3
     thr_t, thr_c = -3.0, -6.0
-    dead = kn.deletion_due(
+    dead = management.deletion_due(
         t_now, n, t_trk, status, Pc, mu, QH, 0, 3, coast, after, max_var, score_on, score,
         revisit, miss, thr_t, thr_c,
     )  # fmt: skip
@@ -301,7 +307,7 @@ def test_mark_sensors_equals_bitwise_or_at(seed, words):
         bit = np.left_shift(np.uint64(1), (sensor % 64).astype(np.uint64))
         np.bitwise_or.at(arr, (ti, sensor // 64), bit)
     rows = np.arange(n)
-    kn.mark_sensors(ti, sensor, src, bins, rows)
+    management.mark_sensors(ti, sensor, src, bins, rows)
     np.testing.assert_array_equal(src, want_src)
     np.testing.assert_array_equal(bins, want_bins)
     # the text row is reset exactly where the track's sensor mask changed
@@ -316,7 +322,7 @@ _TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF), 
 @given(st.lists(_TEXT, min_size=1, max_size=6), st.lists(st.integers(0, 30), max_size=40),
        st.integers(0, 2**31 - 1))  # fmt: skip
 def test_fill_text_writes_the_same_records_as_field_assignment(tails, sel, seed):
-    """kernels.fill_text copies a track's callsign and an encoded template of the following
+    """kernels.output.fill_text copies a track's callsign and an encoded template of the following
     text fields into the records' bytes: the records equal plain NumPy field assignment,
     and the fields before the text are left alone."""
     from siap.records import TRACK_DTYPE
@@ -332,7 +338,7 @@ def test_fill_text_writes_the_same_records_as_field_assignment(tails, sel, seed)
     row = rng.integers(0, len(tails), k)
     out = np.zeros(k, TRACK_DTYPE)
     out["track_id"] = np.arange(k)
-    kn.fill_text(
+    output.fill_text(
         out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), _TEXT_OFFSET,
         callsigns.view(np.uint8).reshape(len(callsigns), -1), sel,
         rec.view(np.uint8).reshape(len(tails), -1), row,
@@ -375,7 +381,7 @@ def test_assign_direct_equals_the_numpy_classification(seed, n_t, m, density):
     ti, pj = pairs[:, 0], pairs[:, 1]
     cost = rng.integers(0, 4, len(ti)).astype(float)  # ties on purpose
     cost[rng.random(len(ti)) < 0.1] = np.nan
-    chosen, rest = kn.assign_direct(ti, pj, cost, int(ti.max()) + 1, m)
+    chosen, rest = association.assign_direct(ti, pj, cost, int(ti.max()) + 1, m)
     want_chosen, want_rest = _direct_pairs_numpy(ti, pj, cost, m)
     np.testing.assert_array_equal(np.flatnonzero(chosen), want_chosen)
     np.testing.assert_array_equal(np.flatnonzero(rest), want_rest)

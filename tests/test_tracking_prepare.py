@@ -1,5 +1,6 @@
 """Plot conversion into the tracker frame (siap.tracking.measurements.Geometry.prepare, compiled:
-kernels.radar_sites / kernels.plots_to_local) against the batched NumPy formulation it replaced,
+kernels.plots.radar_sites / kernels.plots.plots_to_local) against the batched NumPy formulation
+it replaced,
 on random mixed plots: 3D radar, 2D radar with and without Mode C, ADS-B, ground and moving
 (airborne) sensor sites, interleaved."""
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 from siap.geo import enu_rotation, geodetic_to_ecef
 from siap.records import MeasurementKind, empty_plots
 from siap.tracking import TrackerConfig
-from siap.tracking import kernels as kn
+from siap.tracking.kernels.plots import radar_sites
 from siap.tracking.measurements import Geometry
 
 RADAR_3D = int(MeasurementKind.RADAR_3D)
@@ -174,14 +175,14 @@ def test_radar_sites_first_appearance_order():
     lat = np.array([9.0, 1.0, 1.0, 9.0, 2.0, 1.0, 3.0, 9.0])
     lon = np.array([9.0, 1.0, 1.0, 9.0, 2.0, 1.0, 3.0, 9.0])
     alt = np.array([9.0, 1.0, 1.0, 9.0, 2.0, 1.0, 3.0, 9.0])
-    sites, inv = kn.radar_sites(kind, lat, lon, alt)
+    sites, inv = radar_sites(kind, lat, lon, alt)
     np.testing.assert_array_equal(sites, [[1.0, 1.0, 1.0], [2.0, 2.0, 2.0], [3.0, 3.0, 3.0]])
     np.testing.assert_array_equal(inv, [-1, 0, 0, -1, 1, 0, 2, -1])
     # same as np.unique over the radar rows, relabelled by first appearance
     rng = np.random.default_rng(1)
     k = rng.choice([RADAR_3D, RADAR_2D, ADSB], 500).astype(np.uint8)
     a = rng.integers(0, 4, (500, 3)).astype(float)
-    sites, inv = kn.radar_sites(k, a[:, 0], a[:, 1], a[:, 2])
+    sites, inv = radar_sites(k, a[:, 0], a[:, 1], a[:, 2])
     r = k != ADSB
     np.testing.assert_array_equal(inv[~r], -1)
     np.testing.assert_array_equal(sites[inv[r]], a[r])

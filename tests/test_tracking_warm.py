@@ -15,12 +15,14 @@ import json
 import numpy as np
 from numba.core.registry import CPUDispatcher
 from siap.geo import LocalFrame
-from siap.tracking import Tracker, TrackerConfig, jpda, kernels
+from siap.tracking import Tracker, TrackerConfig, jpda
+from siap.tracking.kernels import association, imm_ekf, management, output
+from siap.tracking.kernels import plots as plot_kernels
 from siap.tracking.synthetic import adsb_plots, cv_targets, radar_3d_plots
 
 def signatures():
     out = {}
-    for mod in (kernels, jpda):
+    for mod in (association, imm_ekf, management, output, plot_kernels, jpda):
         for name in dir(mod):
             f = getattr(mod, name)
             if isinstance(f, CPUDispatcher):

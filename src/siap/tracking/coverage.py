@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels import sensor_ranges
+from .kernels.management import sensor_ranges
 
 __all__ = ["SensorCoverage", "K_REFRACTION"]
 
@@ -96,7 +96,7 @@ class SensorCoverage:
 
     def observe_plots(self, sensor: np.ndarray, pos: np.ndarray) -> None:
         """Plots of ``sensor`` (index per plot, sites known) at positions ``pos`` (tracker
-        ENU): the largest range of each sensor (:func:`.kernels.sensor_ranges`)."""
+        ENU): the largest range of each sensor (:func:`.kernels.management.sensor_ranges`)."""
         sensor_ranges(
             sensor, np.ascontiguousarray(pos, dtype=np.float64), self.site, self.max_range_m
         )

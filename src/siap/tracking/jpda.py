@@ -29,8 +29,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from .kernels import (
-    _TWO_PI,
+from .kernels._common import _TWO_PI
+from .kernels.imm_ekf import (
     _combine_modes,
     _gain_joseph,
     _horizontal_lik,
@@ -125,7 +125,7 @@ def pda_update(
     mixture's).
 
     Returns, per track, the log of the lead plot's horizontal likelihood (for the track
-    score, as :func:`.kernels.pair_update`)."""
+    score, as :func:`.kernels.imm_ekf.pair_update`)."""
     nq = len(trk)
     lnl = np.empty(nq)
     x0 = np.empty((nm, 6))

@@ -27,7 +27,7 @@ import numpy as np
 from siap.geo import LocalFrame, enu_rotation, geodetic_to_ecef
 from siap.records import MeasurementKind
 
-from .kernels import REASONS, plots_to_local, radar_sites, validate_codes
+from .kernels.plots import REASONS, plots_to_local, radar_sites, validate_codes
 
 logger = logging.getLogger("siap.tracking")
 
@@ -145,7 +145,7 @@ class Geometry:
         """Convert validated plots to the compact internal form (PREP_DTYPE).
 
         pyproj converts the distinct radar sites and the ADS-B reports to ECEF; one compiled
-        pass (:func:`.kernels.plots_to_local`) does the rest and writes straight into the
+        pass (:func:`.kernels.plots.plots_to_local`) does the rest and writes straight into the
         output records."""
         m = len(plots)
         out = np.empty(m, PREP_DTYPE)

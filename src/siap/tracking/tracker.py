@@ -9,7 +9,8 @@ Processing (see docs/tracking.md for the equations and the rules):
    (all sensors together with ``merge_sensors``, else sensor by sensor, sorted by sensor id).
    The grid is absolute, so the result does not depend on how the input stream is cut.
 3. For the plots of a frame, in rounds: candidate (track, plot) pairs come from a
-   uniform grid index (``kernels.grid_build`` / ``grid_pairs``) over the tracks' predicted
+   uniform grid index (``kernels.association.grid_build`` /
+   ``grid_pairs``) over the tracks' predicted
    horizontal positions (radius from the
    chi-square gate and both covariances) and a cheap horizontal Mahalanobis test; each
    candidate track is then predicted to its plot's own time through the IMM, the innovation
@@ -46,9 +47,18 @@ from siap.records import PLOT_DTYPE, TRACK_DTYPE, TrackStatus, empty_plots, empt
 
 from . import filters
 from . import jpda as jp
-from . import kernels as kn
 from .config import TrackerConfig
 from .coverage import K_REFRACTION, SensorCoverage
+from .kernels.association import (
+    assign_direct,
+    grid_build,
+    grid_pairs,
+    horizontal_prefilter,
+    track_radii,
+)
+from .kernels.imm_ekf import oosm_update, pair_scores, pair_update
+from .kernels.management import coverage_due, deletion_due, mark_seen, mark_sensors, sensor_ranges
+from .kernels.output import fill_text, snapshot_states
 from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
 
 __all__ = ["Tracker", "track"]
@@ -107,7 +117,7 @@ _SET_FIELDS = {
 }  # fmt: skip
 _UNSET_FIELDS = [f for f in TRACK_DTYPE.names if f not in _SET_FIELDS]
 # The text fields lie at the end of a TRACK_DTYPE record, callsign first: the snapshot writes
-# them as bytes in one compiled pass (kernels.fill_text), the callsign from the track table
+# them as bytes in one compiled pass (kernels.output.fill_text), the callsign from the track table
 # and the rest from one encoded template per distinct (partner, label, sources, sensors).
 _TEXT_FIELDS = ("callsign", "partner", "label", "sources", "sensors")
 _TEXT_OFFSET = TRACK_DTYPE.fields["callsign"][1]
@@ -238,34 +248,34 @@ class Tracker:
         # the fields of a snapshot of several tracks are strided views, those of exactly one
         # track contiguous: two specialisations
         for o in (np.empty(1, TRACK_DTYPE), np.empty(2, TRACK_DTYPE)):
-            kn.snapshot_states(
+            snapshot_states(
                 z, 0.0, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, self._qv,
                 c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E,
                 self.geo.origin_ecef, o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"],
                 o["model_prob"],
             )  # fmt: skip
-        kn.fill_text(
+        fill_text(
             o.view(np.uint8).reshape(2, -1), _TEXT_OFFSET,
             self._cs.view(np.uint8).reshape(self._cap, -1), z,
             np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
         )  # fmt: skip
-        kn.mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
+        mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
         cov = SensorCoverage(1.0, 0.0)
         cov.ensure(1)
-        kn.sensor_ranges(z, pp.pos, cov.site, cov.max_range_m)
-        kn.mark_seen(z, z, pp.time_s, self._last_seen)
-        kn.coverage_due(
+        sensor_ranges(z, pp.pos, cov.site, cov.max_range_m)
+        mark_seen(z, z, pp.time_s, self._last_seen)
+        coverage_due(
             z, 0.0, self._t, self._last_gated, self._xc, self._src, self._last_seen,
             np.zeros(1, bool), cov.revisit_s, cov.revisit_s, cov.site, cov.site_alt_m,
             cov.max_range_m, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0,
         )  # fmt: skip
-        kn.oosm_update(
+        oosm_update(
             z, z, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc, self._Pc, self._qh,
             self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot, self.geo.re,
             self.geo.rc,
         )  # fmt: skip
-        kn.assign_direct(z, z, np.zeros(0), 1, 1)
-        kn.deletion_due(
+        assign_direct(z, z, np.zeros(0), 1, 1)
+        deletion_due(
             0.0, 0, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE, DELETED,
             1.0, 1.0, 1.0, False, self._score, 1.0, 0.0, 0.0, 0.0,
         )  # fmt: skip
@@ -284,9 +294,9 @@ class Tracker:
         )  # fmt: skip
         xy = np.zeros((1, 2))
         one = np.ones(1)
-        keys, order = kn.grid_build(xy, 1.0)
+        keys, order = grid_build(xy, 1.0)
         for flag in (True, False):
-            kn.grid_pairs(keys, order, 1.0, xy, xy, one, one, one, one, one, 1.0, flag)
+            grid_pairs(keys, order, 1.0, xy, xy, one, one, one, one, one, 1.0, flag)
 
     # ------------------------------------------------------------------ track table (SoA)
     def _alloc(self, cap: int, words: int, cols: int) -> None:
@@ -477,7 +487,7 @@ class Tracker:
             out[f] = np.zeros((), TRACK_DTYPE[f])
         # Both modes share F, so predicting each mode and combining equals predicting the
         # combined estimate with the mode-probability-weighted Q: F P F' + sum_j mu_j Q_j.
-        sig2 = kn.snapshot_states(
+        sig2 = snapshot_states(
             sel, float(time_s), self._nm, self._t, self._xc, self._Pc, self._mu, self._qh,
             self._qv, c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self.geo.E,
             self.geo.origin_ecef, out["pos_ecef_m"], out["vel_ecef_mps"], out["cov_ecef"],
@@ -505,7 +515,7 @@ class Tracker:
             todo = sel[rows < 0]
             self._text_row[todo] = self._text_rows(self._src[todo])
             rows = self._text_row[sel]
-        kn.fill_text(
+        fill_text(
             out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), _TEXT_OFFSET,
             self._cs.view(np.uint8).reshape(self._cap, -1), sel, self._texts, rows,
         )  # fmt: skip
@@ -728,7 +738,7 @@ class Tracker:
         1.5 times the gate. A marginal's Mahalanobis distance never exceeds the full one, so (up
         to linearisation and IMM mixing, which the factor covers) no gated pair is dropped."""
         g3 = self._chi2[3]
-        return kn.horizontal_prefilter(
+        return horizontal_prefilter(
             ti, gp, self._nm, self._t, self._xc, self._Pc, self._xm, self._Pm, self._modes,
             float(self._qh[self._nm - 1]), pp.time_s, pp.pos, pp.pos_cov, pp.mode_s,
             g3, max(g3, self.cfg.mode_s_gate_chi2),
@@ -806,7 +816,7 @@ class Tracker:
         their search radius for plots within ``half_s`` of ``t_ref``: ``rs = G sigma`` (sigma:
         horizontal position standard deviation, sqrt of the trace, at the worse end of the
         interval) and ``rv = (|v| + G sigma_v) half_s``."""
-        return kn.track_radii(
+        return track_radii(
             idx,
             t_ref,
             half_s,
@@ -840,7 +850,7 @@ class Tracker:
             gxy = pxy[tight]
             span = float(np.abs(gxy).max())
             cell = max(2.0 * (cap_s + cap_v), 1.0, span / 2.0**18)
-            keys, order = kn.grid_build(gxy, cell)
+            keys, order = grid_build(gxy, cell)
             grid = (keys, order, cell, gxy)
         self._ix = {
             "n0": n,
@@ -876,7 +886,7 @@ class Tracker:
             cs = ix["cap_s"]
             rq = (stale * cs + np.sqrt(cs * cs + rp * rp) + ix["cap_v"]) * f
             it = ix["tight"]
-            items, ow = kn.grid_pairs(
+            items, ow = grid_pairs(
                 keys, order, cell, gxy, np.ascontiguousarray(qxy), rq, ix["rs"], ix["rv"], rp,
                 f, stale, True,
             )  # fmt: skip
@@ -894,8 +904,8 @@ class Tracker:
             rq = (rs + rv) * fmax + rmax
             span = float(np.abs(qxy).max())
             cell = max(2.0 * rmax, 1.0, span / 2.0**18)
-            keys, order = kn.grid_build(np.ascontiguousarray(qxy), cell)
-            items, k = kn.grid_pairs(
+            keys, order = grid_build(np.ascontiguousarray(qxy), cell)
+            items, k = grid_pairs(
                 keys, order, cell, np.ascontiguousarray(qxy), pxy, rq, rs, rv, rp, f, 0.0, False
             )
             ti_parts.append(loose[k])
@@ -908,10 +918,10 @@ class Tracker:
     def _pairs(self, ti: np.ndarray, gp: np.ndarray, pp: PreparedPlots) -> dict:
         """IMM mixing and mode-matched prediction of each candidate track to its plot's time,
         the innovation, Mahalanobis distance ``d_j^2`` per mode and the assignment cost (one
-        compiled pass, :func:`.kernels.pair_scores`): ``dmin = min_j d_j^2`` and
+        compiled pass, :func:`.kernels.imm_ekf.pair_scores`): ``dmin = min_j d_j^2`` and
         ``cost = -2 ln sum_j c_j |S_j|^(-1/2) exp(-d_j^2 / 2)``."""
         c = self.cfg
-        dmin, cost = kn.pair_scores(
+        dmin, cost = pair_scores(
             ti, gp, self._nm, self._t, self._xm, self._Pm, self._mu,
             c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self._qh, self._qv,
             pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot,
@@ -951,7 +961,7 @@ class Tracker:
         taken directly; the other components go to ``linear_sum_assignment``."""
         if len(ti) == 0:
             return np.zeros(0, np.int64)
-        direct, rest = kn.assign_direct(ti, pj, cost, int(ti.max()) + 1, m)
+        direct, rest = assign_direct(ti, pj, cost, int(ti.max()) + 1, m)
         chosen = [np.flatnonzero(direct)]
         rest = np.flatnonzero(rest)
         if len(rest):
@@ -1105,10 +1115,10 @@ class Tracker:
     ) -> None:
         """Mode-matched EKF updates, mode probabilities and combination (IMM) of tracks ``ti``
         with plots ``gp`` (distinct tracks), in one compiled pass over the pairs
-        (:func:`.kernels.pair_update`)."""
+        (:func:`.kernels.imm_ekf.pair_update`)."""
         c = self.cfg
         gap = pp.time_s[gp] - self._t[ti]
-        lnl = kn.pair_update(
+        lnl = pair_update(
             ti, gp, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc, self._Pc,
             c.cv_mean_sojourn_s, c.manoeuvre_mean_sojourn_s, self._qh, self._qv,
             pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R, pp.site, pp.rot,
@@ -1150,10 +1160,10 @@ class Tracker:
         plot on the track, for its revisit and detection probability) and take their Mode S,
         Mode 3/A and callsign (only where ``identity`` is true, when given)."""
         sens = pp.sensor[gp]
-        kn.mark_sensors(ti, sens, self._src, self._bin_sens, self._text_row)
+        mark_sensors(ti, sens, self._src, self._bin_sens, self._text_row)
         if self.cfg.coverage_management:
             self._coverage.observe_gaps(
-                sens, kn.mark_seen(ti, sens, pp.time_s[gp], self._last_seen)
+                sens, mark_seen(ti, sens, pp.time_s[gp], self._last_seen)
             )
         if identity is not None:
             ti, gp = ti[identity], gp[identity]
@@ -1226,7 +1236,7 @@ class Tracker:
         predicted, or retrodicted, to the plot's time, as for any plot), assigned by global
         nearest neighbour in rounds of one plot per track, and applied: to a track whose
         state is older than the plot by the ordinary IMM-EKF update, to the others by the
-        out-of-sequence update (:func:`.kernels.oosm_update`). Plots in no gate are dropped
+        out-of-sequence update (:func:`.kernels.imm_ekf.oosm_update`). Plots in no gate are dropped
         (``late_dropped``); a late plot never starts a track."""
         order = np.lexsort((prep["plot_id"], prep["time_s"]))
         prep = prep[order]
@@ -1271,7 +1281,7 @@ class Tracker:
             back = ~fwd
             if back.any():
                 tb, gb = t_i[back], g_i[back]
-                kn.oosm_update(
+                oosm_update(
                     tb, gb, self._nm, self._t, self._xm, self._Pm, self._mu, self._xc,
                     self._Pc, self._qh, self._qv, pp.time_s, pp.kind, pp.has_alt, pp.z, pp.R,
                     pp.site, pp.rot, self.geo.re, self.geo.rc,
@@ -1329,7 +1339,7 @@ class Tracker:
     def _coverage_due(self, t_now: float, idx: np.ndarray, count: bool = True) -> np.ndarray:
         """Which of the confirmed tracks ``idx`` the coverage rules end at ``t_now``
         (docs/tracking.md, 'Coverage-aware track management'; one compiled pass,
-        :func:`.kernels.coverage_due`): the sensors that have updated a track and whose
+        :func:`.kernels.management.coverage_due`): the sensors that have updated a track and whose
         coverage holds its predicted position should see it; each has missed
         ``floor((t - t_ref) / T_s - 0.2)`` looks since the latest of the track's last plot, its
         own last plot on the track and the last plot inside the track's gate; the track ends
@@ -1342,7 +1352,7 @@ class Tracker:
         cov = self._coverage
         known = np.isfinite(cov.revisit_s) & (cov.max_range_m > 0)
         pd = np.clip(np.nan_to_num(cov.pd, nan=0.0), 0.0, c.coverage_max_detection_probability)
-        verdict = kn.coverage_due(
+        verdict = coverage_due(
             idx, float(t_now), self._t, self._last_gated, self._xc, self._src, self._last_seen,
             known, np.nan_to_num(cov.revisit_s, nan=np.inf), np.log1p(-pd), cov.site,
             cov.site_alt_m, cov.max_range_m, cov.range_margin, cov.re_m, cov.origin_alt_m,
@@ -1544,7 +1554,7 @@ class Tracker:
             return
         c = self.cfg
         sc = self._score_on
-        dead = kn.deletion_due(
+        dead = deletion_due(
             float(t_now), n, self._t, self._status, self._Pc, self._mu, self._qh, TENTATIVE,
             DELETED, c.tentative_max_coast_s, c.delete_after_s, c.max_position_std_m**2, sc,
             self._score, c.score_revisit_s, self._score_miss if sc else 0.0,
