@@ -4,6 +4,7 @@ siap.tracking.filters / measurements (themselves tested against textbook loops).
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy.stats import multivariate_normal
@@ -385,3 +386,30 @@ def test_assign_direct_equals_the_numpy_classification(seed, n_t, m, density):
     want_chosen, want_rest = _direct_pairs_numpy(ti, pj, cost, m)
     np.testing.assert_array_equal(np.flatnonzero(chosen), want_chosen)
     np.testing.assert_array_equal(np.flatnonzero(rest), want_rest)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_graph_components_equal_scipy(seed):
+    """kernels.association.graph_components (union-find) numbers the components of a random
+    graph exactly as scipy.sparse.csgraph.connected_components does (an independent
+    implementation: breadth-first search)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(1, 60))
+    m = int(rng.integers(0, 2 * n))
+    a, b = rng.integers(0, n, m), rng.integers(0, n, m)
+    lab, ncomp = association.graph_components(a, b, n)
+    ref_n, ref = connected_components(coo_matrix((np.ones(m), (a, b)), shape=(n, n)),
+                                      directed=False)
+    assert ncomp == ref_n
+    np.testing.assert_array_equal(lab, ref)
+
+
+def test_graph_components_known_answer():
+    """Edges 4-2, 3-1 and 2-0 over six nodes: {0, 2, 4}, {1, 3}, {5}, numbered by their
+    smallest node."""
+    lab, n = association.graph_components(np.array([4, 3, 2]), np.array([2, 1, 0]), 6)
+    assert n == 3
+    np.testing.assert_array_equal(lab, [0, 1, 0, 1, 0, 2])

@@ -30,6 +30,7 @@ import numpy as np
 from numba import njit
 
 from .kernels._common import _TWO_PI
+from .kernels.association import graph_components
 from .kernels.imm_ekf import (
     _combine_modes,
     _gain_joseph,
@@ -258,29 +259,16 @@ def pair_horizontal_loglik(ti, gp, nm, t_trk, xc, Pc, mu, qh, p_time, pos, pos_c
 
 
 @njit(cache=True)
-def _find(parent, a):
-    while parent[a] != a:
-        parent[a] = parent[parent[a]]
-        a = parent[a]
-    return a
-
-
-@njit(cache=True)
 def cluster_pairs(ti, pj, n_tracks, n_plots):
     """Connected components of the bipartite graph of (track ``ti[k]``, plot ``pj[k]``)
-    pairs (union-find). Returns the component of each pair, numbered 0, 1, ... in order of
-    first appearance, and the number of components."""
-    parent = np.arange(n_tracks + n_plots)
-    for k in range(len(ti)):
-        a = _find(parent, ti[k])
-        b = _find(parent, n_tracks + pj[k])
-        if a != b:
-            parent[max(a, b)] = min(a, b)
-    label = np.full(n_tracks + n_plots, -1, np.int64)
+    pairs (:func:`.kernels.association.graph_components`). Returns the component of each pair,
+    numbered 0, 1, ... in order of first appearance, and the number of components."""
+    node_label, n_nodes_comp = graph_components(ti, n_tracks + pj, n_tracks + n_plots)
+    label = np.full(n_nodes_comp, -1, np.int64)
     comp = np.empty(len(ti), np.int64)
     n = 0
     for k in range(len(ti)):
-        r = _find(parent, ti[k])
+        r = node_label[ti[k]]
         if label[r] < 0:
             label[r] = n
             n += 1

@@ -35,8 +35,6 @@ from typing import Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 from scipy.stats import chi2
 
@@ -51,6 +49,7 @@ from .config import TrackerConfig
 from .coverage import K_REFRACTION, SensorCoverage
 from .kernels.association import (
     assign_direct,
+    graph_components,
     grid_build,
     grid_pairs,
     horizontal_prefilter,
@@ -281,6 +280,7 @@ class Tracker:
         )  # fmt: skip
         i1 = np.zeros(1, np.int64)
         jp.cluster_pairs(i1, i1, 1, 1)
+        graph_components(i1, i1, 1)
         jp.jpda_marginals(np.array([0, 1]), i1, np.ones(1), np.ones(1), 1)
         jp.pair_horizontal_loglik(
             z, z, self._nm, self._t, self._xc, self._Pc, self._mu, self._qh, pp.time_s, pp.pos,
@@ -778,8 +778,9 @@ class Tracker:
             self._initiate(free, pp)
             return
         k = len(free)
-        g = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(k, k))
-        _, lab = connected_components(g, directed=False)
+        lab, _ = graph_components(
+            np.ascontiguousarray(pairs[:, 0]), np.ascontiguousarray(pairs[:, 1]), k
+        )
         order = np.lexsort((np.arange(k), t, lab))  # by group, then time
         lab_o = lab[order]
         first = np.ones(k, bool)
@@ -980,8 +981,7 @@ class Tracker:
                 good = C[r, c] < _BIG / 2
                 chosen.append(pair[r[good], c[good]])
                 return np.sort(np.concatenate(chosen))
-            g = coo_matrix((np.ones(len(rt)), (ct, cp + nt)), shape=(nt + npl, nt + npl))
-            ncomp, lab = connected_components(g, directed=False)
+            lab, ncomp = graph_components(ct, cp + nt, nt + npl)
             lt, size_t = _local_index(lab[:nt], ncomp)  # row of each track in its component
             lp, size_p = _local_index(lab[nt:], ncomp)
             plab = lab[ct]

@@ -1,6 +1,7 @@
 """Gating and direct assignment (compiled): the uniform grid over the tracks' predicted
-positions and its candidate pairs, the horizontal prefilter and the tracks' gate radii, and the
-assignment of (track, plot) pairs that are alone in their cluster."""
+positions and its candidate pairs, the horizontal prefilter and the tracks' gate radii, the
+assignment of (track, plot) pairs that are alone in their cluster, and the connected components
+(clusters) of a graph of pairs."""
 
 from __future__ import annotations
 
@@ -267,3 +268,37 @@ def grid_pairs(keys, order, cell, gxy, qxy, rq, rs, rv, rp, f, stale, tracks_in_
                 ob[m] = j
                 m += 1
     return oa[:m].copy(), ob[:m].copy()
+
+
+@njit(cache=True)
+def _find(parent, a):
+    """Root of ``a``'s set, halving the path on the way (Cormen et al., *Introduction to
+    Algorithms*, 3rd ed., 2009, sec. 21.3)."""
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True)
+def graph_components(a, b, n_nodes):
+    """Connected components of the undirected graph of ``n_nodes`` nodes and edges
+    ``(a[k], b[k])`` (union-find, the smaller root kept). Returns the component of each node,
+    numbered 0, 1, ... in increasing order of the component's smallest node (the numbering of
+    ``scipy.sparse.csgraph.connected_components``), and the number of components."""
+    parent = np.arange(n_nodes)
+    for k in range(len(a)):
+        ra = _find(parent, a[k])
+        rb = _find(parent, b[k])
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    label = np.empty(n_nodes, np.int64)
+    n = 0
+    for v in range(n_nodes):
+        r = _find(parent, v)  # r <= v: a root is the smallest node of its set
+        if r == v:
+            label[v] = n
+            n += 1
+        else:
+            label[v] = label[r]
+    return label, n
