@@ -38,6 +38,7 @@ from .kernels.imm_ekf import (
     _innovation_stats,
     _measure,
     _mix_predict,
+    _state_update,
 )
 
 __all__ = ["cluster_pairs", "jpda_marginals", "pair_horizontal_loglik", "pda_update"]
@@ -187,11 +188,7 @@ def pda_update(
                 for b in range(3):
                     Snn[a, b] -= nub[a] * nub[b]
             _gain_joseph(P0, j, Hp, Si, HP, R, g0, PHt, K, HP6, AP, V, A)
-            for a in range(6):
-                s = 0.0
-                for c in range(3):
-                    s += K[a, c] * nub[c]
-                xm[i, j, a] = x0[j, a] + s
+            _state_update(i, j, x0, K, nub, xm)
             # the Kalman update mixed with the no-plot hypothesis, plus the spread term
             for a in range(6):
                 for e in range(3):

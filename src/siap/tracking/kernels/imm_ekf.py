@@ -252,6 +252,19 @@ def _gain_joseph(P0, j, Hp, Si, HP, R, g, PHt, K, HP6, AP, V, A):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _state_update(i, j, x0, K, nu, xm):
+    """Updated state of mode ``j`` of track ``i``: ``x(k|k) = x(k|k-1) + W(k) nu(k)``
+    (BLK eq. 5.2.3-12), from the predicted ``x0[j]``, the gain ``K`` and the innovation
+    ``nu`` (in the PDA update of :func:`siap.tracking.jpda.pda_update`, the combined innovation
+    ``sum_k beta_k nu_k``, BLK sec. 6.4 / Bar-Shalom and Fortmann's PDAF)."""
+    for a in range(6):
+        s = 0.0
+        for c in range(3):
+            s += K[a, c] * nu[c]
+        xm[i, j, a] = x0[j, a] + s
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _horizontal_lik(nm, P0, x0, cbar, g, pos, pos_cov):
     """``sum_j c_j N(p_h - y_h,j; 0, C_h,j + R_h)``: the likelihood of plot ``g``'s Cartesian
     horizontal position under the predicted modes (``x0``, ``P0``, weights ``cbar``)."""
@@ -445,11 +458,7 @@ def _pair_update_core(
             d2, det = _innovation_stats(P0, j, Hp, R, g, nu, S, Si, HP)
             logl[j] = -0.5 * (d2 + np.log(det))
             _gain_joseph(P0, j, Hp, Si, HP, R, g, PHt, K, HP6, AP, V, A)
-            for a in range(6):
-                s = 0.0
-                for c in range(3):
-                    s += K[a, c] * nu[c]
-                xm[i, j, a] = x0[j, a] + s
+            _state_update(i, j, x0, K, nu, xm)
             for a in range(6):
                 for b in range(a, 6):
                     v = 0.5 * (A[a, b] + A[b, a])
