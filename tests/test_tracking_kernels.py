@@ -323,31 +323,31 @@ _TEXT = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF), 
 @given(st.lists(_TEXT, min_size=1, max_size=6), st.lists(st.integers(0, 30), max_size=40),
        st.integers(0, 2**31 - 1))  # fmt: skip
 def test_fill_text_writes_the_same_records_as_field_assignment(tails, sel, seed):
-    """kernels.output.fill_text copies a track's callsign and an encoded template of the following
-    text fields into the records' bytes: the records equal plain NumPy field assignment,
+    """kernels.output.fill_text copies a track's callsign and an encoded template of the
+    following text fields into the records' bytes: the records equal plain NumPy field assignment,
     and the fields before the text are left alone."""
     from siap.records import TRACK_DTYPE
-    from siap.tracking.tracker import _TAIL_DTYPE, _TEXT_OFFSET
+    from siap.tracking.output import TAIL_DTYPE, TEXT_OFFSET
 
     rng = np.random.default_rng(seed)
     sel = np.array(sel, np.int64)
     k = len(sel)
     callsigns = np.array([f"CS{i:03d}"[: 1 + i % 8] for i in range(31)], TRACK_DTYPE["callsign"])
-    rec = np.zeros(len(tails), _TAIL_DTYPE)
+    rec = np.zeros(len(tails), TAIL_DTYPE)
     for i, s in enumerate(tails):
         rec[i] = (s[:3], s, s[::-1], s + s)
     row = rng.integers(0, len(tails), k)
     out = np.zeros(k, TRACK_DTYPE)
     out["track_id"] = np.arange(k)
     output.fill_text(
-        out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), _TEXT_OFFSET,
+        out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), TEXT_OFFSET,
         callsigns.view(np.uint8).reshape(len(callsigns), -1), sel,
         rec.view(np.uint8).reshape(len(tails), -1), row,
     )  # fmt: skip
     want = np.zeros(k, TRACK_DTYPE)
     want["track_id"] = np.arange(k)
     want["callsign"] = callsigns[sel]
-    for f in _TAIL_DTYPE.names:
+    for f in TAIL_DTYPE.names:
         want[f] = rec[f][row]
     assert out.tobytes() == want.tobytes()
 

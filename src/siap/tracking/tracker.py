@@ -57,8 +57,15 @@ from .kernels.association import (
 )
 from .kernels.imm_ekf import oosm_update, pair_scores, pair_update
 from .kernels.management import coverage_due, deletion_due, mark_seen, mark_sensors, sensor_ranges
-from .kernels.output import fill_text, snapshot_states
+from .kernels.output import snapshot_states
 from .measurements import PREP_DTYPE, Geometry, PreparedPlots, validate
+from .output import (
+    MAX_TEXT_ROWS,
+    TAIL_DTYPE,
+    SnapshotTexts,
+    new_track_records,
+    write_text_fields,
+)
 
 __all__ = ["Tracker", "track"]
 
@@ -108,30 +115,9 @@ _MERGE_DTYPE = np.dtype(
 _MAX_MERGES = 1 << 16  # merge records kept (the newest)
 
 
-_SENSORS_LEN = TRACK_DTYPE["sensors"].itemsize // 4
-_SET_FIELDS = {
-    "time_s", "track_id", "status", "pos_ecef_m", "vel_ecef_mps", "cov_ecef", "lat_deg",
-    "lon_deg", "alt_m", "model_prob", "n_updates", "mode_s_address", "mode_3a", "callsign",
-    "partner", "label", "sources", "sensors",
-}  # fmt: skip
-_UNSET_FIELDS = [f for f in TRACK_DTYPE.names if f not in _SET_FIELDS]
-# The text fields lie at the end of a TRACK_DTYPE record, callsign first: the snapshot writes
-# them as bytes in one compiled pass (kernels.output.fill_text), the callsign from the track table
-# and the rest from one encoded template per distinct (partner, label, sources, sensors).
-_TEXT_FIELDS = ("callsign", "partner", "label", "sources", "sensors")
-_TEXT_OFFSET = TRACK_DTYPE.fields["callsign"][1]
-_TAIL_DTYPE = np.dtype([(f, TRACK_DTYPE[f]) for f in _TEXT_FIELDS[1:]])
-if (
-    TRACK_DTYPE.names[-len(_TEXT_FIELDS) :] != _TEXT_FIELDS
-    or _TEXT_OFFSET + TRACK_DTYPE["callsign"].itemsize + _TAIL_DTYPE.itemsize
-    != TRACK_DTYPE.itemsize
-):
-    raise ImportError("siap.tracking.tracker: TRACK_DTYPE must end with the text fields "
-                      f"{_TEXT_FIELDS}, unpadded")
 _WARM = [False]  # numba kernels loaded in this process
 _JPDA_MAX_SPREAD_S = 0.1  # a JPDA cluster's plots lie within this time of each other
 _JPDA_IDENTITY_BETA = 0.9  # a JPDA-updated track takes a plot's identity above this beta
-_MAX_TEXT_ROWS = 1 << 16  # encoded snapshot texts kept (distinct sensor sets)
 _COVERAGE_CHECK_S = 1.0  # coverage rules at most this often (data time)
 _COVERAGE_LEARN_S = 10.0  # sensor revisit and P_D estimates updated this often (data time)
 
@@ -197,10 +183,8 @@ class Tracker:
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
         # Encoded (partner, label, sources, sensors) of snapshot records, one row per distinct
-        # sensor bit mask (rows of ``_texts``); each track keeps its row in ``_text_row``.
-        self._text_index: dict[tuple[int, ...], int] = {}
-        self._text_list: list[np.ndarray] = []
-        self._texts = np.zeros((0, _TAIL_DTYPE.itemsize), np.uint8)
+        # sensor bit mask; each track keeps its row in ``_text_row``.
+        self._texts = SnapshotTexts(c.partner, c.label, self._sensor_names)
         self._buf = np.zeros(0, PREP_DTYPE)
         self._watermark = -np.inf
         self._processed_until = -np.inf
@@ -253,11 +237,7 @@ class Tracker:
                 self.geo.origin_ecef, o["pos_ecef_m"], o["vel_ecef_mps"], o["cov_ecef"],
                 o["model_prob"],
             )  # fmt: skip
-        fill_text(
-            o.view(np.uint8).reshape(2, -1), _TEXT_OFFSET,
-            self._cs.view(np.uint8).reshape(self._cap, -1), z,
-            np.zeros((1, _TAIL_DTYPE.itemsize), np.uint8), z,
-        )  # fmt: skip
+        write_text_fields(o, self._cs, z, np.zeros((1, TAIL_DTYPE.itemsize), np.uint8), z)
         mark_sensors(z, z, self._src, self._bin_sens, self._text_row)
         cov = SensorCoverage(1.0, 0.0)
         cov.ensure(1)
@@ -481,10 +461,7 @@ class Tracker:
         if len(ids) > 1 and not np.all(ids[1:] > ids[:-1]):
             order = np.argsort(ids, kind="stable")
             sel, dt = sel[order], dt[order]
-        # from raw bytes: NumPy would zero-fill a record array with text fields first
-        out = np.empty(k * TRACK_DTYPE.itemsize, np.uint8).view(TRACK_DTYPE)
-        for f in _UNSET_FIELDS:  # fields this tracker does not fill (none today)
-            out[f] = np.zeros((), TRACK_DTYPE[f])
+        out = new_track_records(k)
         # Both modes share F, so predicting each mode and combining equals predicting the
         # combined estimate with the mode-probability-weighted Q: F P F' + sum_j mu_j Q_j.
         sig2 = snapshot_states(
@@ -509,16 +486,13 @@ class Tracker:
         out["mode_3a"] = self._m3a[sel]
         rows = self._text_row[sel]
         if rows.min() < 0:  # tracks started or seen by a new sensor since they were encoded
-            if len(self._text_list) > _MAX_TEXT_ROWS:
+            if len(self._texts) > MAX_TEXT_ROWS:
                 self._forget_texts()
                 rows = self._text_row[sel]
             todo = sel[rows < 0]
-            self._text_row[todo] = self._text_rows(self._src[todo])
+            self._text_row[todo] = self._texts.rows(self._src[todo])
             rows = self._text_row[sel]
-        fill_text(
-            out.view(np.uint8).reshape(k, TRACK_DTYPE.itemsize), _TEXT_OFFSET,
-            self._cs.view(np.uint8).reshape(self._cap, -1), sel, self._texts, rows,
-        )  # fmt: skip
+        write_text_fields(out, self._cs, sel, self._texts.table, rows)
         return out
 
     # ------------------------------------------------------------------ internals
@@ -533,55 +507,8 @@ class Tracker:
 
     def _forget_texts(self) -> None:
         """Drop the encoded texts (all tracks are encoded again at the next snapshot)."""
-        self._text_index.clear()
-        self._text_list.clear()
-        self._texts = np.zeros((0, _TAIL_DTYPE.itemsize), np.uint8)
+        self._texts.forget()
         self._text_row[:] = -1
-
-    def _text_rows(self, masks: np.ndarray) -> np.ndarray:
-        """Rows of ``_texts`` holding the encoded text fields after the callsign (partner,
-        label, sources, sensors) of each sensor bit mask in ``masks``, encoding the masks not
-        seen before. ``sources``: sensor ids in registration order, cut to 64 characters with
-        ``,...``; ``sensors``: sorted ids, cut to fit the field with a trailing ``,+``."""
-        if masks.shape[1] == 1:
-            u1, inv = np.unique(masks[:, 0], return_inverse=True)
-            keys = [(v,) for v in u1.tolist()]
-        else:
-            uniq, inv = np.unique(masks, axis=0, return_inverse=True)
-            keys = [tuple(row) for row in uniq.tolist()]
-        rows = np.empty(len(keys), np.int64)
-        n_before = len(self._text_list)
-        for r, key in enumerate(keys):
-            row = self._text_index.get(key)
-            if row is None:
-                names = [
-                    self._sensor_names[w * 64 + b]
-                    for w in range(len(key))
-                    for b in range(64)
-                    if key[w] >> b & 1 and w * 64 + b < len(self._sensor_names)
-                ]
-                s = ",".join(names)
-                if len(s) > 64:
-                    s = s[:60].rsplit(",", 1)[0] + ",..."
-                names = sorted(names)
-                u = ",".join(names)
-                if len(u) > _SENSORS_LEN:
-                    kept: list[str] = []
-                    for nme in names:
-                        if len(",".join([*kept, nme, "+"])) > _SENSORS_LEN:
-                            break
-                        kept.append(nme)
-                    u = ",".join([*kept, "+"])
-                text = np.zeros(1, _TAIL_DTYPE)
-                text["partner"], text["label"] = self.cfg.partner, self.cfg.label
-                text["sources"], text["sensors"] = s, u
-                row = len(self._text_list)
-                self._text_list.append(text.view(np.uint8))
-                self._text_index[key] = row
-            rows[r] = row
-        if len(self._text_list) > n_before:
-            self._texts = np.stack(self._text_list)
-        return rows[np.asarray(inv).reshape(-1)]
 
     def _sensor_indices(self, names: np.ndarray) -> np.ndarray:
         if len(names) and names[0] in self._sensor_index and (names == names[0]).all():
