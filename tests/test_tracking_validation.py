@@ -178,3 +178,26 @@ def test_absurd_sensor_fields_are_rejected_not_tracked():
     with np.errstate(all="raise"):  # no overflow anywhere on the way
         tracker.process(pl)
     assert tracker.stats["rejected_impossible_position"] == 2
+
+
+def test_config_derived_thresholds_known_answers():
+    """The thresholds the tracker derives from its configuration, against known values:
+    chi-square quantiles (0.99: 9.2103 for 2 dof, 11.3449 for 3), the score increments
+    ln P_D - ln lambda and ln(1 - P_D), and the confirmed tracks' deletion/report levels."""
+    import math
+
+    from siap.tracking import TrackerConfig
+
+    c = TrackerConfig(gate_probability=0.99, false_alarm_density_per_km2=0.5,
+                      detection_probability=0.9, score_delete=-5.0,
+                      score_delete_confirmed=None, score_report_confirmed=None)
+    assert abs(c.gate_chi2(2) - 9.2103) < 1e-4
+    assert abs(c.gate_chi2(3) - 11.3449) < 1e-4
+    assert abs(c.gate_radius_sigmas - 1.05 * math.sqrt(11.3449)) < 1e-4
+    assert c.clutter_per_m2 == 0.5e-6
+    assert abs(c.score_hit - (math.log(0.9) - math.log(0.5e-6))) < 1e-12
+    assert abs(c.score_miss - math.log(0.1)) < 1e-12
+    assert c.score_delete_confirmed_level == -5.0 and c.score_report_level == -5.0
+    c2 = c.model_copy(update=dict(score_delete_confirmed=-8.0, score_report_confirmed=-9.0))
+    assert c2.score_delete_confirmed_level == -8.0
+    assert c2.score_report_level == -8.0  # never below the deletion level

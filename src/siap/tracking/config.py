@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from scipy.stats import chi2
 
 from siap.errors import ConfigError
 
@@ -289,6 +291,64 @@ class TrackerConfig(BaseModel):
     label: str = Field(
         "", max_length=64, description="Confidentiality label written in the output tracks."
     )
+
+    # --- derived thresholds (read-only; computed from the fields above) -----------------------
+    def gate_chi2(self, dof: int) -> float:
+        """Chi-square gate of a ``dof``-dimensional innovation: the ``gate_probability``
+        quantile of the chi-square distribution with ``dof`` degrees of freedom (BLK
+        sec. 3.7.1)."""
+        return float(chi2.ppf(self.gate_probability, dof))
+
+    @property
+    def gate_radius_sigmas(self) -> float:
+        """Search radius of the grid index, in standard deviations: sqrt of the 3D gate, 5 %
+        of margin."""
+        return float(np.sqrt(self.gate_chi2(3))) * 1.05
+
+    @property
+    def mode_s_gate_radius_sigmas(self) -> float:
+        """As :attr:`gate_radius_sigmas` for plots and tracks with the same Mode S address (the
+        wider of the 3D gate and ``mode_s_gate_chi2``)."""
+        return float(np.sqrt(max(self.gate_chi2(3), self.mode_s_gate_chi2))) * 1.05
+
+    @property
+    def coalescence_chi2(self) -> float:
+        """Test level of track coalescence: the ``coalescence_probability`` quantile of the
+        chi-square distribution with 6 degrees of freedom (the state difference)."""
+        return float(chi2.ppf(self.coalescence_probability, 6))
+
+    @property
+    def clutter_per_m2(self) -> float:
+        """False-alarm density (1/m^2) of the track score and JPDA (1/km^2 field; 1e-6 when
+        unset, unused then)."""
+        return (self.false_alarm_density_per_km2 or 1.0) * 1e-6
+
+    @property
+    def score_hit(self) -> float:
+        """Track-score increment of a detection, before its likelihood term:
+        ``ln P_D - ln lambda`` (Blackman & Popoli 1999, sec. 6.2)."""
+        return float(np.log(self.detection_probability) - np.log(self.clutter_per_m2))
+
+    @property
+    def score_miss(self) -> float:
+        """Track-score increment of a missed detection: ``ln(1 - P_D)``."""
+        return float(np.log1p(-self.detection_probability))
+
+    @property
+    def score_delete_confirmed_level(self) -> float:
+        """Deletion level of confirmed tracks: ``score_delete_confirmed``, else
+        ``score_delete``."""
+        if self.score_delete_confirmed is None:
+            return self.score_delete
+        return self.score_delete_confirmed
+
+    @property
+    def score_report_level(self) -> float:
+        """Snapshot level of confirmed tracks: ``score_report_confirmed`` (never below the
+        deletion level), else the deletion level."""
+        if self.score_report_confirmed is None:
+            return self.score_delete_confirmed_level
+        return max(self.score_report_confirmed, self.score_delete_confirmed_level)
 
     @model_validator(mode="after")
     def _check_times(self) -> TrackerConfig:

@@ -36,7 +36,6 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
-from scipy.stats import chi2
 
 from siap import records as rec
 from siap.errors import InputError
@@ -146,13 +145,10 @@ class Tracker:
         self.cfg = cfg if cfg is not None else TrackerConfig()
         c = self.cfg
         self.geo = Geometry(c)
-        self._chi2 = {
-            2: float(chi2.ppf(c.gate_probability, 2)),
-            3: float(chi2.ppf(c.gate_probability, 3)),
-        }
+        self._chi2 = {2: c.gate_chi2(2), 3: c.gate_chi2(3)}
         self._nm = 2 if c.imm_enabled else 1
-        self._g_base = float(np.sqrt(self._chi2[3])) * 1.05
-        self._g_modes = float(np.sqrt(max(self._chi2[3], c.mode_s_gate_chi2))) * 1.05
+        self._g_base = c.gate_radius_sigmas
+        self._g_modes = c.mode_s_gate_radius_sigmas
         self._ix: dict | None = None
         self._ix_dirty = False
         self._ix_bin: float | None = None
@@ -165,21 +161,12 @@ class Tracker:
         # Sequential track score (log-likelihood ratio, Blackman & Popoli 1999 sec. 6.2).
         self._score_on = c.false_alarm_density_per_km2 is not None
         self._jpda = c.association == "jpda"
-        # clutter density per m^2 (track score and JPDA; unused when neither is on)
-        self._clutter_per_m2 = (c.false_alarm_density_per_km2 or 1.0) * 1e-6
+        self._clutter_per_m2 = c.clutter_per_m2
         if self._score_on:
-            lam = self._clutter_per_m2
-            self._score_hit = float(np.log(c.detection_probability) - np.log(lam))
-            self._score_miss = float(np.log1p(-c.detection_probability))
-            self._score_del_conf = (
-                c.score_delete if c.score_delete_confirmed is None else c.score_delete_confirmed
-            )
-            # snapshot level of confirmed tracks: the report level, if any, else the deletion one
-            self._score_report = (
-                self._score_del_conf
-                if c.score_report_confirmed is None
-                else max(c.score_report_confirmed, self._score_del_conf)
-            )
+            self._score_hit = c.score_hit
+            self._score_miss = c.score_miss
+            self._score_del_conf = c.score_delete_confirmed_level
+            self._score_report = c.score_report_level
         self._sensor_index: dict[str, int] = {}
         self._sensor_names: list[str] = []
         # Encoded (partner, label, sources, sensors) of snapshot records, one row per distinct
@@ -196,7 +183,7 @@ class Tracker:
         self._next_coal_s = -np.inf
         self._next_coverage_s = -np.inf
         self._next_learn_s = -np.inf
-        self._chi2_coal = float(chi2.ppf(c.coalescence_probability, 6))
+        self._chi2_coal = c.coalescence_chi2
         self._merges: collections.deque = collections.deque(maxlen=_MAX_MERGES)
         self.n = 0
         self._n_dead = 0
