@@ -18,6 +18,10 @@ Per sensor (index as in the tracker's sensor registry), learned online:
   range within the learned maximum. Terrain masking and elevation limits are not modelled.
 * **revisit**: the time between two plots of the same track from the sensor (scan period of a
   radar, report interval of ADS-B), a running estimate of the per-batch median.
+* **scanning**: whether the sensor scans (a radar: its looks are antenna sweeps, so a missed
+  look is evidence) or not (an ADS-B receiver: reception of squitters is bursty and a gap of
+  a few seconds is normal, so its gaps count for nothing and tracks seen only by ADS-B are
+  left to the time rules).
 * **detection probability**: plots over looks, ``P_D = sum hits / sum looks`` with the looks of
   a gap ``g`` counted as ``max(1, round(g / revisit))`` (exponentially forgotten).
 """
@@ -50,6 +54,7 @@ class SensorCoverage:
         self.site_alt_m = np.zeros(0)
         self.max_range_m = np.zeros(0)
         self.revisit_s = np.zeros(0)  # NaN until learned
+        self.scanning = np.zeros(0, bool)  # a radar (looks can be missed), not ADS-B
         self._hits = np.zeros(0)
         self._looks = np.zeros(0)
         self._pending: list[tuple[np.ndarray, np.ndarray]] = []
@@ -85,6 +90,7 @@ class SensorCoverage:
         self.site_alt_m = np.concatenate([self.site_alt_m, np.zeros(k)])
         self.max_range_m = np.concatenate([self.max_range_m, np.zeros(k)])
         self.revisit_s = np.concatenate([self.revisit_s, np.full(k, np.nan)])
+        self.scanning = np.concatenate([self.scanning, np.zeros(k, bool)])
         self._hits = np.concatenate([self._hits, np.zeros(k)])
         self._looks = np.concatenate([self._looks, np.zeros(k)])
 

@@ -232,7 +232,7 @@ class Tracker:
         mark_seen(z, z, pp.time_s, self._last_seen)
         coverage_due(
             z, 0.0, self._t, self._last_gated, self._xc, self._src, self._last_seen,
-            np.zeros(1, bool), cov.revisit_s, cov.revisit_s, cov.site, cov.site_alt_m,
+            np.zeros(1, bool), np.zeros(1, bool), cov.revisit_s, cov.revisit_s, cov.site, cov.site_alt_m,
             cov.max_range_m, 1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0,
         )  # fmt: skip
         oosm_update(
@@ -1230,15 +1230,17 @@ class Tracker:
                 plots["sensor_alt_m"][last],
             ]
         )
+        scanning = plots["kind"][last] != rec.MeasurementKind.ADSB
         known = np.isfinite(raw).all(axis=1)
         if not known.all():  # a sensor without a declared position gets no coverage
-            u, raw = u[known], raw[known]
+            u, raw, scanning = u[known], raw[known], scanning[known]
             keep = np.isin(sens, u)
             sens, prep = sens[keep], prep[keep]
         if len(u) == 0:
             return
         cov = self._coverage
         cov.ensure(len(self._sensor_names))
+        cov.scanning[u] = scanning
         if len(self._site_raw) < cov.n:
             grow = np.full((cov.n - len(self._site_raw), 3), np.nan)
             self._site_raw = np.concatenate([self._site_raw, grow])
@@ -1268,7 +1270,7 @@ class Tracker:
         pd = np.clip(np.nan_to_num(cov.pd, nan=0.0), 0.0, c.coverage_max_detection_probability)
         verdict = coverage_due(
             idx, float(t_now), self._t, self._last_gated, self._xc, self._src, self._last_seen,
-            known, np.nan_to_num(cov.revisit_s, nan=np.inf), np.log1p(-pd), cov.site,
+            known, cov.scanning, np.nan_to_num(cov.revisit_s, nan=np.inf), np.log1p(-pd), cov.site,
             cov.site_alt_m, cov.max_range_m, cov.range_margin, cov.re_m, cov.origin_alt_m,
             2.0 * K_REFRACTION * cov.re_m, c.coverage_revisits,
             float(np.log(c.coverage_miss_probability)), 1.2 * cov.min_revisit_s,

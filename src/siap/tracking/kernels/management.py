@@ -11,12 +11,13 @@ from ._common import _NO_NRT
 
 @njit(cache=True, error_model="numpy")
 def coverage_due(
-    idx, t_now, t_trk, last_gated, xc, src, last_seen, known, revisit, log_q, site, site_alt,
-    max_range, range_margin, re, origin_alt, kre2, coverage_revisits, log_p_end, min_dt,
+    idx, t_now, t_trk, last_gated, xc, src, last_seen, known, scanning, revisit, log_q, site,
+    site_alt, max_range, range_margin, re, origin_alt, kre2, coverage_revisits, log_p_end, min_dt,
 ):  # fmt: skip
     """The coverage rules for tracks ``idx`` at ``t_now`` (see Tracker._coverage_due): 0 keep,
-    1 ended by its missed detections, 2 ended outside every sensor's coverage. A track with a
-    sensor (bit of ``src``) whose model is not ``known`` is kept (left to the time rules)."""
+    1 ended by its missed detections, 2 ended outside every sensor's coverage. Only
+    ``scanning`` sensors (radars) take part; a track with a scanning sensor (bit of ``src``)
+    whose model is not ``known``, or with none, is kept (left to the time rules)."""
     out = np.zeros(len(idx), np.int8)
     n_s = len(known)
     one = np.uint64(1)
@@ -44,6 +45,8 @@ def coverage_due(
                 if (word >> np.uint64(b)) & one == 0:
                     continue
                 s = w * 64 + b
+                if s < n_s and not scanning[s]:
+                    continue  # ADS-B: no looks to miss (bursty reception); time rules
                 if s >= n_s or not known[s]:
                     unknown = True
                     break
