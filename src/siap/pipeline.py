@@ -160,6 +160,7 @@ def run_demo(
     registration: bool = True,
     nats_url: str | None = None,
     progress: ProgressFn | None = None,
+    fusion_config=None,
 ) -> DemoResult:
     """Simulate ``scenario``, build the picture(s), evaluate against truth and (if ``out_dir``)
     write ``report.html``, ``metrics.json`` and, in coalition mode, the audit logs there.
@@ -167,6 +168,7 @@ def run_demo(
     ``policy``: a :class:`siap.sharing.policy.Policy`, a built-in name or a YAML path; by
     default the built-in policy named like the scenario. ``nats_url``: carry the partners'
     signed messages over NATS JetStream at that URL instead of the in-process bus.
+    ``fusion_config``: the partners' :class:`siap.fusion.FusionConfig` (default: the runtime's).
     """
     from siap.simulation import simulate
 
@@ -182,7 +184,8 @@ def run_demo(
         result = _run_single(scenario, sim, times, truth_eval, timings, progress, registration)
     else:
         result = _run_coalition(
-            scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url
+            scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url,
+            fusion_config,
         )
     result.observable_objects = int(len(np.unique(truth_eval["truth_id"])))
     if out_dir is not None:
@@ -221,7 +224,8 @@ def _run_single(scenario, sim, times, truth_eval, timings, progress, registratio
 
 
 def _run_coalition(
-    scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url
+    scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url,
+    fusion_config=None,
 ) -> DemoResult:
     from siap.coalition import run_coalition
     from siap.errors import ConfigError
@@ -260,6 +264,7 @@ def _run_coalition(
             tracker_config=tracker_config_for(scenario),
             audit_dir=audit_dir,
             registration=registration,
+            fusion_config=fusion_config,
             bus=bus,
             subject_prefix=subject_prefix,
             progress=progress,

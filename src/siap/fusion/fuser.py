@@ -55,7 +55,14 @@ from .ctn import (
     local_key,
     valid_partner,
 )
-from .estimation import fuse_stack, pair_statistic, predict_cv
+from .estimation import (
+    from_information,
+    fuse_stack,
+    information,
+    information_increment,
+    pair_statistic,
+    predict_cv,
+)
 
 __all__ = ["TrackFuser", "same_label_or_empty", "format_sources", "format_sensor_union"]
 
@@ -188,6 +195,18 @@ class TrackFuser:
         self._first_seen = np.zeros(0)
         self._ctn = np.zeros(0, np.int64)  # fused track each local track is in (-1: none)
         self._join = np.zeros(0)  # time it joined that fused track
+        # information matrix fusion (method "imf"): the state of each local track whose
+        # information the fused track ``_used_ctn`` already holds (raw, at its own time)
+        self._used_x = np.zeros((0, 6))
+        self._used_P = np.zeros((0, 6, 6))
+        self._used_t = np.zeros(0)
+        self._used_ctn = np.zeros(0, np.int64)
+        # the fused estimates of the last update, sorted by CTN, with their number of members
+        self._f_ctn = np.zeros(0, np.int64)
+        self._f_x = np.zeros((0, 6))
+        self._f_P = np.zeros((0, 6, 6))
+        self._f_n = np.zeros(0, np.int64)
+        self._f_t = -np.inf
         # fused tracks: ctn -> (birth_time_s, founder_first_seen_s)
         self._fused: dict[int, tuple[float, float]] = {}
         # pair hysteresis table, sorted by (key_a, key_b) with key_a < key_b: consecutive passes
@@ -361,11 +380,16 @@ class TrackFuser:
                 store = records.concatenate([self._store, records.take(rows, fresh)])
                 key = np.concatenate([self._key, keys[fresh]])
                 first = np.concatenate([self._first_seen, rows["time_s"][fresh]])
-                ctn = np.concatenate([self._ctn, np.full(int(fresh.sum()), -1, np.int64)])
-                join = np.concatenate([self._join, np.full(int(fresh.sum()), np.nan)])
+                m = int(fresh.sum())
+                ctn = np.concatenate([self._ctn, np.full(m, -1, np.int64)])
+                join = np.concatenate([self._join, np.full(m, np.nan)])
                 order = np.argsort(key, kind="stable")
                 self._store, self._key = records.take(store, order), key[order]
                 self._first_seen, self._ctn, self._join = first[order], ctn[order], join[order]
+                self._used_x = np.concatenate([self._used_x, np.zeros((m, 6))])[order]
+                self._used_P = np.concatenate([self._used_P, np.zeros((m, 6, 6))])[order]
+                self._used_t = np.concatenate([self._used_t, np.full(m, np.nan)])[order]
+                self._used_ctn = np.concatenate([self._used_ctn, np.full(m, -1, np.int64)])[order]
         gone = (self._store["status"] == records.TrackStatus.DELETED) | (
             time_s - self._store["time_s"] > self.config.max_age_s
         )
@@ -377,6 +401,8 @@ class TrackFuser:
                 self._ctn[keep],
                 self._join[keep],
             )
+            self._used_x, self._used_P = self._used_x[keep], self._used_P[keep]
+            self._used_t, self._used_ctn = self._used_t[keep], self._used_ctn[keep]
             live = set(self._ctn.tolist())
             self._fused = {c: v for c, v in self._fused.items() if c in live}
             # pairs of removed tracks are forgotten by _update_pairs
@@ -682,6 +708,81 @@ class TrackFuser:
             if done == 0:
                 return
 
+    # ------------------------------------------------------------------ fusion
+
+    def _fuse_imf(self, order, ctns, start, counts, grp, x, P, time_s):
+        """Information matrix fusion with memory ([CMC90], [TB09]; docs/fusion.md).
+
+        Per fused track (rows of the store in ``order``, grouped by CTN ``grp``):
+
+        * one member: its state, unchanged (bit for bit);
+        * the same members as at the last update (or more): the last fused estimate predicted
+          to ``time_s`` plus, for each member that reported since its information was last
+          used here, the information increment since then
+          (:func:`~siap.fusion.estimation.information_increment`); a member new to this fused
+          track adds its whole information;
+        * a new fused track, or one that lost a member since the last update (split, deletion,
+          age-out): restart from the information sum of its members.
+
+        The information sum treats different members as independent: their local tracks come
+        from disjoint sets of plots (a partner's source groups never share a sensor, and no
+        tracker ingests tracks received from others), so what they share is only the target's
+        own motion (process noise) between fusions, which the decorrelation handles at this
+        fusion rate. Returns the fused (x, P) per CTN and records the state used.
+        """
+        sig = self.config.process_noise_mps2
+        K, n = len(ctns), len(order)
+        xo, Po = x[order], P[order]
+        c_row = ctns[grp]
+        # the last fused estimate of each CTN, if any
+        nf = len(self._f_ctn)
+        pos = np.searchsorted(self._f_ctn, ctns)
+        posc = np.minimum(pos, max(nf - 1, 0))
+        has_prev = (pos < nf) & (self._f_ctn[posc] == ctns) if nf else np.zeros(K, bool)
+        used_ctn = self._used_ctn[order]
+        cont = (used_ctn == c_row) & has_prev[grp]
+        n_cont = np.bincount(grp, weights=cont, minlength=K).astype(np.int64)
+        prev_n = np.where(has_prev, self._f_n[posc] if nf else 0, 0)
+        single = counts == 1
+        use_prior = has_prev & ~single & (n_cont >= prev_n)
+        multi = ~single
+        rows_multi = multi[grp]
+        t_store = self._store["time_s"][order]
+        incr = cont & use_prior[grp] & (t_store != self._used_t[order])
+        full = rows_multi & ~(cont & use_prior[grp])
+        rowY = np.zeros((n, 6, 6))
+        rowy = np.zeros((n, 6))
+        if full.any():
+            rowY[full], rowy[full] = information(xo[full], Po[full])
+        if incr.any():
+            ui = order[incr]
+            xu, Pu = predict_cv(self._used_x[ui], self._used_P[ui], time_s - self._used_t[ui], sig)
+            rowY[incr], rowy[incr] = information_increment(xo[incr], Po[incr], xu, Pu)
+        Y = np.add.reduceat(rowY, start, axis=0)
+        y = np.add.reduceat(rowy, start, axis=0)
+        if use_prior.any():
+            pk = posc[use_prior]
+            xp, Pp = predict_cv(self._f_x[pk], self._f_P[pk], np.full(len(pk), time_s - self._f_t), sig)
+            Yp, yp = information(xp, Pp)
+            Y[use_prior] += Yp
+            y[use_prior] += yp
+        xf = np.empty((K, 6))
+        Pf = np.empty((K, 6, 6))
+        first = start[single]
+        xf[single], Pf[single] = xo[first], Po[first]
+        if multi.any():
+            xf[multi], Pf[multi] = from_information(Y[multi], y[multi])
+        # remember what the fused estimates now hold
+        st = records.take(self._store, order)
+        self._used_x[order, :3] = st["pos_ecef_m"]
+        self._used_x[order, 3:] = st["vel_ecef_mps"]
+        self._used_P[order] = st["cov_ecef"]
+        self._used_t[order] = t_store
+        self._used_ctn[order] = c_row
+        self._f_ctn, self._f_x, self._f_P = ctns.copy(), xf.copy(), Pf.copy()
+        self._f_n, self._f_t = counts.astype(np.int64), time_s
+        return xf, Pf
+
     # ------------------------------------------------------------------ output
 
     def _picture(self, time_s: float, x: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -694,13 +795,16 @@ class TrackFuser:
         K, M = len(ctns), int(counts.max())
         grp = np.repeat(np.arange(K), counts)
         slot = np.arange(n) - start[grp]
-        xs = np.zeros((K, M, 6))
-        Ps = np.zeros((K, M, 6, 6))
-        mask = np.zeros((K, M), dtype=bool)
-        xs[grp, slot] = x[order]
-        Ps[grp, slot] = P[order]
-        mask[grp, slot] = True
-        xf, Pf = fuse_stack(xs, Ps, mask, self.config.method)
+        if self.config.method == "imf":
+            xf, Pf = self._fuse_imf(order, ctns, start, counts, grp, x, P, time_s)
+        else:
+            xs = np.zeros((K, M, 6))
+            Ps = np.zeros((K, M, 6, 6))
+            mask = np.zeros((K, M), dtype=bool)
+            xs[grp, slot] = x[order]
+            Ps[grp, slot] = P[order]
+            mask[grp, slot] = True
+            xf, Pf = fuse_stack(xs, Ps, mask, self.config.method)
 
         st = records.take(self._store, order)
         out = records.empty_tracks(K)
