@@ -24,8 +24,9 @@ SIGMA_A = 5.0  # the fuser's process noise (m/s^2), also the targets' and the lo
 H = np.hstack([np.eye(3), np.zeros((3, 3))])
 
 
-def _rows(partner, track_id, x, P, t, mode_s=0xABCDEF):
+def _rows(partner, track_id, x, P, t, mode_s=0xABCDEF, n_updates=1):
     r = records.empty_tracks(1)
+    r["n_updates"] = n_updates
     r["partner"] = partner
     r["track_id"] = track_id
     r["time_s"] = t
@@ -86,7 +87,9 @@ def _run(rng, method, steps=30, fuse_every=1, R=(80.0, 150.0)):
             cen = _kf_update(*cen, z, r)
         if k % fuse_every:
             continue
-        batch = np.concatenate([_rows(p, 1, x, P, t) for p, (x, P) in zip(("JPN", "USA"), loc, strict=True)])
+        batch = np.concatenate(
+            [_rows(p, 1, x, P, t, n_updates=k + 1) for p, (x, P) in zip(("JPN", "USA"), loc, strict=True)]
+        )
         pic = fuser.update(batch, t)
         assert len(pic) == 1
         xf = np.concatenate([pic["pos_ecef_m"][0], pic["vel_ecef_mps"][0]])
@@ -173,6 +176,24 @@ def test_imf_is_more_accurate_than_ci():
         runs = [_run(rng, method, steps=16, fuse_every=3) for _ in range(30)]
         errs[method] = np.sqrt(np.mean([np.sum((o[-1][0][:3] - o[-1][1][:3]) ** 2) for o in runs]))
     assert errs["imf"] < errs["ci"]
+
+
+def test_a_track_predicted_without_new_measurements_adds_nothing():
+    """A local snapshot predicted to a later time (same n_updates) holds no new information,
+    even if the local filter predicts with less process noise than the fuser."""
+    x, _ = objects_on_grid(1)
+    xa = np.concatenate([x[0], [200.0, 0, 0]])
+    Pa, Pb = _cov(100.0, 10.0), _cov(60.0, 8.0)
+    f = TrackFuser(FusionConfig(associate_after=1, process_noise_mps2=SIGMA_A))
+    p1 = f.update(np.concatenate([_rows("JPN", 1, xa, Pa, T0, n_updates=5), _rows("USA", 2, xa, Pb, T0, n_updates=9)]), T0)
+    later = []
+    for p, tid, P, n in (("JPN", 1, Pa, 5), ("USA", 2, Pb, 9)):
+        xl, Pl = predict_cv(xa[None], P[None], np.array([3.0]), 0.5)  # the local's own, quieter model
+        later.append(_rows(p, tid, xl[0], Pl[0], T0 + 3.0, n_updates=n))
+    p2 = f.update(np.concatenate(later), T0 + 3.0)
+    x1 = np.concatenate([p1["pos_ecef_m"][0], p1["vel_ecef_mps"][0]])
+    _, Pp = _predict(x1, p1["cov_ecef"][0], 3.0)
+    np.testing.assert_allclose(p2["cov_ecef"][0], Pp, rtol=1e-9, atol=1e-9)
 
 
 def test_a_track_resent_without_new_data_adds_nothing():

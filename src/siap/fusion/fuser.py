@@ -71,6 +71,12 @@ log = logging.getLogger(__name__)
 _SOURCES_LEN = records.TRACK_DTYPE["sources"].itemsize // 4
 _LABEL_LEN = records.TRACK_DTYPE["label"].itemsize // 4
 _BIG = 1e12
+_TEXT_IN = ("label", "sensors", "sources", "mode_3a", "callsign")
+_TEXT_IN_DTYPE = np.dtype([(f, records.TRACK_DTYPE[f]) for f in _TEXT_IN])
+_TEXT_OUT = ("label", "sources", "sensors", "mode_3a", "callsign")
+_TEXT_DTYPE = np.dtype([(f, records.TRACK_DTYPE[f]) for f in _TEXT_OUT])
+_WITHHELD_COMBINE, _WITHHELD_LONG = 1, 2
+_RESET_ON_WIDENING = True
 _PASS_CAP = 1 << 30
 _STATUS_RANK = {  # higher wins when contributors disagree
     int(records.TrackStatus.TENTATIVE): 0,
@@ -200,6 +206,7 @@ class TrackFuser:
         self._used_x = np.zeros((0, 6))
         self._used_P = np.zeros((0, 6, 6))
         self._used_t = np.zeros(0)
+        self._used_n = np.zeros(0, np.int64)  # its n_updates
         self._used_ctn = np.zeros(0, np.int64)
         # the fused estimates of the last update, sorted by CTN, with their number of members
         self._f_ctn = np.zeros(0, np.int64)
@@ -220,6 +227,15 @@ class TrackFuser:
         self._pa = self._pb = self._pp = self._pf = np.zeros(0, np.int64)
         self._pd2 = np.zeros(0)
         self._last_time = -np.inf
+        # the text fields of the last picture, for the incremental output (_text_fields)
+        self._txt_key = np.zeros(0, np.int64)
+        self._txt_ctn = np.zeros(0, np.int64)
+        self._txt = np.zeros(0, _TEXT_IN_DTYPE)
+        self._ctx_ctn = np.zeros(0, np.int64)
+        self._ctx_count = np.zeros(0, np.int64)
+        self._ctx_text = np.zeros(0, _TEXT_DTYPE)
+        self._ctx_reason = np.zeros(0, np.int8)
+        self._label_memo: dict[tuple[str, ...], str | None] = {}
         #: rows dropped or withheld, by reason (cumulative)
         self.dropped: Counter[str] = Counter()
         #: sizes from the last update (local tracks, candidate pairs, fused tracks)
@@ -389,6 +405,7 @@ class TrackFuser:
                 self._used_x = np.concatenate([self._used_x, np.zeros((m, 6))])[order]
                 self._used_P = np.concatenate([self._used_P, np.zeros((m, 6, 6))])[order]
                 self._used_t = np.concatenate([self._used_t, np.full(m, np.nan)])[order]
+                self._used_n = np.concatenate([self._used_n, np.full(m, -1, np.int64)])[order]
                 self._used_ctn = np.concatenate([self._used_ctn, np.full(m, -1, np.int64)])[order]
         gone = (self._store["status"] == records.TrackStatus.DELETED) | (
             time_s - self._store["time_s"] > self.config.max_age_s
@@ -403,6 +420,7 @@ class TrackFuser:
             )
             self._used_x, self._used_P = self._used_x[keep], self._used_P[keep]
             self._used_t, self._used_ctn = self._used_t[keep], self._used_ctn[keep]
+            self._used_n = self._used_n[keep]
             live = set(self._ctn.tolist())
             self._fused = {c: v for c, v in self._fused.items() if c in live}
             # pairs of removed tracks are forgotten by _update_pairs
@@ -748,16 +766,32 @@ class TrackFuser:
         multi = ~single
         rows_multi = multi[grp]
         t_store = self._store["time_s"][order]
-        incr = cont & use_prior[grp] & (t_store != self._used_t[order])
-        full = rows_multi & ~(cont & use_prior[grp])
+        n_store = self._store["n_updates"][order].astype(np.int64)
+        # new information only where the local filter made measurement updates since its
+        # state was last used (a snapshot predicted to a later time holds nothing new);
+        # n_updates <= 0 (a producer that does not count): any newer state
+        new_info = (n_store != self._used_n[order]) | ((n_store <= 0) & (t_store != self._used_t[order]))
+        incr = cont & use_prior[grp] & new_info
         rowY = np.zeros((n, 6, 6))
         rowy = np.zeros((n, 6))
-        if full.any():
-            rowY[full], rowy[full] = information(xo[full], Po[full])
         if incr.any():
             ui = order[incr]
             xu, Pu = predict_cv(self._used_x[ui], self._used_P[ui], time_s - self._used_t[ui], sig)
-            rowY[incr], rowy[incr] = information_increment(xo[incr], Po[incr], xu, Pu)
+            rowY[incr], rowy[incr], widened = information_increment(
+                xo[incr], Po[incr], xu, Pu, return_widened=True
+            )
+            if _RESET_ON_WIDENING and widened.any():
+                # a member's filter widened its covariance (manoeuvre): the fused track
+                # forgets too and restarts from its members' current states
+                restart = np.zeros(K, bool)
+                restart[grp[np.nonzero(incr)[0][widened]]] = True
+                use_prior &= ~restart
+                incr &= use_prior[grp]
+                rowY[~incr] = 0.0
+                rowy[~incr] = 0.0
+        full = rows_multi & ~(cont & use_prior[grp])
+        if full.any():
+            rowY[full], rowy[full] = information(xo[full], Po[full])
         Y = np.add.reduceat(rowY, start, axis=0)
         y = np.add.reduceat(rowy, start, axis=0)
         if use_prior.any():
@@ -772,13 +806,16 @@ class TrackFuser:
         xf[single], Pf[single] = xo[first], Po[first]
         if multi.any():
             xf[multi], Pf[multi] = from_information(Y[multi], y[multi])
-        # remember what the fused estimates now hold
-        st = records.take(self._store, order)
-        self._used_x[order, :3] = st["pos_ecef_m"]
-        self._used_x[order, 3:] = st["vel_ecef_mps"]
-        self._used_P[order] = st["cov_ecef"]
-        self._used_t[order] = t_store
-        self._used_ctn[order] = c_row
+        # remember what the fused estimates now hold (a member with nothing new keeps the
+        # state whose information was used)
+        upd = ~(cont & use_prior[grp] & ~new_info)
+        ou = order[upd]
+        self._used_x[ou, :3] = self._store["pos_ecef_m"][ou]
+        self._used_x[ou, 3:] = self._store["vel_ecef_mps"][ou]
+        self._used_P[ou] = self._store["cov_ecef"][ou]
+        self._used_t[ou] = t_store[upd]
+        self._used_n[ou] = n_store[upd]
+        self._used_ctn[ou] = c_row[upd]
         self._f_ctn, self._f_x, self._f_P = ctns.copy(), xf.copy(), Pf.copy()
         self._f_n, self._f_t = counts.astype(np.int64), time_s
         return xf, Pf
@@ -831,54 +868,114 @@ class TrackFuser:
         out["mode_s_address"] = ms
         out["partner"] = ""
 
-        items = [
-            f"{p}:{t}" for p, t in zip(st["partner"].tolist(), st["track_id"].tolist(), strict=True)
-        ]
-        labels = st["label"].tolist()
-        sensor_lists = [
-            (sen or src).split(",") if (sen or src) else []
-            for sen, src in zip(st["sensors"].tolist(), st["sources"].tolist(), strict=True)
-        ]
-        m3a = st["mode_3a"].tolist()
-        calls = [c.strip() for c in st["callsign"].tolist()]
-        keep = np.ones(K, dtype=bool)
-        label_out, sources_out, sensors_out, m3a_out, call_out = [], [], [], [], []
-        memo: dict[tuple[str, ...], str | None] = {}
-        for k, (s0, cnt) in enumerate(zip(start.tolist(), counts.tolist(), strict=True)):
-            e = s0 + cnt
-            if cnt == 1:
-                sources_out.append(items[s0])
-                m3a_out.append(m3a[s0])
-                call_out.append(calls[s0])
-            else:
-                text = ",".join(items[s0:e])
-                sources_out.append(
-                    text if len(text) <= _SOURCES_LEN else format_sources_items(items[s0:e])
-                )
-                m3a_out.append(_majority(m3a[s0:e], records.NO_MODE_3A))
-                call_out.append(_majority(calls[s0:e], ""))
-            sensors_out.append(format_sensor_union(sensor_lists[s0:e]))
-            labs = tuple(labels[s0:e])
-            if labs not in memo:
-                try:
-                    lab: str | None = str(self._combine(list(labs)))
-                except Exception as exc:  # a label that cannot be combined must not be released
-                    log.warning("fusion: labels %s not combinable: %s", labs, exc)
-                    lab = None
-                memo[labs] = lab
-            lab = memo[labs]
-            if lab is None:
-                self.dropped["label_combine_failed"] += 1
-                keep[k] = False
-                lab = ""
-            elif len(lab) > _LABEL_LEN:
-                self.dropped["label_too_long"] += 1
-                keep[k] = False
-                lab = ""
-            label_out.append(lab)
-        out["label"] = label_out
-        out["sources"] = sources_out
-        out["sensors"] = sensors_out
-        out["mode_3a"] = m3a_out
-        out["callsign"] = call_out
+        text, reason = self._text_fields(st, ctns, start, counts, grp)
+        for f in _TEXT_OUT:
+            out[f] = text[f]
+        if (reason == _WITHHELD_COMBINE).any():
+            self.dropped["label_combine_failed"] += int((reason == _WITHHELD_COMBINE).sum())
+        if (reason == _WITHHELD_LONG).any():
+            self.dropped["label_too_long"] += int((reason == _WITHHELD_LONG).sum())
+        keep = reason == 0
         return out if keep.all() else records.take(out, keep)
+
+    def _text_fields(self, st, ctns, start, counts, grp):
+        """The text fields of the fused tracks (label, sources, sensors, mode_3a, callsign) and
+        per fused track 0 or the reason it is withheld. A fused track whose members and their
+        text fields are those of the last update reuses its strings (incremental: the Python
+        loop runs only over fused tracks that changed)."""
+        K, n = len(ctns), len(st)
+        keys = local_key(st["partner"], st["track_id"]) if n else np.zeros(0, np.int64)
+        c_row = ctns[grp]
+        row_dirty = np.ones(n, bool)
+        m = len(self._txt_key)
+        if m:
+            pos = np.searchsorted(self._txt_key, keys)
+            posc = np.minimum(pos, m - 1)
+            same = (pos < m) & (self._txt_key[posc] == keys) & (self._txt_ctn[posc] == c_row)
+            prev = self._txt[posc]
+            for f in _TEXT_IN:
+                same &= prev[f] == st[f]
+            row_dirty = ~same
+        dirty = np.bincount(grp, weights=row_dirty, minlength=K) > 0
+        text = np.zeros(K, _TEXT_DTYPE)
+        reason = np.zeros(K, np.int8)
+        mc = len(self._ctx_ctn)
+        if mc:
+            cpos = np.searchsorted(self._ctx_ctn, ctns)
+            cposc = np.minimum(cpos, mc - 1)
+            cached = (cpos < mc) & (self._ctx_ctn[cposc] == ctns) & (self._ctx_count[cposc] == counts)
+            dirty |= ~cached
+            clean = ~dirty
+            text[clean] = self._ctx_text[cposc[clean]]
+            reason[clean] = self._ctx_reason[cposc[clean]]
+        # the fused tracks that changed: build their strings
+        dk = np.nonzero(dirty)[0]
+        if len(dk):
+            rows = np.nonzero(dirty[grp])[0]  # their members, contiguous per fused track
+            sub = records.take(st, rows)
+            items = [
+                f"{p}:{t}"
+                for p, t in zip(sub["partner"].tolist(), sub["track_id"].tolist(), strict=True)
+            ]
+            labels = sub["label"].tolist()
+            sensor_lists = [
+                (sen or src).split(",") if (sen or src) else []
+                for sen, src in zip(sub["sensors"].tolist(), sub["sources"].tolist(), strict=True)
+            ]
+            m3a = sub["mode_3a"].tolist()
+            calls = [c.strip() for c in sub["callsign"].tolist()]
+            label_out, sources_out, sensors_out, m3a_out, call_out, why = [], [], [], [], [], []
+            if len(self._label_memo) > 4096:  # distinct label tuples are few; stay bounded
+                self._label_memo.clear()
+            memo = self._label_memo
+            s0 = 0
+            for cnt in counts[dk].tolist():
+                e = s0 + cnt
+                if cnt == 1:
+                    sources_out.append(items[s0])
+                    m3a_out.append(m3a[s0])
+                    call_out.append(calls[s0])
+                else:
+                    joined = ",".join(items[s0:e])
+                    sources_out.append(
+                        joined if len(joined) <= _SOURCES_LEN else format_sources_items(items[s0:e])
+                    )
+                    m3a_out.append(_majority(m3a[s0:e], records.NO_MODE_3A))
+                    call_out.append(_majority(calls[s0:e], ""))
+                sensors_out.append(format_sensor_union(sensor_lists[s0:e]))
+                labs = tuple(labels[s0:e])
+                if labs not in memo:
+                    try:
+                        lab: str | None = str(self._combine(list(labs)))
+                    except Exception as exc:  # a label that cannot be combined must not be released
+                        log.warning("fusion: labels %s not combinable: %s", labs, exc)
+                        lab = None
+                    memo[labs] = lab
+                lab = memo[labs]
+                if lab is None:
+                    why.append(_WITHHELD_COMBINE)
+                    lab = ""
+                elif len(lab) > _LABEL_LEN:
+                    why.append(_WITHHELD_LONG)
+                    lab = ""
+                else:
+                    why.append(0)
+                label_out.append(lab)
+                s0 = e
+            text["label"][dk] = label_out
+            text["sources"][dk] = sources_out
+            text["sensors"][dk] = sensors_out
+            text["mode_3a"][dk] = m3a_out
+            text["callsign"][dk] = call_out
+            reason[dk] = why
+        # remember for the next update
+        by_key = np.argsort(keys, kind="stable")
+        self._txt_key = keys[by_key]
+        self._txt_ctn = c_row[by_key]
+        txt = np.zeros(n, _TEXT_IN_DTYPE)
+        for f in _TEXT_IN:
+            txt[f] = st[f][by_key]
+        self._txt = txt
+        self._ctx_ctn, self._ctx_count = ctns.copy(), counts.copy()
+        self._ctx_text, self._ctx_reason = text, reason
+        return text, reason
