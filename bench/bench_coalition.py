@@ -89,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         "messages": summary["messages"],
         "rejected": summary["rejected"],
         "source_groups": summary["source_groups"],
+        "registration": summary.get("registration", {}),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=float))

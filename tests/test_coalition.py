@@ -335,3 +335,16 @@ def test_non_interference_holds_with_partners_on_their_own_update_periods():
     assert len(without.coalition["AUS"]) > 0
     assert _bytes(without.coalition["AUS"]) == _bytes(withh.coalition["AUS"])
     assert _bytes(without.coalition["USA"]) != _bytes(withh.coalition["USA"])
+
+
+def test_releasable_sensor_mask_follows_the_policy():
+    from siap.pipeline import releasable_sensor_mask
+
+    _, sim, _ = _base()
+    policy = Policy.from_mapping(_policy_doc())
+    for partner in PARTNERS:
+        mask = releasable_sensor_mask(sim.plots, policy, partner)
+        seen = set(np.unique(sim.plots["sensor_id"][mask]).tolist())
+        # JPN-R2 is REL TO JPN, USA: not what AUS may know
+        assert ("JPN-R2" in seen) == (partner != "AUS")
+        assert {"JPN-R1", "USA-R1", "AUS-ADSB"} <= seen

@@ -231,18 +231,29 @@ def test_information_increment_of_a_kalman_update_is_the_measurement_information
     R = np.diag([50.0**2, 70.0**2, 90.0**2])
     z = x[:3] + rng.normal(size=3) * 60
     xn, Pn = _kf_update(x, P, z, R)
-    dY, dy = information_increment(xn[None], Pn[None], x[None], P[None])
+    dY, dy, widened = information_increment(xn[None], Pn[None], x[None], P[None])
     np.testing.assert_allclose(dY[0], H.T @ np.linalg.solve(R, H), rtol=1e-6, atol=1e-12)
     np.testing.assert_allclose(dy[0], H.T @ np.linalg.solve(R, z), rtol=1e-6)
+    assert not widened[0]
 
 
-def test_information_increment_is_never_negative():
-    """A local filter that widened its covariance (manoeuvre model) gives no negative
-    information; its pull towards the new estimate is kept."""
+def test_a_widened_local_covariance_restarts_the_fused_track():
+    """A member whose filter widened its covariance (manoeuvre model) gives no negative
+    information: the fused track restarts from its members' current states."""
     x = np.zeros((1, 6))
-    P_old = _cov(100.0, 10.0)[None]
-    P_new = _cov(150.0, 12.0)[None]
-    x_new = x + np.array([[30.0, 0, 0, 1.0, 0, 0]])
-    dY, dy = information_increment(x_new, P_new, x, P_old)
-    assert np.linalg.eigvalsh(dY[0]).min() >= -1e-15
-    np.testing.assert_allclose(dy[0], dY[0] @ x_new[0] + np.linalg.solve(P_old[0], x_new[0] - x[0]))
+    _, _, widened = information_increment(x, _cov(150.0, 12.0)[None], x, _cov(100.0, 10.0)[None])
+    assert widened[0]
+    pos, _ = objects_on_grid(1)
+    xa = np.concatenate([pos[0], [200.0, 0, 0]])
+    Pa, Pb = _cov(100.0, 10.0), _cov(60.0, 8.0)
+    f = TrackFuser(FusionConfig(associate_after=1, process_noise_mps2=SIGMA_A))
+    f.update(np.concatenate([_rows("JPN", 1, xa, Pa, T0, n_updates=1), _rows("USA", 2, xa, Pb, T0)]), T0)
+    Pa_wide = _cov(400.0, 40.0)  # JPN's filter now far less sure than its prediction
+    xa2 = xa + np.array([300.0, 0, 0, 0, 0, 0])
+    pic = f.update(
+        np.concatenate([_rows("JPN", 1, xa2, Pa_wide, T0 + 1, n_updates=2), _rows("USA", 2, xa, Pb, T0 + 1)]),
+        T0 + 1,
+    )
+    # the information sum of the members' current states (USA's row, at T0 + 1, holds Pb)
+    P_c = np.linalg.inv(np.linalg.inv(Pa_wide) + np.linalg.inv(Pb))
+    np.testing.assert_allclose(pic["cov_ecef"][0], P_c, rtol=1e-9, atol=1e-9)

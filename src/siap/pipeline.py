@@ -26,7 +26,32 @@ __all__ = [
     "tracker_config_for",
     "default_policy_name",
     "PARTNER_METRICS",
+    "RELEASABLE_COMPLETENESS",
+    "releasable_sensor_mask",
 ]
+
+
+# Completeness against the truth that the sensors releasable to the partner observe (what it
+# may know), next to completeness against all observable truth (what the network sees): the
+# gap between the two is the policy's cost, the rest the network's value.
+RELEASABLE_COMPLETENESS = "siap_completeness_vs_releasable"
+
+
+def releasable_sensor_mask(plots: np.ndarray, policy, partner: str) -> np.ndarray:
+    """Plots whose sensor's tracks (owner's track label joined with the sensor's label, from
+    ``policy``) are releasable to ``partner``; sensors the policy does not know are not."""
+    from siap.sharing.labels import combine
+
+    ids = np.unique(plots["sensor_id"])
+    ok = set()
+    for sid in ids.tolist():
+        try:  # the label of any track built from the sensor (docs/coalition.md)
+            label = combine([policy.track_label(policy.owner(sid)), policy.sensor_label(sid)])
+            if policy.releasable(str(label), partner):
+                ok.add(sid)
+        except (KeyError, ValueError):
+            continue
+    return np.isin(plots["sensor_id"], list(ok)) if ok else np.zeros(len(plots), bool)
 
 
 # Metrics shown per partner in the coalition tables (keys of Evaluation.summary()).
@@ -276,8 +301,11 @@ def _run_coalition(
     t0 = time.perf_counter()
     evaluations: dict[str, object] = {}
     table: dict[str, dict[str, dict[str, float]]] = {}
+    truth_at = sim.truth[np.isin(sim.truth["time_s"], times)]
     for p in coal.partners:
         row = {}
+        # what p may know: the truth observed by the sensors whose data is releasable to p
+        truth_p = observable_truth(truth_at, sim.plots[releasable_sensor_mask(sim.plots, policy, p)])
         for kind, pics in (("own", coal.own), ("coalition", coal.coalition), ("centralised", coal.centralised)):
             if p not in pics:
                 continue
@@ -285,6 +313,9 @@ def _run_coalition(
             evaluations[f"{p} {kind}"] = ev
             s = ev.summary()
             row[kind] = {k: s[k] for k in PARTNER_METRICS if k in s}
+            row[kind][RELEASABLE_COMPLETENESS] = float(
+                evaluate(truth_p, pics[p]).summary()["siap_completeness"]
+            )
         table[p] = row
     common = commonality(truth_eval, coal.coalition)
     timings["evaluate"] = time.perf_counter() - t0

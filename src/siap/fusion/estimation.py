@@ -162,12 +162,8 @@ def from_information(Y: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def information_increment(
-    x_new: np.ndarray,
-    P_new: np.ndarray,
-    x_old: np.ndarray,
-    P_old: np.ndarray,
-    return_widened: bool = False,
-):
+    x_new: np.ndarray, P_new: np.ndarray, x_old: np.ndarray, P_old: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The new information in a local estimate since an earlier one, both at the same time.
 
     Information decorrelation of [CMC90] / information matrix fusion of [TB09] (eq. for the
@@ -181,33 +177,22 @@ def information_increment(
     ``sum H^T R^-1 H`` and ``sum H^T R^-1 z``), so adding it to a fused estimate that already
     holds the earlier estimate counts nothing twice.
 
-    Guard: a local filter whose own prediction spreads its covariance faster than the fuser's
-    model (an IMM switching to its manoeuvre model) gives a ``dY`` with negative eigenvalues.
-    Information may not be negative: the negative part ``dY_-`` is dropped from ``dY`` and
-    moved into ``dy`` at the new estimate (``dy - dY_- x_new``), i.e. the increment becomes
-    ``dY_+`` with the same pull towards ``x_new``: ``dy_+ = dY_+ x_new + P_old^-1 (x_new -
-    x_old)``. For a consistent pair (``dY >= 0``) nothing changes.
-
-    With ``return_widened`` also returns, per row, whether the local estimate lost more than
-    5 % of the information of its least-informed direction (``lambda_min(dY) < -0.05 /
-    tr P_old``, ``1 / tr P_old`` bounding ``lambda_min(P_old^-1)`` from below): the local filter has widened its covariance (a manoeuvre), which
-    the fuser's prediction did not.
+    Returns ``(dY, dy, widened)``. ``widened`` flags rows whose ``dY`` has lost more than 5 %
+    of the information of the earlier estimate's least-informed direction
+    (``lambda_min(dY) < -0.05 / tr P_old``; ``1 / tr P_old`` bounds ``lambda_min(P_old^-1)``
+    from below): the local filter widened its covariance faster than the fuser's prediction
+    did (an IMM switching to its manoeuvre model), and its increment is not information. The
+    caller restarts such fused tracks (:meth:`TrackFuser._fuse_imf`). A smaller negative part
+    (model differences, rounding) is kept: it is less than 5 % of the information the fused
+    estimate already holds from the same member, so the fused information stays positive
+    definite.
     """
     Y_new, y_new = information(x_new, P_new)
     Y_old, y_old = information(x_old, P_old)
     dY = Y_new - Y_old
     dy = y_new - y_old
     if len(dY) == 0:
-        return (dY, dy, np.zeros(0, bool)) if return_widened else (dY, dy)
-    lam, V = np.linalg.eigh(dY)
-    # 1 / tr P_old <= lambda_min(P_old^-1): a cheap, slightly stricter scale
-    widened = lam[:, 0] < -0.05 / np.trace(P_old, axis1=-2, axis2=-1)
-    # rows with a negative eigenvalue beyond rounding (relative to the largest)
-    rows = lam[:, 0] < -1e-12 * np.abs(lam).max(axis=1)
-    if rows.any():
-        lr, Vr = np.linalg.eigh(dY[rows])
-        dY_minus = np.einsum("nik,nk,njk->nij", Vr, np.minimum(lr, 0.0), Vr)
-        dY[rows] = dY[rows] - dY_minus
-        dy[rows] = dy[rows] - np.einsum("nij,nj->ni", dY_minus, x_new[rows])
-        dY[rows] = 0.5 * (dY[rows] + np.swapaxes(dY[rows], -1, -2))
-    return (dY, dy, widened) if return_widened else (dY, dy)
+        return dY, dy, np.zeros(0, bool)
+    lam_min = np.linalg.eigvalsh(dY)[:, 0]
+    widened = lam_min < -0.05 / np.trace(P_old, axis1=-2, axis2=-1)
+    return dY, dy, widened

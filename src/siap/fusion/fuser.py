@@ -76,7 +76,6 @@ _TEXT_IN_DTYPE = np.dtype([(f, records.TRACK_DTYPE[f]) for f in _TEXT_IN])
 _TEXT_OUT = ("label", "sources", "sensors", "mode_3a", "callsign")
 _TEXT_DTYPE = np.dtype([(f, records.TRACK_DTYPE[f]) for f in _TEXT_OUT])
 _WITHHELD_COMBINE, _WITHHELD_LONG = 1, 2
-_RESET_ON_WIDENING = True
 _PASS_CAP = 1 << 30
 _STATUS_RANK = {  # higher wins when contributors disagree
     int(records.TrackStatus.TENTATIVE): 0,
@@ -777,10 +776,8 @@ class TrackFuser:
         if incr.any():
             ui = order[incr]
             xu, Pu = predict_cv(self._used_x[ui], self._used_P[ui], time_s - self._used_t[ui], sig)
-            rowY[incr], rowy[incr], widened = information_increment(
-                xo[incr], Po[incr], xu, Pu, return_widened=True
-            )
-            if _RESET_ON_WIDENING and widened.any():
+            rowY[incr], rowy[incr], widened = information_increment(xo[incr], Po[incr], xu, Pu)
+            if widened.any():
                 # a member's filter widened its covariance (manoeuvre): the fused track
                 # forgets too and restarts from its members' current states
                 restart = np.zeros(K, bool)
