@@ -2,6 +2,10 @@
 picture (federated) vs centralised, with commonality; writes bench/results/coalition.json.
 
     python bench/bench_coalition.py [--scenario pacific] [--duration-s S] [--quick]
+        [--policy FILE] [--fusion-method imf|ci|naive] [--out FILE]
+
+``--policy bench/policies/pacific_share_all.yaml`` releases every plot to every partner, so the
+federated and centralised pictures rest on the same data (the fusion alone is compared).
 """
 
 from __future__ import annotations
@@ -27,6 +31,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--eval-step-s", type=float, default=5.0)
     parser.add_argument("--quick", action="store_true", help="10 simulated minutes")
     parser.add_argument("--out", type=Path, default=RESULTS / "coalition.json")
+    parser.add_argument("--policy", default=None, help="policy file or built-in name")
+    parser.add_argument(
+        "--fusion-method", default=None, help="FusionConfig.method (default: the config's)"
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -39,12 +47,25 @@ def main(argv: list[str] | None = None) -> dict:
     if duration is not None:
         sc = sc.model_copy(update={"duration_s": float(duration)})
     t0 = time.perf_counter()
-    result = run_demo(sc, None, mode="coalition", eval_step_s=args.eval_step_s)
+    from siap.sharing.policy import load_policy
+
+    policy = load_policy(args.policy or sc.name)
+    fusion_config = None
+    if args.fusion_method is not None:
+        from siap.fusion import FusionConfig
+
+        fusion_config = FusionConfig(method=args.fusion_method, source_id_bits=32)
+    result = run_demo(
+        sc, None, mode="coalition", eval_step_s=args.eval_step_s, policy=policy,
+        fusion_config=fusion_config,
+    )
     wall = time.perf_counter() - t0
     summary = result.summary()
     plots_tracked = {
         "federated": int(len(result.simulation.plots)),
-        "centralised": int(sum(np.count_nonzero(_released(result, p)) for p in result.coalition.partners)),
+        "centralised": int(
+            sum(np.count_nonzero(_released(result, p, policy)) for p in result.coalition.partners)
+        ),
     }
     out = {
         "benchmark": "coalition",
@@ -52,6 +73,8 @@ def main(argv: list[str] | None = None) -> dict:
         "command": "python bench/bench_coalition.py " + " ".join(argv or []),
         "machine": machine_info(),
         "scenario": sc.name,
+        "policy": policy.name,
+        "fusion_method": (fusion_config or _default_fusion()).method,
         "duration_s": float(sc.duration_s),
         "seed": int(sc.seed),
         "eval_step_s": args.eval_step_s,
@@ -66,6 +89,7 @@ def main(argv: list[str] | None = None) -> dict:
         "messages": summary["messages"],
         "rejected": summary["rejected"],
         "source_groups": summary["source_groups"],
+        "registration": summary.get("registration", {}),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=float))
@@ -73,12 +97,16 @@ def main(argv: list[str] | None = None) -> dict:
     return out
 
 
-def _released(result, partner):
+def _default_fusion():
+    from siap.fusion import FusionConfig
+
+    return FusionConfig()
+
+
+def _released(result, partner, policy):
     from siap.coalition import label_plots
-    from siap.sharing.policy import load_policy
     from siap.sharing.release import release_mask
 
-    policy = load_policy(result.scenario_name)
     return release_mask(label_plots(result.simulation.plots, policy), partner, policy)
 
 

@@ -177,6 +177,7 @@ def section_coalition(d: dict) -> list[str]:
     for p, row in d["partner_table"].items():
         for key, label, fmt in (
             ("siap_completeness", "completeness", ".3f"),
+            ("siap_completeness_vs_releasable", "completeness vs what it may know", ".3f"),
             ("gospa_mean_m", "GOSPA mean (m)", ",.0f"),
             ("siap_position_accuracy_m", "position accuracy (m)", ".0f"),
             ("siap_ambiguity", "ambiguity", ".3f"),

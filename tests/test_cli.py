@@ -62,6 +62,10 @@ def test_coalition_command_and_audit_verify(tmp_path):
     assert metrics["mode"] == "coalition"
     for partner, row in metrics["partner_table"].items():
         assert row["coalition"]["siap_completeness"] >= row["own"]["siap_completeness"], partner
+        # against what the partner may know (truth seen by sensors releasable to it): at least
+        # as complete as against everything observable (its picture rests on those sensors)
+        may_know = row["coalition"]["siap_completeness_vs_releasable"]
+        assert row["coalition"]["siap_completeness"] - 0.01 <= may_know <= 1.0, partner
     assert all(a["ok"] for a in metrics["audit"].values())
     assert (out / "report.html").stat().st_size > 10_000
     audit = out / "audit"

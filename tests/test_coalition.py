@@ -12,7 +12,7 @@ from unittest import mock
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import siap
@@ -111,8 +111,27 @@ def hidden_cases(draw):
     return recipient, owner, label, form, sensor, seed, registration
 
 
+_T2T_CASE = (  # USA data releasable to JPN but not AUS: JPN-R2's group (audience JPN, USA)
+    # may use USA's tracks of it for its registration, JPN-R1's group (audience all) may not
+    "AUS",
+    "USA",
+    "SIAP//CONFIDENTIAL//REL TO JPN, USA",
+    "rel_to",
+    {
+        "id": "USA-HIDDEN", "type": "ground_radar", "partner": "USA", "lat_deg": 35.0, "lon_deg": 135.0,
+        "alt_m": 100.0, "dimension": "3d", "scan_period_s": 4.0, "max_range_km": 250.0,
+        "range_sigma_m": 50.0, "azimuth_sigma_deg": 0.1, "elevation_sigma_deg": 0.3,
+        "detection": {"pd_at_ref_range": 0.9, "ref_range_km": 200.0, "pfa": 1.0e-6},
+        "false_alarms_per_scan": 1.0, "ssr": {"pd": 0.95},
+    },
+    7,
+    True,
+)
+
+
 @settings(max_examples=N_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(hidden_cases())
+@example(_T2T_CASE)
 def test_non_interference_data_not_releasable_to_p_leaves_p_picture_identical(case):
     """Adding any sensor whose data is not releasable to P leaves P's picture bit-for-bit equal."""
     recipient, owner, label, form, sensor, seed, registration = case
@@ -443,3 +462,16 @@ def test_non_interference_holds_with_partners_on_their_own_update_periods():
     assert len(without.coalition["AUS"]) > 0
     assert _bytes(without.coalition["AUS"]) == _bytes(withh.coalition["AUS"])
     assert _bytes(without.coalition["USA"]) != _bytes(withh.coalition["USA"])
+
+
+def test_releasable_sensor_mask_follows_the_policy():
+    from siap.pipeline import releasable_sensor_mask
+
+    _, sim, _ = _base()
+    policy = Policy.from_mapping(_policy_doc())
+    for partner in PARTNERS:
+        mask = releasable_sensor_mask(sim.plots, policy, partner)
+        seen = set(np.unique(sim.plots["sensor_id"][mask]).tolist())
+        # JPN-R2 is REL TO JPN, USA: not what AUS may know
+        assert ("JPN-R2" in seen) == (partner != "AUS")
+        assert {"JPN-R1", "USA-R1", "AUS-ADSB"} <= seen

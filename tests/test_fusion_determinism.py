@@ -108,11 +108,11 @@ REFERENCE, _ = _run(STREAM)
 
 
 @settings(max_examples=20, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), method=st.sampled_from(["ci", "naive"]))
+@given(seed=st.integers(0, 2**32 - 1), method=st.sampled_from(["imf", "ci", "naive"]))
 def test_row_order_does_not_change_the_output_bit_for_bit(seed, method):
     rng = np.random.default_rng(seed)
     cfg = FusionConfig(method=method)
-    ref = REFERENCE if method == "ci" else _run(STREAM, cfg=cfg)[0]
+    ref = REFERENCE if method == FusionConfig().method else _run(STREAM, cfg=cfg)[0]
     outs, _ = _run(STREAM, permute=rng.permutation, cfg=cfg)
     for a, b in zip(ref, outs, strict=True):
         assert a.dtype == records.TRACK_DTYPE

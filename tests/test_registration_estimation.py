@@ -335,3 +335,61 @@ def test_estimates_do_not_depend_on_batching_or_order_within_a_batch(sim, reg):
             assert f.converged
             assert abs(f.range_m - e.range_m) < 2 * e.range_sd_m
             assert abs(f.azimuth_rad - e.azimuth_rad) < 2 * e.azimuth_sd_rad
+
+
+def _reference_tracks(sim, sigma_m=120.0, step_s=5.0, seed=3):
+    """Another partner's tracks of the cooperative aircraft: truth every ``step_s`` with an
+    error of ``sigma_m`` per axis (declared in the covariance) and the Mode S address."""
+    from siap import records
+
+    tr = sim.truth
+    tr = tr[(tr["mode_s_address"] >= 0) & (np.round(tr["time_s"] - tr["time_s"].min()) % step_s == 0)]
+    rng = np.random.default_rng(seed)
+    out = records.empty_tracks(len(tr))
+    out["time_s"] = tr["time_s"]
+    out["pos_ecef_m"] = tr["pos_ecef_m"] + rng.normal(0.0, sigma_m, (len(tr), 3))
+    out["vel_ecef_mps"] = tr["vel_ecef_mps"]
+    cov = np.zeros((len(tr), 6, 6))
+    cov[:, :3, :3] = np.eye(3) * sigma_m**2
+    cov[:, 3:, 3:] = np.eye(3) * 25.0
+    out["cov_ecef"] = cov
+    out["mode_s_address"] = tr["mode_s_address"]
+    out["status"] = records.TrackStatus.CONFIRMED
+    out["partner"] = "USA"
+    return out
+
+
+def test_radar_alone_is_registered_from_received_tracks(sim):
+    """Track-to-track registration: R1's plots alone (no ADS-B, no other radar) give no
+    constraint; with another partner's tracks of the same aircraft as references R1's
+    range, azimuth and clock biases converge to the declared ones."""
+    plots = sim.plots[sim.plots["sensor_id"] == "R1"]
+    alone = _run(plots).estimates["R1"]
+    assert alone.n_pairs == 0 and not alone.converged
+    refs = _reference_tracks(sim)
+    reg = SensorRegistration()
+    t = plots["time_s"]
+    step = 5.0
+    cuts = np.searchsorted(t, np.arange(t.min(), t.max() + step, step))
+    for a, b in zip(cuts[:-1], cuts[1:], strict=True):
+        if b > a:
+            # the references that have arrived by the end of this slice
+            reg.observe_tracks(refs[(refs["time_s"] >= t[a] - step) & (refs["time_s"] < t[a])])
+        reg.observe(plots[a:b])
+    e = reg.estimates["R1"]
+    r, az, clk = DECLARED["R1"]
+    assert reg.stats["track_pairs"] > 100 and reg.stats["adsb_pairs"] == 0
+    assert e.converged
+    assert abs(e.range_m - r) < max(3 * e.range_sd_m, 0.1 * r)
+    assert abs(e.azimuth_deg - az) < max(3 * e.azimuth_sd_deg, 0.1 * az)
+    assert abs(e.time_s - clk) < max(3 * e.time_sd_s, 0.1 * clk)
+
+
+def test_reference_tracks_without_mode_s_or_finite_state_are_ignored(sim):
+    refs = _reference_tracks(sim)[:50].copy()
+    refs["mode_s_address"][:10] = -1
+    refs["pos_ecef_m"][10:20] = np.nan
+    reg = SensorRegistration()
+    reg.observe_tracks(refs)
+    reg._merge_buffers()
+    assert len(reg._tracks) == 30

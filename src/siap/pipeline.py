@@ -26,7 +26,32 @@ __all__ = [
     "tracker_config_for",
     "default_policy_name",
     "PARTNER_METRICS",
+    "RELEASABLE_COMPLETENESS",
+    "releasable_sensor_mask",
 ]
+
+
+# Completeness against the truth that the sensors releasable to the partner observe (what it
+# may know), next to completeness against all observable truth (what the network sees): the
+# gap between the two is the policy's cost, the rest the network's value.
+RELEASABLE_COMPLETENESS = "siap_completeness_vs_releasable"
+
+
+def releasable_sensor_mask(plots: np.ndarray, policy, partner: str) -> np.ndarray:
+    """Plots whose sensor's tracks (owner's track label joined with the sensor's label, from
+    ``policy``) are releasable to ``partner``; sensors the policy does not know are not."""
+    from siap.sharing.labels import combine
+
+    ids = np.unique(plots["sensor_id"])
+    ok = set()
+    for sid in ids.tolist():
+        try:  # the label of any track built from the sensor (docs/coalition.md)
+            label = combine([policy.track_label(policy.owner(sid)), policy.sensor_label(sid)])
+            if policy.releasable(str(label), partner):
+                ok.add(sid)
+        except (KeyError, ValueError):
+            continue
+    return np.isin(plots["sensor_id"], list(ok)) if ok else np.zeros(len(plots), bool)
 
 
 # Metrics shown per partner in the coalition tables (keys of Evaluation.summary()).
@@ -160,6 +185,7 @@ def run_demo(
     registration: bool = True,
     nats_url: str | None = None,
     progress: ProgressFn | None = None,
+    fusion_config=None,
 ) -> DemoResult:
     """Simulate ``scenario``, build the picture(s), evaluate against truth and (if ``out_dir``)
     write ``report.html``, ``metrics.json`` and, in coalition mode, the audit logs there.
@@ -167,6 +193,7 @@ def run_demo(
     ``policy``: a :class:`siap.sharing.policy.Policy`, a built-in name or a YAML path; by
     default the built-in policy named like the scenario. ``nats_url``: carry the partners'
     signed messages over NATS JetStream at that URL instead of the in-process bus.
+    ``fusion_config``: the partners' :class:`siap.fusion.FusionConfig` (default: the runtime's).
     """
     from siap.simulation import simulate
 
@@ -182,7 +209,8 @@ def run_demo(
         result = _run_single(scenario, sim, times, truth_eval, timings, progress, registration)
     else:
         result = _run_coalition(
-            scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url
+            scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url,
+            fusion_config,
         )
     result.observable_objects = int(len(np.unique(truth_eval["truth_id"])))
     if out_dir is not None:
@@ -221,7 +249,8 @@ def _run_single(scenario, sim, times, truth_eval, timings, progress, registratio
 
 
 def _run_coalition(
-    scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url
+    scenario, sim, times, truth_eval, timings, policy, out_dir, progress, registration, nats_url,
+    fusion_config=None,
 ) -> DemoResult:
     from siap.coalition import run_coalition
     from siap.errors import ConfigError
@@ -260,6 +289,7 @@ def _run_coalition(
             tracker_config=tracker_config_for(scenario),
             audit_dir=audit_dir,
             registration=registration,
+            fusion_config=fusion_config,
             bus=bus,
             subject_prefix=subject_prefix,
             progress=progress,
@@ -271,8 +301,11 @@ def _run_coalition(
     t0 = time.perf_counter()
     evaluations: dict[str, object] = {}
     table: dict[str, dict[str, dict[str, float]]] = {}
+    truth_at = sim.truth[np.isin(sim.truth["time_s"], times)]
     for p in coal.partners:
         row = {}
+        # what p may know: the truth observed by the sensors whose data is releasable to p
+        truth_p = observable_truth(truth_at, sim.plots[releasable_sensor_mask(sim.plots, policy, p)])
         for kind, pics in (("own", coal.own), ("coalition", coal.coalition), ("centralised", coal.centralised)):
             if p not in pics:
                 continue
@@ -280,6 +313,9 @@ def _run_coalition(
             evaluations[f"{p} {kind}"] = ev
             s = ev.summary()
             row[kind] = {k: s[k] for k in PARTNER_METRICS if k in s}
+            row[kind][RELEASABLE_COMPLETENESS] = float(
+                evaluate(truth_p, pics[p]).summary()["siap_completeness"]
+            )
         table[p] = row
     common = commonality(truth_eval, coal.coalition)
     timings["evaluate"] = time.perf_counter() - t0

@@ -61,11 +61,15 @@ class FusionConfig(BaseModel):
         "associated with each other, tracks of different sources of one partner may be. "
         "None: each partner is one source.",
     )
-    method: Literal["ci", "naive"] = Field(
-        "ci",
-        description="'ci': covariance intersection with fast weights (default, consistent under "
-        "unknown cross-correlation); 'naive': information sum that assumes independence "
-        "(overconfident; kept for comparison only).",
+    method: Literal["imf", "ci", "naive"] = Field(
+        "imf",
+        description="'imf': information matrix fusion with memory (default): each fused track "
+        "is kept in information form and every contributor adds only the information it "
+        "gained since its last report (decorrelated, no double counting; needs contributors "
+        "built from disjoint data, as siap's local trackers are); 'ci': covariance "
+        "intersection with fast weights (consistent under any unknown cross-correlation, "
+        "conservative); 'naive': information sum of the current states, assuming "
+        "independence (overconfident; for comparison only).",
     )
 
     @property

@@ -9,6 +9,15 @@ References
 * [N02] W. Niehsen, "Information fusion based on fast covariance intersection filtering",
   Proc. FUSION 2002.
 * [BS81] Y. Bar-Shalom, "On the track-to-track correlation problem", IEEE TAC 26(2), 1981.
+* [CMC90] C.-Y. Chong, S. Mori, K.-C. Chang, "Distributed multitarget multisensor tracking",
+  in Y. Bar-Shalom (ed.), *Multitarget-Multisensor Tracking: Advanced Applications*, Artech
+  House 1990, ch. 8 (information decorrelation: subtract the information already fused).
+* [TB09] X. Tian, Y. Bar-Shalom, "Exact algorithms for four track-to-track fusion
+  configurations: all you wanted to know but were afraid to ask", Proc. FUSION 2009
+  (information matrix fusion, IMF: exact, i.e. equal to the centralised filter, when fusion
+  follows every local update; approximate at lower rates with process noise).
+* [BWT11] Y. Bar-Shalom, P. Willett, X. Tian, *Tracking and Data Fusion*, YBS Publishing 2011,
+  ch. 8 (track-to-track fusion with and without memory).
 
 All functions work on stacks: states (N, 6) = (pos, vel) in ECEF (m, m/s) and covariances
 (N, 6, 6).
@@ -18,7 +27,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["predict_cv", "pair_statistic", "fuse_stack", "fast_ci_weights"]
+__all__ = [
+    "predict_cv",
+    "pair_statistic",
+    "fuse_stack",
+    "fast_ci_weights",
+    "information",
+    "information_increment",
+    "from_information",
+]
 
 
 def predict_cv(x: np.ndarray, P: np.ndarray, dt: np.ndarray, sigma_a: float):
@@ -128,3 +145,54 @@ def fuse_stack(x: np.ndarray, P: np.ndarray, mask: np.ndarray, method: str = "ci
     x_out[multi] = np.einsum("kij,kj->ki", Pf, y)
     P_out[multi] = Pf
     return x_out, P_out
+
+
+def information(x: np.ndarray, P: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Information form of a stack of estimates: ``Y = P^-1`` (symmetrised), ``y = Y x``."""
+    Y = np.linalg.inv(P)
+    Y = 0.5 * (Y + np.swapaxes(Y, -1, -2))
+    return Y, np.einsum("nij,nj->ni", Y, x)
+
+
+def from_information(Y: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Back from information form: ``P = Y^-1`` (symmetrised), ``x = P y``."""
+    P = np.linalg.inv(Y)
+    P = 0.5 * (P + np.swapaxes(P, -1, -2))
+    return np.einsum("nij,nj->ni", P, y), P
+
+
+def information_increment(
+    x_new: np.ndarray, P_new: np.ndarray, x_old: np.ndarray, P_old: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The new information in a local estimate since an earlier one, both at the same time.
+
+    Information decorrelation of [CMC90] / information matrix fusion of [TB09] (eq. for the
+    fusion with memory, [BWT11] ch. 8): a local track's estimate ``(x_new, P_new)`` holds its
+    earlier estimate ``(x_old, P_old)`` (predicted to the same time) plus what its sensors
+    measured since; the increment
+
+        ``dY = P_new^-1 - P_old^-1``,   ``dy = P_new^-1 x_new - P_old^-1 x_old``
+
+    is the information of those measurements alone (for a Kalman filter exactly
+    ``sum H^T R^-1 H`` and ``sum H^T R^-1 z``), so adding it to a fused estimate that already
+    holds the earlier estimate counts nothing twice.
+
+    Returns ``(dY, dy, widened)``. ``widened`` flags rows whose ``dY`` has lost more than 5 %
+    of the information of the earlier estimate's least-informed direction
+    (``lambda_min(dY) < -0.05 / tr P_old``; ``1 / tr P_old`` bounds ``lambda_min(P_old^-1)``
+    from below): the local filter widened its covariance faster than the fuser's prediction
+    did (an IMM switching to its manoeuvre model), and its increment is not information. The
+    caller restarts such fused tracks (:meth:`TrackFuser._fuse_imf`). A smaller negative part
+    (model differences, rounding) is kept: it is less than 5 % of the information the fused
+    estimate already holds from the same member, so the fused information stays positive
+    definite.
+    """
+    Y_new, y_new = information(x_new, P_new)
+    Y_old, y_old = information(x_old, P_old)
+    dY = Y_new - Y_old
+    dy = y_new - y_old
+    if len(dY) == 0:
+        return dY, dy, np.zeros(0, bool)
+    lam_min = np.linalg.eigvalsh(dY)[:, 0]
+    widened = lam_min < -0.05 / np.trace(P_old, axis1=-2, axis2=-1)
+    return dY, dy, widened

@@ -55,7 +55,14 @@ from .ctn import (
     local_key,
     valid_partner,
 )
-from .estimation import fuse_stack, pair_statistic, predict_cv
+from .estimation import (
+    from_information,
+    fuse_stack,
+    information,
+    information_increment,
+    pair_statistic,
+    predict_cv,
+)
 
 __all__ = ["TrackFuser", "same_label_or_empty", "format_sources", "format_sensor_union"]
 
@@ -64,6 +71,11 @@ log = logging.getLogger(__name__)
 _SOURCES_LEN = records.TRACK_DTYPE["sources"].itemsize // 4
 _LABEL_LEN = records.TRACK_DTYPE["label"].itemsize // 4
 _BIG = 1e12
+_TEXT_IN = ("label", "sensors", "sources", "mode_3a", "callsign")
+_TEXT_IN_DTYPE = np.dtype([(f, records.TRACK_DTYPE[f]) for f in _TEXT_IN])
+_TEXT_OUT = ("label", "sources", "sensors", "mode_3a", "callsign")
+_TEXT_DTYPE = np.dtype([(f, records.TRACK_DTYPE[f]) for f in _TEXT_OUT])
+_WITHHELD_COMBINE, _WITHHELD_LONG = 1, 2
 _PASS_CAP = 1 << 30
 _STATUS_RANK = {  # higher wins when contributors disagree
     int(records.TrackStatus.TENTATIVE): 0,
@@ -188,6 +200,19 @@ class TrackFuser:
         self._first_seen = np.zeros(0)
         self._ctn = np.zeros(0, np.int64)  # fused track each local track is in (-1: none)
         self._join = np.zeros(0)  # time it joined that fused track
+        # information matrix fusion (method "imf"): the state of each local track whose
+        # information the fused track ``_used_ctn`` already holds (raw, at its own time)
+        self._used_x = np.zeros((0, 6))
+        self._used_P = np.zeros((0, 6, 6))
+        self._used_t = np.zeros(0)
+        self._used_n = np.zeros(0, np.int64)  # its n_updates
+        self._used_ctn = np.zeros(0, np.int64)
+        # the fused estimates of the last update, sorted by CTN, with their number of members
+        self._f_ctn = np.zeros(0, np.int64)
+        self._f_x = np.zeros((0, 6))
+        self._f_P = np.zeros((0, 6, 6))
+        self._f_n = np.zeros(0, np.int64)
+        self._f_t = -np.inf
         # fused tracks: ctn -> (birth_time_s, founder_first_seen_s)
         self._fused: dict[int, tuple[float, float]] = {}
         # pair hysteresis table, sorted by (key_a, key_b) with key_a < key_b: consecutive passes
@@ -201,6 +226,15 @@ class TrackFuser:
         self._pa = self._pb = self._pp = self._pf = np.zeros(0, np.int64)
         self._pd2 = np.zeros(0)
         self._last_time = -np.inf
+        # the text fields of the last picture, for the incremental output (_text_fields)
+        self._txt_key = np.zeros(0, np.int64)
+        self._txt_ctn = np.zeros(0, np.int64)
+        self._txt = np.zeros(0, _TEXT_IN_DTYPE)
+        self._ctx_ctn = np.zeros(0, np.int64)
+        self._ctx_count = np.zeros(0, np.int64)
+        self._ctx_text = np.zeros(0, _TEXT_DTYPE)
+        self._ctx_reason = np.zeros(0, np.int8)
+        self._label_memo: dict[tuple[str, ...], str | None] = {}
         #: rows dropped or withheld, by reason (cumulative)
         self.dropped: Counter[str] = Counter()
         #: sizes from the last update (local tracks, candidate pairs, fused tracks)
@@ -361,11 +395,17 @@ class TrackFuser:
                 store = records.concatenate([self._store, records.take(rows, fresh)])
                 key = np.concatenate([self._key, keys[fresh]])
                 first = np.concatenate([self._first_seen, rows["time_s"][fresh]])
-                ctn = np.concatenate([self._ctn, np.full(int(fresh.sum()), -1, np.int64)])
-                join = np.concatenate([self._join, np.full(int(fresh.sum()), np.nan)])
+                m = int(fresh.sum())
+                ctn = np.concatenate([self._ctn, np.full(m, -1, np.int64)])
+                join = np.concatenate([self._join, np.full(m, np.nan)])
                 order = np.argsort(key, kind="stable")
                 self._store, self._key = records.take(store, order), key[order]
                 self._first_seen, self._ctn, self._join = first[order], ctn[order], join[order]
+                self._used_x = np.concatenate([self._used_x, np.zeros((m, 6))])[order]
+                self._used_P = np.concatenate([self._used_P, np.zeros((m, 6, 6))])[order]
+                self._used_t = np.concatenate([self._used_t, np.full(m, np.nan)])[order]
+                self._used_n = np.concatenate([self._used_n, np.full(m, -1, np.int64)])[order]
+                self._used_ctn = np.concatenate([self._used_ctn, np.full(m, -1, np.int64)])[order]
         gone = (self._store["status"] == records.TrackStatus.DELETED) | (
             time_s - self._store["time_s"] > self.config.max_age_s
         )
@@ -377,6 +417,9 @@ class TrackFuser:
                 self._ctn[keep],
                 self._join[keep],
             )
+            self._used_x, self._used_P = self._used_x[keep], self._used_P[keep]
+            self._used_t, self._used_ctn = self._used_t[keep], self._used_ctn[keep]
+            self._used_n = self._used_n[keep]
             live = set(self._ctn.tolist())
             self._fused = {c: v for c, v in self._fused.items() if c in live}
             # pairs of removed tracks are forgotten by _update_pairs
@@ -682,6 +725,98 @@ class TrackFuser:
             if done == 0:
                 return
 
+    # ------------------------------------------------------------------ fusion
+
+    def _fuse_imf(self, order, ctns, start, counts, grp, x, P, time_s):
+        """Information matrix fusion with memory ([CMC90], [TB09]; docs/fusion.md).
+
+        Per fused track (rows of the store in ``order``, grouped by CTN ``grp``):
+
+        * one member: its state, unchanged (bit for bit);
+        * the same members as at the last update (or more): the last fused estimate predicted
+          to ``time_s`` plus, for each member that reported since its information was last
+          used here, the information increment since then
+          (:func:`~siap.fusion.estimation.information_increment`); a member new to this fused
+          track adds its whole information;
+        * a new fused track, or one that lost a member since the last update (split, deletion,
+          age-out): restart from the information sum of its members.
+
+        The information sum treats different members as independent: their local tracks come
+        from disjoint sets of plots (a partner's source groups never share a sensor, and no
+        tracker ingests tracks received from others), so what they share is only the target's
+        own motion (process noise) between fusions, which the decorrelation handles at this
+        fusion rate. Returns the fused (x, P) per CTN and records the state used.
+        """
+        sig = self.config.process_noise_mps2
+        K, n = len(ctns), len(order)
+        xo, Po = x[order], P[order]
+        c_row = ctns[grp]
+        # the last fused estimate of each CTN, if any
+        nf = len(self._f_ctn)
+        pos = np.searchsorted(self._f_ctn, ctns)
+        posc = np.minimum(pos, max(nf - 1, 0))
+        has_prev = (pos < nf) & (self._f_ctn[posc] == ctns) if nf else np.zeros(K, bool)
+        used_ctn = self._used_ctn[order]
+        cont = (used_ctn == c_row) & has_prev[grp]
+        n_cont = np.bincount(grp, weights=cont, minlength=K).astype(np.int64)
+        prev_n = np.where(has_prev, self._f_n[posc] if nf else 0, 0)
+        single = counts == 1
+        use_prior = has_prev & ~single & (n_cont >= prev_n)
+        multi = ~single
+        rows_multi = multi[grp]
+        t_store = self._store["time_s"][order]
+        n_store = self._store["n_updates"][order].astype(np.int64)
+        # new information only where the local filter made measurement updates since its
+        # state was last used (a snapshot predicted to a later time holds nothing new);
+        # n_updates <= 0 (a producer that does not count): any newer state
+        new_info = (n_store != self._used_n[order]) | ((n_store <= 0) & (t_store != self._used_t[order]))
+        incr = cont & use_prior[grp] & new_info
+        rowY = np.zeros((n, 6, 6))
+        rowy = np.zeros((n, 6))
+        if incr.any():
+            ui = order[incr]
+            xu, Pu = predict_cv(self._used_x[ui], self._used_P[ui], time_s - self._used_t[ui], sig)
+            rowY[incr], rowy[incr], widened = information_increment(xo[incr], Po[incr], xu, Pu)
+            if widened.any():
+                # a member's filter widened its covariance (manoeuvre): the fused track
+                # forgets too and restarts from its members' current states
+                restart = np.zeros(K, bool)
+                restart[grp[np.nonzero(incr)[0][widened]]] = True
+                use_prior &= ~restart
+                incr &= use_prior[grp]
+                rowY[~incr] = 0.0
+                rowy[~incr] = 0.0
+        full = rows_multi & ~(cont & use_prior[grp])
+        if full.any():
+            rowY[full], rowy[full] = information(xo[full], Po[full])
+        Y = np.add.reduceat(rowY, start, axis=0)
+        y = np.add.reduceat(rowy, start, axis=0)
+        if use_prior.any():
+            pk = posc[use_prior]
+            xp, Pp = predict_cv(self._f_x[pk], self._f_P[pk], np.full(len(pk), time_s - self._f_t), sig)
+            Yp, yp = information(xp, Pp)
+            Y[use_prior] += Yp
+            y[use_prior] += yp
+        xf = np.empty((K, 6))
+        Pf = np.empty((K, 6, 6))
+        first = start[single]
+        xf[single], Pf[single] = xo[first], Po[first]
+        if multi.any():
+            xf[multi], Pf[multi] = from_information(Y[multi], y[multi])
+        # remember what the fused estimates now hold (a member with nothing new keeps the
+        # state whose information was used)
+        upd = ~(cont & use_prior[grp] & ~new_info)
+        ou = order[upd]
+        self._used_x[ou, :3] = self._store["pos_ecef_m"][ou]
+        self._used_x[ou, 3:] = self._store["vel_ecef_mps"][ou]
+        self._used_P[ou] = self._store["cov_ecef"][ou]
+        self._used_t[ou] = t_store[upd]
+        self._used_n[ou] = n_store[upd]
+        self._used_ctn[ou] = c_row[upd]
+        self._f_ctn, self._f_x, self._f_P = ctns.copy(), xf.copy(), Pf.copy()
+        self._f_n, self._f_t = counts.astype(np.int64), time_s
+        return xf, Pf
+
     # ------------------------------------------------------------------ output
 
     def _picture(self, time_s: float, x: np.ndarray, P: np.ndarray) -> np.ndarray:
@@ -694,13 +829,16 @@ class TrackFuser:
         K, M = len(ctns), int(counts.max())
         grp = np.repeat(np.arange(K), counts)
         slot = np.arange(n) - start[grp]
-        xs = np.zeros((K, M, 6))
-        Ps = np.zeros((K, M, 6, 6))
-        mask = np.zeros((K, M), dtype=bool)
-        xs[grp, slot] = x[order]
-        Ps[grp, slot] = P[order]
-        mask[grp, slot] = True
-        xf, Pf = fuse_stack(xs, Ps, mask, self.config.method)
+        if self.config.method == "imf":
+            xf, Pf = self._fuse_imf(order, ctns, start, counts, grp, x, P, time_s)
+        else:
+            xs = np.zeros((K, M, 6))
+            Ps = np.zeros((K, M, 6, 6))
+            mask = np.zeros((K, M), dtype=bool)
+            xs[grp, slot] = x[order]
+            Ps[grp, slot] = P[order]
+            mask[grp, slot] = True
+            xf, Pf = fuse_stack(xs, Ps, mask, self.config.method)
 
         st = records.take(self._store, order)
         out = records.empty_tracks(K)
@@ -727,54 +865,114 @@ class TrackFuser:
         out["mode_s_address"] = ms
         out["partner"] = ""
 
-        items = [
-            f"{p}:{t}" for p, t in zip(st["partner"].tolist(), st["track_id"].tolist(), strict=True)
-        ]
-        labels = st["label"].tolist()
-        sensor_lists = [
-            (sen or src).split(",") if (sen or src) else []
-            for sen, src in zip(st["sensors"].tolist(), st["sources"].tolist(), strict=True)
-        ]
-        m3a = st["mode_3a"].tolist()
-        calls = [c.strip() for c in st["callsign"].tolist()]
-        keep = np.ones(K, dtype=bool)
-        label_out, sources_out, sensors_out, m3a_out, call_out = [], [], [], [], []
-        memo: dict[tuple[str, ...], str | None] = {}
-        for k, (s0, cnt) in enumerate(zip(start.tolist(), counts.tolist(), strict=True)):
-            e = s0 + cnt
-            if cnt == 1:
-                sources_out.append(items[s0])
-                m3a_out.append(m3a[s0])
-                call_out.append(calls[s0])
-            else:
-                text = ",".join(items[s0:e])
-                sources_out.append(
-                    text if len(text) <= _SOURCES_LEN else format_sources_items(items[s0:e])
-                )
-                m3a_out.append(_majority(m3a[s0:e], records.NO_MODE_3A))
-                call_out.append(_majority(calls[s0:e], ""))
-            sensors_out.append(format_sensor_union(sensor_lists[s0:e]))
-            labs = tuple(labels[s0:e])
-            if labs not in memo:
-                try:
-                    lab: str | None = str(self._combine(list(labs)))
-                except Exception as exc:  # a label that cannot be combined must not be released
-                    log.warning("fusion: labels %s not combinable: %s", labs, exc)
-                    lab = None
-                memo[labs] = lab
-            lab = memo[labs]
-            if lab is None:
-                self.dropped["label_combine_failed"] += 1
-                keep[k] = False
-                lab = ""
-            elif len(lab) > _LABEL_LEN:
-                self.dropped["label_too_long"] += 1
-                keep[k] = False
-                lab = ""
-            label_out.append(lab)
-        out["label"] = label_out
-        out["sources"] = sources_out
-        out["sensors"] = sensors_out
-        out["mode_3a"] = m3a_out
-        out["callsign"] = call_out
+        text, reason = self._text_fields(st, ctns, start, counts, grp)
+        for f in _TEXT_OUT:
+            out[f] = text[f]
+        if (reason == _WITHHELD_COMBINE).any():
+            self.dropped["label_combine_failed"] += int((reason == _WITHHELD_COMBINE).sum())
+        if (reason == _WITHHELD_LONG).any():
+            self.dropped["label_too_long"] += int((reason == _WITHHELD_LONG).sum())
+        keep = reason == 0
         return out if keep.all() else records.take(out, keep)
+
+    def _text_fields(self, st, ctns, start, counts, grp):
+        """The text fields of the fused tracks (label, sources, sensors, mode_3a, callsign) and
+        per fused track 0 or the reason it is withheld. A fused track whose members and their
+        text fields are those of the last update reuses its strings (incremental: the Python
+        loop runs only over fused tracks that changed)."""
+        K, n = len(ctns), len(st)
+        keys = local_key(st["partner"], st["track_id"]) if n else np.zeros(0, np.int64)
+        c_row = ctns[grp]
+        row_dirty = np.ones(n, bool)
+        m = len(self._txt_key)
+        if m:
+            pos = np.searchsorted(self._txt_key, keys)
+            posc = np.minimum(pos, m - 1)
+            same = (pos < m) & (self._txt_key[posc] == keys) & (self._txt_ctn[posc] == c_row)
+            prev = self._txt[posc]
+            for f in _TEXT_IN:
+                same &= prev[f] == st[f]
+            row_dirty = ~same
+        dirty = np.bincount(grp, weights=row_dirty, minlength=K) > 0
+        text = np.zeros(K, _TEXT_DTYPE)
+        reason = np.zeros(K, np.int8)
+        mc = len(self._ctx_ctn)
+        if mc:
+            cpos = np.searchsorted(self._ctx_ctn, ctns)
+            cposc = np.minimum(cpos, mc - 1)
+            cached = (cpos < mc) & (self._ctx_ctn[cposc] == ctns) & (self._ctx_count[cposc] == counts)
+            dirty |= ~cached
+            clean = ~dirty
+            text[clean] = self._ctx_text[cposc[clean]]
+            reason[clean] = self._ctx_reason[cposc[clean]]
+        # the fused tracks that changed: build their strings
+        dk = np.nonzero(dirty)[0]
+        if len(dk):
+            rows = np.nonzero(dirty[grp])[0]  # their members, contiguous per fused track
+            sub = records.take(st, rows)
+            items = [
+                f"{p}:{t}"
+                for p, t in zip(sub["partner"].tolist(), sub["track_id"].tolist(), strict=True)
+            ]
+            labels = sub["label"].tolist()
+            sensor_lists = [
+                (sen or src).split(",") if (sen or src) else []
+                for sen, src in zip(sub["sensors"].tolist(), sub["sources"].tolist(), strict=True)
+            ]
+            m3a = sub["mode_3a"].tolist()
+            calls = [c.strip() for c in sub["callsign"].tolist()]
+            label_out, sources_out, sensors_out, m3a_out, call_out, why = [], [], [], [], [], []
+            if len(self._label_memo) > 4096:  # distinct label tuples are few; stay bounded
+                self._label_memo.clear()
+            memo = self._label_memo
+            s0 = 0
+            for cnt in counts[dk].tolist():
+                e = s0 + cnt
+                if cnt == 1:
+                    sources_out.append(items[s0])
+                    m3a_out.append(m3a[s0])
+                    call_out.append(calls[s0])
+                else:
+                    joined = ",".join(items[s0:e])
+                    sources_out.append(
+                        joined if len(joined) <= _SOURCES_LEN else format_sources_items(items[s0:e])
+                    )
+                    m3a_out.append(_majority(m3a[s0:e], records.NO_MODE_3A))
+                    call_out.append(_majority(calls[s0:e], ""))
+                sensors_out.append(format_sensor_union(sensor_lists[s0:e]))
+                labs = tuple(labels[s0:e])
+                if labs not in memo:
+                    try:
+                        lab: str | None = str(self._combine(list(labs)))
+                    except Exception as exc:  # a label that cannot be combined must not be released
+                        log.warning("fusion: labels %s not combinable: %s", labs, exc)
+                        lab = None
+                    memo[labs] = lab
+                lab = memo[labs]
+                if lab is None:
+                    why.append(_WITHHELD_COMBINE)
+                    lab = ""
+                elif len(lab) > _LABEL_LEN:
+                    why.append(_WITHHELD_LONG)
+                    lab = ""
+                else:
+                    why.append(0)
+                label_out.append(lab)
+                s0 = e
+            text["label"][dk] = label_out
+            text["sources"][dk] = sources_out
+            text["sensors"][dk] = sensors_out
+            text["mode_3a"][dk] = m3a_out
+            text["callsign"][dk] = call_out
+            reason[dk] = why
+        # remember for the next update
+        by_key = np.argsort(keys, kind="stable")
+        self._txt_key = keys[by_key]
+        self._txt_ctn = c_row[by_key]
+        txt = np.zeros(n, _TEXT_IN_DTYPE)
+        for f in _TEXT_IN:
+            txt[f] = st[f][by_key]
+        self._txt = txt
+        self._ctx_ctn, self._ctx_count = ctns.copy(), counts.copy()
+        self._ctx_text, self._ctx_reason = text, reason
+        return text, reason

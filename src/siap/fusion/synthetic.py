@@ -83,10 +83,13 @@ def make_local_tracks(
     callsign=None,
     mode_3a=None,
     status: int = int(records.TrackStatus.CONFIRMED),
+    n_updates: int = 10,
 ) -> np.ndarray:
     """Local tracks of ``partner`` for the given truth states: estimate = truth + common_err +
     own_err, reported covariance = common_cov + own_cov (see the module doc). Errors are
-    (n, 6) arrays, covariances (n, 6, 6) or (6, 6); None means zero."""
+    (n, 6) arrays, covariances (n, 6, 6) or (6, 6); None means zero. ``n_updates``: the
+    filters' update count; the information-matrix fuser takes a row as new information only
+    when it changed (or is <= 0, unknown), so a stream of fresh estimates should raise it."""
     n = len(truth_pos)
     out = records.empty_tracks(n)
     err = np.zeros((n, 6))
@@ -104,7 +107,7 @@ def make_local_tracks(
     out["vel_ecef_mps"] = truth_vel + err[:, 3:]
     out["cov_ecef"] = cov
     out["model_prob"] = (1.0, 0.0)
-    out["n_updates"] = 10
+    out["n_updates"] = n_updates
     out["partner"] = partner
     out["label"] = label
     out["sources"] = f"{partner}-net"

@@ -122,6 +122,10 @@ class PartnerNode:
             for g in groups
         ]
         self.registrations = [SensorRegistration() for _ in groups] if registration else None
+        # Track-to-track registration: a group's registration may also use as references the
+        # received tracks whose label is releasable to every partner of the group's audience
+        # (what the group's tracks tell a partner then rests on data that partner may see).
+        self._reference_ok: list[dict[str, bool]] = [{} for _ in groups]
         self.identity = identity
         # every release is sealed to its recipient's pinned key; what arrives must be sealed to ours
         self.signer = Signer(identity, first_seq=1, encrypt_with=trust_store)
@@ -217,8 +221,30 @@ class PartnerNode:
         """(coalition picture, own picture) at ``time_s``: the local tracks of the last update
         fused with whatever has been received by now, and the local tracks alone."""
         received = self.receive(bus, time_s)
+        self.observe_reference_tracks(received)
         both = np.concatenate([self.local, received]) if len(received) else self.local
         return self.coalition_fuser.update(both, time_s), self.own_fuser.update(self.local, time_s)
+
+    def observe_reference_tracks(self, received: np.ndarray) -> None:
+        """Hand the received tracks to each group's registration as references
+        (:meth:`SensorRegistration.observe_tracks`), keeping only rows whose label is
+        releasable to the group's whole audience (non-interference, docs/registration.md)."""
+        if self.registrations is None or len(received) == 0:
+            return
+        labels = received["label"]
+        for i, (group, reg) in enumerate(zip(self.groups, self.registrations, strict=True)):
+            ok_of = self._reference_ok[i]
+            uniq = np.unique(labels)
+            for lab in uniq.tolist():
+                if lab not in ok_of:
+                    try:
+                        ok_of[lab] = all(self.policy.releasable(lab, q) for q in group.audience)
+                    except ValueError:
+                        ok_of[lab] = False
+            ok = np.array([ok_of[lab] for lab in uniq.tolist()], dtype=bool)
+            mask = ok[np.searchsorted(uniq, labels)]
+            if mask.any():
+                reg.observe_tracks(received[mask])
 
     def close(self) -> None:
         if self.audit is not None:

@@ -67,7 +67,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from siap import geo
-from siap.records import NO_MODE_S, MeasurementKind
+from siap.records import NO_MODE_S, MeasurementKind, TrackStatus
 
 __all__ = ["RegistrationConfig", "BiasEstimate", "SensorRegistration", "track_with_registration"]
 
@@ -84,6 +84,7 @@ _STAT_KEYS = (
     "rejected_nan",
     "late_dropped",
     "adsb_pairs",
+    "track_pairs",
     "radar_pairs",
     "primary_pairs",
     "noncooperative_pairs",
@@ -137,6 +138,12 @@ class RegistrationConfig(BaseModel):
     )
     adsb_max_gap_s: float = Field(
         6.0, gt=0, description="Largest gap between the two ADS-B reports interpolated (s)."
+    )
+    track_max_gap_s: float = Field(
+        12.0,
+        gt=0,
+        description="Largest gap between the two states of a reference track (received from "
+        "another partner, see observe_tracks) interpolated (s).",
     )
     radar_max_gap_s: float = Field(
         14.0,
@@ -372,6 +379,8 @@ class SensorRegistration:
         self._adsb = np.zeros(0, _ADSB_BUF)
         self._new_radar: list[np.ndarray] = []  # rows taken in since the last merge
         self._new_adsb: list[np.ndarray] = []
+        self._tracks = np.zeros(0, _ADSB_BUF)  # reference track states (observe_tracks)
+        self._new_tracks: list[np.ndarray] = []
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
 
     # --- public --------------------------------------------------------------------------------
@@ -479,8 +488,48 @@ class SensorRegistration:
             self._match_and_update()
             self._prune()
 
+    def observe_tracks(self, tracks: np.ndarray) -> None:
+        """Take in reference *tracks* (``records.TRACK_DTYPE``, e.g. those received from other
+        partners) for track-to-track registration: a radar plot with a Mode S address is
+        paired with the two states of a reference track of the same address that bracket its
+        true time (at most ``track_max_gap_s`` apart), exactly as with ADS-B reports, with the
+        track's position covariance as the reference error (Bar-Shalom, Willett & Tian 2011,
+        ch. 9: registration from tracks of a common target). The caller decides which tracks
+        may serve as references (siap.runtime: only those releasable to the whole audience of
+        the corrected group, see docs/registration.md). Rows without a Mode S address, with
+        non-finite states or deleted are ignored. Estimates are updated at the next
+        ``observe``."""
+        if len(tracks) == 0:
+            return
+        ok = (
+            (tracks["mode_s_address"].astype(np.int64) != NO_MODE_S)
+            & np.isfinite(tracks["time_s"])
+            & np.isfinite(tracks["pos_ecef_m"]).all(axis=1)
+            & np.isfinite(tracks["cov_ecef"]).all(axis=(1, 2))
+            & (tracks["status"] != TrackStatus.DELETED)
+        )
+        if np.isfinite(self._newest):
+            ok &= tracks["time_s"] >= self._newest - self.cfg.buffer_s
+        t = tracks[ok]
+        if len(t) == 0:
+            return
+        rows = np.zeros(len(t), _ADSB_BUF)
+        rows["time_s"] = t["time_s"]
+        rows["key"] = t["mode_s_address"]
+        rows["pos"] = t["pos_ecef_m"]
+        rows["cov"] = t["cov_ecef"][:, :3, :3]
+        self._new_tracks.append(rows)
+
     def _merge_buffers(self) -> None:
         """Fold the rows taken in since the last update into the sorted buffers."""
+        if self._new_tracks:
+            buf = np.concatenate([self._tracks, *self._new_tracks])
+            buf = buf[np.lexsort((buf["time_s"], buf["key"]))]
+            # one state per (address, time): partners' tracks of one aircraft at one time
+            keep = np.ones(len(buf), bool)
+            keep[1:] = (buf["key"][1:] != buf["key"][:-1]) | (buf["time_s"][1:] != buf["time_s"][:-1])
+            self._tracks = buf[keep]
+            self._new_tracks = []
         if self._new_adsb:
             buf = np.concatenate([self._adsb, *self._new_adsb])
             self._adsb = buf[np.lexsort((buf["time_s"], buf["key"]))]
@@ -632,6 +681,8 @@ class SensorRegistration:
         keep_after = self._newest - self.cfg.buffer_s
         if len(self._adsb):
             self._adsb = self._adsb[self._adsb["time_s"] >= keep_after]
+        if len(self._tracks):
+            self._tracks = self._tracks[self._tracks["time_s"] >= keep_after]
         if len(self._radar):
             self._radar = self._radar[self._radar["time_s"] >= keep_after]
 
@@ -654,6 +705,16 @@ class SensorRegistration:
         ident = q["key"] >= 0
         if ident.any():
             parts.append(self._adsb_constraints(q[ident], t_true[ident]))
+            parts.append(
+                self._adsb_constraints(
+                    q[ident],
+                    t_true[ident],
+                    buf=self._tracks,
+                    max_gap_s=c.track_max_gap_s,
+                    stat="track_pairs",
+                    inflation=c.pair_noise_inflation,
+                )
+            )
             if c.use_radar_pairs and len(self._ids) > 1:
                 parts.extend(self._pair_constraints(q[ident], t_true[ident]))
         if c.use_radar_pairs and c.noncooperative_pairs and (~ident).any() and len(self._ids) > 1:
@@ -696,12 +757,19 @@ class SensorRegistration:
         )
         return nu, J
 
-    def _adsb_constraints(self, q, t_true):
+    def _adsb_constraints(
+        self, q, t_true, buf=None, max_gap_s=None, stat="adsb_pairs", inflation=1.0
+    ):
+        """Absolute constraints against reference positions of the same Mode S address:
+        ADS-B reports (default) or reference track states (``buf=self._tracks``; their
+        ``R`` is multiplied by ``inflation``: consecutive states of a track have correlated
+        errors that the update does not model)."""
         c = self.cfg
-        a = self._adsb
+        a = self._adsb if buf is None else buf
         if len(a) < 2:
             return None
-        i1, i2 = _bracket(a["key"], a["time_s"], q["key"], t_true, c.adsb_max_gap_s)
+        gap = c.adsb_max_gap_s if max_gap_s is None else max_gap_s
+        i1, i2 = _bracket(a["key"], a["time_s"], q["key"], t_true, gap)
         ok = (i1 >= 0) & (q["key"] < _KEY_3A_OFFSET)
         if not ok.any():
             return None
@@ -719,8 +787,10 @@ class SensorRegistration:
         ivar = (c.interpolation_accel_mps2 * (t - t1) * (t2 - t) / 2.0) ** 2
         cref = cref + ivar[:, None, None] * np.eye(3)
         R = q["cov2"] + J @ cref @ np.swapaxes(J, 1, 2)
+        if inflation != 1.0:
+            R = R * inflation
         H = self._dense(s, self._h_own(jv))
-        self._stats["adsb_pairs"] += len(q)
+        self._stats[stat] += len(q)
         return nu, H, R, np.stack([s, np.full(len(s), -1)], axis=1)
 
     def _radar_positions(self, rows):
