@@ -727,13 +727,20 @@ def up_cmd(
     policy: Annotated[str | None, typer.Option("--policy", help="policy name or file (default: the scenario's)")] = None,
     run_dir: Annotated[Path, typer.Option("--dir", help="where keys, configs, logs and state go")] = Path("run"),
     speed: Annotated[float, typer.Option("--speed", min=0.001, max=10_000, help="replay speed, x real time")] = 1.0,
+    restart: Annotated[str | None, typer.Option("--restart", help="start again one stopped node of the network in --dir (e.g. partner-JPN)")] = None,
 ) -> None:
     """Start a local coalition network: a NATS server per partner site (a JetStream cluster, an
-    account per partner, TLS) and every node (gateway, partner, COP per partner), detached."""
+    account per partner, TLS) and every node (gateway, partner, COP per partner), detached.
+    With --restart NAME, start again one node of a running network (it resumes from its snapshot)."""
     from siap.errors import ConfigError
+    from siap.nodes.up import restart as restart_node
     from siap.nodes.up import up
     from siap.pipeline import default_policy_name
 
+    if restart is not None:
+        rec = restart_node(run_dir, restart)
+        out.print(f"{rec.name}: restarted, PID {rec.pid}", markup=False, highlight=False)
+        return
     if policy is None:
         policy = default_policy_name(Path(scenario).stem if Path(scenario).exists() else scenario)
         if policy is None:

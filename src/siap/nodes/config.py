@@ -14,6 +14,8 @@ One file per node process (``siap node ROLE --config FILE``)::
     update_period_s: 5.0       # partner node
     batch_s: 1.0               # gateway: seconds of plots per envelope
     state_dir: state/JPN       # snapshots (a restarted node resumes from them)
+    duration_s: 600            # optional: stop this many scenario seconds after the start
+    consumer: node-JPN         # optional: durable consumer prefix (default ROLE-PARTNER)
     cop: {port: 8080, service_config: service.yaml}   # cop node
 
 A bad file raises :class:`siap.errors.ConfigError` with one line naming file, field and what was
@@ -71,6 +73,9 @@ class NodeConfig(_Model):
     update_period_s: float = Field(5.0, gt=0, le=3600)
     batch_s: float = Field(1.0, gt=0, le=60)
     state_dir: Path | None = None
+    duration_s: float | None = Field(None, gt=0, description="run only this many scenario seconds from its start")
+    consumer: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$",
+                                 description="durable consumer prefix (default ROLE-PARTNER)")
     cop: CopSettings | None = None
     # where the file came from (relative paths resolve against it); not part of the file
     source_path: Path | None = Field(None, exclude=True)
@@ -81,6 +86,15 @@ class NodeConfig(_Model):
         if not v.strip():
             raise ValueError("a built-in name or a file path")
         return v
+
+    @property
+    def durable_prefix(self) -> str:
+        return self.consumer or f"{self.role}-{self.partner}"
+
+    def end_s(self, scenario) -> float:
+        """The run's end: the scenario's, or ``duration_s`` after its start."""
+        end = scenario.end_time_s
+        return end if self.duration_s is None else min(end, scenario.start_time_s + self.duration_s)
 
     def resolve(self, path: Path | None) -> Path | None:
         if path is None or path.is_absolute() or self.source_path is None:

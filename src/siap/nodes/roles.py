@@ -165,10 +165,10 @@ def run_gateway(cfg: NodeConfig, *, stop: threading.Event | None = None) -> dict
     stop = stop or threading.Event()
     _stop_on_sigterm(stop)
     subj = subject(cfg.run, "plots", cfg.partner)
-    end = scenario.end_time_s
-    with open_bus(cfg, f"gw-{cfg.partner}") as bus:
+    end = cfg.end_s(scenario)
+    with open_bus(cfg, cfg.durable_prefix) as bus:
         t = state["next_t"]
-        while t <= end + cfg.batch_s and not stop.is_set():
+        while t < end + cfg.batch_s and not stop.is_set():
             if not clock.wait_until(t):
                 continue
             lo = np.searchsorted(plots["time_s"], t - cfg.batch_s, side="right")
@@ -387,7 +387,7 @@ def build_partner_runtime(cfg: NodeConfig, bus: NatsBus) -> NodeRuntime:
     return NodeRuntime(
         policy, [source], sensor_ids=[s.id for s in scenario.sensors], tracker_config=tracker_config_for(scenario),
         clock=clock, bus=gate, hosted=[cfg.partner], update_period_s=cfg.update_period_s,
-        start_s=scenario.start_time_s, end_s=scenario.end_time_s, registration=True,
+        start_s=scenario.start_time_s, end_s=cfg.end_s(scenario), registration=True,
         identities={cfg.partner: identity}, trust=trust, subject_prefix=f"siap.run.{cfg.run}.tracks",
         snapshots=_Snapshots(cfg.state_dir and cfg.resolve(cfg.state_dir), "partner"), source=source, gate=gate,
         picture_subject=subject(cfg.run, "picture", cfg.partner),
@@ -399,7 +399,7 @@ def run_partner(cfg: NodeConfig, *, stop: threading.Event | None = None) -> dict
     accounting. Writes ``state_dir/summary.json`` when it ends."""
     stop = stop or threading.Event()
     _stop_on_sigterm(stop)
-    with open_bus(cfg, f"node-{cfg.partner}") as bus:
+    with open_bus(cfg, cfg.durable_prefix) as bus:
         rt = build_partner_runtime(cfg, bus)
         rt.start()
         while rt._thread.is_alive():
@@ -518,7 +518,7 @@ def run_cop(cfg: NodeConfig) -> None:
 
     scenario, policy, trust = _load(cfg)
     service_cfg = load_service_config(cfg.resolve(cfg.cop.service_config))
-    with open_bus(cfg, f"cop-{cfg.partner}") as bus:
+    with open_bus(cfg, cfg.durable_prefix) as bus:
         source = BusPictureSource(bus, cfg, policy, trust, scenario)
         app = create_app(source, service_cfg)
         uvicorn.run(app, host=cfg.cop.host, port=cfg.cop.port, log_level="warning")

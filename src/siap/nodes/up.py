@@ -40,7 +40,7 @@ from .network import (
 )
 from .roles import gateway_id_for
 
-__all__ = ["Network", "down", "releases_of", "up", "write_network"]
+__all__ = ["Network", "down", "releases_of", "restart", "up", "write_network"]
 
 PROCESSES = "processes.json"
 
@@ -181,6 +181,23 @@ def up(scenario: str, policy: str, run_dir: Path, **kwargs) -> Network:
             stop_process(rec)
         raise
     return net
+
+
+def restart(run_dir: Path, name: str) -> ProcessRecord:
+    """Start again a node of the network in ``run_dir`` that is no longer running (killed,
+    crashed): same command, same configuration; it resumes from its snapshot and rejoins."""
+    path = Path(run_dir) / PROCESSES
+    recs = load_records(path)
+    data = json.loads(path.read_text())
+    i = next((i for i, r in enumerate(recs) if r.name == name), None)
+    if i is None:
+        raise ConfigError(f"{path}: processes: no process named {name!r} (have {', '.join(r.name for r in recs)})")
+    if is_running(recs[i]):
+        raise ConfigError(f"{path}: processes: {name} is still running (PID {recs[i].pid})")
+    _proc, recs[i] = start_process(name, recs[i].argv, Path(recs[i].log))
+    data["processes"] = [r.to_json() for r in recs]
+    path.write_text(json.dumps(data, indent=1))
+    return recs[i]
 
 
 def down(run_dir: Path) -> list[tuple[str, str]]:

@@ -1,0 +1,123 @@
+"""A local coalition network for tests: keys, TLS certificates, one NATS server per partner
+site (JetStream cluster, one account per partner) written by ``siap.nodes.up.write_network``,
+servers and node processes started and stopped by PID (loopback only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from siap.nodes.network import inbound_subjects, nats_server_binary, site_tag, wait_for_port
+from siap.nodes.up import node_argv, write_network
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+class LocalNetwork:
+    def __init__(self, root: Path, scenario: str = "pacific", policy: str = "pacific", **kwargs) -> None:
+        kwargs.setdefault("speed", 1000.0)
+        kwargs.setdefault("start_delay_s", 0.0)
+        self.root = root
+        self.net = write_network(scenario, policy, root, cop=False, **kwargs)
+        self.servers: dict[str, subprocess.Popen] = {}
+        self.nodes: dict[str, subprocess.Popen] = {}
+        self.env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    # -- servers
+    def start_server(self, partner: str) -> None:
+        site = self.site(partner)
+        log = open(self.root / f"nats-{partner}.log", "ab")
+        self.servers[partner] = subprocess.Popen([nats_server_binary(), "-c", str(self.net.server_configs[partner])],
+                                                 stdout=log, stderr=subprocess.STDOUT)
+        wait_for_port(site.port, proc=self.servers[partner])
+
+    def start_servers(self) -> LocalNetwork:
+        for s in self.net.sites:
+            self.start_server(s.partner)
+        return self
+
+    def kill_server(self, partner: str) -> None:
+        proc = self.servers.pop(partner)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+
+    def site(self, partner: str):
+        return next(s for s in self.net.sites if s.partner == partner)
+
+    # -- clients
+    def bus(self, partner: str, **kwargs):
+        from siap.transport import NatsBus
+
+        site = self.site(partner)
+        kwargs.setdefault("durable_prefix", f"test-{partner}")
+        kwargs.setdefault("deliver_new", False)
+        kwargs.setdefault("unreachable_timeout_s", 30.0)
+        return NatsBus(site.url, subjects=inbound_subjects(partner), user=partner, password=self.net.passwords[partner],
+                       tls_ca_file=str(self.net.ca_file), placement_tags=[site_tag(partner)], **kwargs)
+
+    # -- nodes
+    def config(self, name: str, **changes) -> Path:
+        """The node configuration ``name`` (``partner-JPN``), with ``changes`` written to a copy."""
+        path = self.net.node_configs[name]
+        if not changes:
+            return path
+        cfg = yaml.safe_load(path.read_text())
+        cfg.update(changes)
+        tag = changes.get("consumer", "x")
+        new = path.with_name(f"{name}-{tag}.yaml")
+        new.write_text(yaml.safe_dump(cfg))
+        return new
+
+    def start(self, key: str, config: Path) -> subprocess.Popen:
+        role = yaml.safe_load(config.read_text())["role"]
+        log = open(self.root / f"{key}.log", "ab")
+        self.nodes[key] = subprocess.Popen(node_argv(config, role), stdout=log, stderr=subprocess.STDOUT, env=self.env)
+        return self.nodes[key]
+
+    def wait(self, key: str, timeout_s: float = 240.0) -> int:
+        try:
+            rc = self.nodes[key].wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"node {key} did not finish in {timeout_s:g} s: {self.log_tail(key)}")
+        if rc != 0:
+            pytest.fail(f"node {key} exited with {rc}: {self.log_tail(key)}")
+        return rc
+
+    def log_tail(self, key: str) -> str:
+        return (self.root / f"{key}.log").read_text()[-1500:]
+
+    def close(self) -> None:
+        for proc in [*self.nodes.values(), *self.servers.values()]:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(10)
+
+
+def summary(state_dir: Path) -> dict:
+    return json.loads((state_dir / "summary.json").read_text())
+
+
+def wait_for(predicate, timeout_s: float, what: str, poll_s: float = 0.1):
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s:g} s waiting for {what}")
+        time.sleep(poll_s)
+
+
+PY = sys.executable
