@@ -8,11 +8,10 @@ import asyncio
 import ssl
 
 import pytest
+from nodes_support import LocalNetwork
 
 from siap.nodes.network import make_certs
 from siap.transport import NatsBus, TransportError
-
-from nodes_support import LocalNetwork
 
 RUN = "iso"
 
