@@ -53,15 +53,19 @@ class LocalNetwork:
         return next(s for s in self.net.sites if s.partner == partner)
 
     # -- clients
-    def bus(self, partner: str, **kwargs):
+    def bus(self, partner: str, site: str | None = None, **kwargs):
+        """A NatsBus with ``partner``'s credentials, connected to ``site``'s server (default
+        the partner's own)."""
         from siap.transport import NatsBus
 
-        site = self.site(partner)
+        url = self.site(site or partner).url
         kwargs.setdefault("durable_prefix", f"test-{partner}")
         kwargs.setdefault("deliver_new", False)
         kwargs.setdefault("unreachable_timeout_s", 30.0)
-        return NatsBus(site.url, subjects=inbound_subjects(partner), user=partner, password=self.net.passwords[partner],
-                       tls_ca_file=str(self.net.ca_file), placement_tags=[site_tag(partner)], **kwargs)
+        kwargs.setdefault("subjects", inbound_subjects(partner))
+        kwargs.setdefault("placement_tags", [site_tag(partner)])
+        return NatsBus(url, user=partner, password=self.net.passwords[partner], tls_ca_file=str(self.net.ca_file),
+                       **kwargs)
 
     # -- nodes
     def config(self, name: str, **changes) -> Path:

@@ -195,11 +195,13 @@ class PlotVerifier(Verifier):
     """Checks the plot envelopes of a partner's own gateway: signature (gateway key), sequence
     (replay), ownership (every sensor the partner's), labels (each row the envelope's label,
     which dominates the policy's sensor label). Raw plots never leave the partner, so the
-    policy's plot-sharing rule does not apply. The age window is the stream's (a restarted node
-    catches up on plots minutes old; replays are refused by sequence)."""
+    policy's plot-sharing rule does not apply. The time window is the stream's, both ways: a
+    restarted node catches up on plots minutes old, and a node behind its gateway (or replaying
+    a feed already stored) reads plots ahead of its clock; the runtime releases each plot at its
+    time, and replays are refused by sequence number."""
 
-    def __init__(self, trust: TrustStore, policy: Policy, partner: str, max_age_s: float = 24 * 3600.0) -> None:
-        super().__init__(trust, policy, max_age_s=max_age_s, recipient=partner)
+    def __init__(self, trust: TrustStore, policy: Policy, partner: str, window_s: float = 24 * 3600.0) -> None:
+        super().__init__(trust, policy, max_age_s=window_s, max_clock_skew_s=window_s, recipient=partner)
         self.gateway = gateway_id_for(partner)
 
     def _check(self, envelope, now_s):
