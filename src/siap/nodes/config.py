@@ -16,6 +16,7 @@ One file per node process (``siap node ROLE --config FILE``)::
     state_dir: state/JPN       # snapshots (a restarted node resumes from them)
     duration_s: 600            # optional: stop this many scenario seconds after the start
     consumer: node-JPN         # optional: durable consumer prefix (default ROLE-PARTNER)
+    link_budget_bytes_per_s: {USA: 20000}   # optional: releases over a budget are thinned
     cop: {port: 8080, service_config: service.yaml}   # cop node
 
 A bad file raises :class:`siap.errors.ConfigError` with one line naming file, field and what was
@@ -76,6 +77,8 @@ class NodeConfig(_Model):
     duration_s: float | None = Field(None, gt=0, description="run only this many scenario seconds from its start")
     consumer: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,32}$",
                                  description="durable consumer prefix (default ROLE-PARTNER)")
+    link_budget_bytes_per_s: float | dict[str, float] | None = Field(
+        None, description="partner node: bandwidth budget of its releases, per recipient or one for all (bytes/s)")
     cop: CopSettings | None = None
     # where the file came from (relative paths resolve against it); not part of the file
     source_path: Path | None = Field(None, exclude=True)
@@ -95,6 +98,14 @@ class NodeConfig(_Model):
         """The run's end: the scenario's, or ``duration_s`` after its start."""
         end = scenario.end_time_s
         return end if self.duration_s is None else min(end, scenario.start_time_s + self.duration_s)
+
+    @field_validator("link_budget_bytes_per_s")
+    @classmethod
+    def _budget(cls, v):
+        values = v.values() if isinstance(v, dict) else [] if v is None else [v]
+        if any(not (x > 0) for x in values):
+            raise ValueError("bytes per second > 0")
+        return v
 
     def resolve(self, path: Path | None) -> Path | None:
         if path is None or path.is_absolute() or self.source_path is None:

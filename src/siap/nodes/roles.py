@@ -53,6 +53,7 @@ from siap.sharing.signing import (
     encode_batch,
 )
 from siap.transport import NatsBus
+from siap.transport.outbox import Outbox
 
 from .config import NodeConfig
 from .network import inbound_subjects, site_tag
@@ -251,19 +252,34 @@ class GatewaySource:
             yield plots[np.argsort(plots["time_s"], kind="stable")]
 
 
-class _TimeGate:
-    """Wraps the node's bus: a drain of the node's inbound track subject hands out only the
-    envelopes created at or before the step being run and holds later ones for later steps
-    (a node catching up after a restart drains messages from its partners' future; fused at
-    the right step instead of being refused as from the future)."""
+def release_key(subject: str, message: bytes) -> tuple:
+    """Supersede key of an outgoing message: a release envelope's (origin node, label), so a
+    newer state of the same tracks replaces an older one still waiting for the link."""
+    try:
+        env = SignedEnvelope.from_bytes(message)
+    except Exception:  # noqa: BLE001 - not an envelope (a picture): one key per subject
+        return ("other",)
+    return (env.origin_node, env.label)
 
-    def __init__(self, bus: NatsBus, gated: str) -> None:
-        self.bus, self.gated = bus, gated
+
+class _TimeGate:
+    """Wraps the node's bus. Publishes go through the :class:`~siap.transport.outbox.Outbox`
+    (never blocking the loop on a slow or cut link; a newer release supersedes a waiting older
+    one). A drain of the node's inbound track subject hands out only the envelopes created at
+    or before the step being run and holds later ones for later steps (a node catching up after
+    a restart drains messages from its partners' future; fused at the right step instead of
+    being refused as from the future)."""
+
+    def __init__(self, bus: NatsBus, gated: str, outbox: Outbox) -> None:
+        self.bus, self.gated, self.outbox = bus, gated, outbox
         self.step_s = -math.inf
         self.held: list[tuple[float, bytes]] = []
 
     def __getattr__(self, name):
         return getattr(self.bus, name)
+
+    def publish(self, subj: str, message: bytes) -> None:
+        self.outbox.publish(subj, message)
 
     def drain(self, subj: str, *args, **kwargs) -> list[bytes]:
         if subj != self.gated:
@@ -334,7 +350,7 @@ class NodeRuntime(Runtime):
         node = self.nodes[p]
         picture = self.latest.get((p, "coalition"))
         if picture is not None and picture.time_s == t:
-            self.gate.bus.publish(self.picture_subject, seal_picture(node.identity, self.picture_seq, picture))
+            self.gate.publish(self.picture_subject, seal_picture(node.identity, self.picture_seq, picture))
             self.picture_seq += 1
         bus = self.gate.bus
         self.snapshots.save({
@@ -383,7 +399,10 @@ def build_partner_runtime(cfg: NodeConfig, bus: NatsBus) -> NodeRuntime:
     scenario, policy, trust = _load(cfg)
     identity = NodeIdentity.load(cfg.resolve(cfg.key), node_id_for(cfg.partner), cfg.partner)
     clock = ReplayClock(speed=cfg.clock.speed, wall_anchor_s=cfg.clock.wall_start_s)
-    gate = _TimeGate(bus, subject(cfg.run, "tracks", cfg.partner))
+    budget = cfg.link_budget_bytes_per_s
+    if isinstance(budget, dict):
+        budget = {subject(cfg.run, "tracks", r): float(v) for r, v in budget.items()}
+    gate = _TimeGate(bus, subject(cfg.run, "tracks", cfg.partner), Outbox(bus, release_key, budget))
     source = GatewaySource(bus, subject(cfg.run, "plots", cfg.partner), PlotVerifier(trust, policy, cfg.partner),
                            now_fn=clock.now)
     return NodeRuntime(
@@ -410,6 +429,7 @@ def run_partner(cfg: NodeConfig, *, stop: threading.Event | None = None) -> dict
                 break
         rt.join()
         rt.close()
+        rt.gate.outbox.close(timeout_s=10.0)
         if rt.error is not None:
             raise rt.error
         res = rt.result
@@ -421,6 +441,8 @@ def run_partner(cfg: NodeConfig, *, stop: threading.Event | None = None) -> dict
             "tracks_accepted": int(node.verifier.counts.get("accepted", 0)),
             "tracks_rejected": {k: int(v) for k, v in node.verifier.counts.items() if k != "accepted"},
             "published": {k: int(v) for k, v in bus.published.items()},
+            "superseded": {k: int(v) for k, v in rt.gate.outbox.superseded.items()},
+            "sent_bytes": {k: int(v) for k, v in rt.gate.outbox.sent_bytes.items()},
             "duplicates": {k: int(v) for k, v in bus.duplicates.items()},
             "max_lag_s": round(res.max_lag_s, 3) if res else None,
         }
