@@ -211,6 +211,9 @@ def server_config(site: Site, sites: list[Site], accounts: dict, tls: TlsFiles, 
             "port": site.cluster_port,
             "routes": [f"nats-route://127.0.0.1:{s.cluster_port}" for s in sites if s is not site],
             "tls": tls_block,
+            # clients stay with their own site's server (and the address they were given): the
+            # cluster does not tell them of the others'
+            "no_advertise": True,
         }
     return cfg
 
