@@ -445,6 +445,8 @@ def run_partner(cfg: NodeConfig, *, stop: threading.Event | None = None) -> dict
             "sent_bytes": {k: int(v) for k, v in rt.gate.outbox.sent_bytes.items()},
             "duplicates": {k: int(v) for k, v in bus.duplicates.items()},
             "max_lag_s": round(res.max_lag_s, 3) if res else None,
+            "run_wall_s": round(res.wall_s, 3) if res else None,
+            "run_cpu_s": {k: round(v, 3) for k, v in res.cpu_s.items()} if res else None,
         }
         if cfg.state_dir is not None:
             d = cfg.resolve(cfg.state_dir)
