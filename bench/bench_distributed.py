@@ -10,7 +10,9 @@ a gateway and a partner node process per partner, over the built-in ``pacific`` 
   process timestamps every picture as it arrives: plot-to-picture latency = arrival wall time
   minus the wall time at which the picture's scenario time (the newest plots in it) passed;
 * **links**: every release envelope stored per (sender -> recipient): sizes and bytes per
-  scenario second.
+  scenario second;
+* **degraded links**: the live run again with USA's and AUS's releases to JPN given a budget of
+  10 % of the bytes/s they used; JPN's coalition picture against the full-bandwidth one.
 
 Run: ``python bench/bench_distributed.py [--duration 300] [--speed 2] [--quick]``
 (``--quick``: 120 scenario seconds). Writes ``bench/results/distributed.json`` (``--out``).
@@ -179,7 +181,10 @@ def _links(net: Net, root: Path) -> dict:
     return out
 
 
-def live(root: Path, duration_s: float, speed: float) -> dict:
+def live(root: Path, duration_s: float, speed: float, budgets: dict[str, dict[str, float]] | None = None,
+         keep: dict | None = None) -> dict:
+    """``budgets[sender] = {recipient: bytes/s}`` (wall seconds); ``keep`` receives every
+    picture of JPN by scenario time (position rows, tracks with another partner's data)."""
     from siap.nodes.roles import open_picture
     from siap.sharing.signing import TrustStore
 
@@ -200,6 +205,10 @@ def live(root: Path, duration_s: float, speed: float) -> dict:
                 now = time.time()
                 _seq, pic = open_picture(m, trust, p)
                 lat[p].append(now - (wall_start + (pic.time_s - start_s) / speed))
+                if keep is not None and p == "JPN":
+                    foreign = np.array([any(not s.startswith("JPN-") for s in x.split(",") if s)
+                                        for x in pic.tracks["sensors"].tolist()], dtype=bool)
+                    keep[pic.time_s] = (pic.tracks["pos_ecef_m"].copy(), int(foreign.sum()))
             time.sleep(0.02)
 
     threads = [threading.Thread(target=read, args=(p,), daemon=True) for p in PARTNERS]
@@ -210,7 +219,8 @@ def live(root: Path, duration_s: float, speed: float) -> dict:
         procs = {}
         for p in PARTNERS:
             procs[f"gateway-{p}"] = net.start(f"gateway-{p}", duration_s=duration_s, clock=clock)
-            procs[f"partner-{p}"] = net.start(f"partner-{p}", duration_s=duration_s, clock=clock)
+            extra = {"link_budget_bytes_per_s": budgets[p]} if budgets and p in budgets else {}
+            procs[f"partner-{p}"] = net.start(f"partner-{p}", duration_s=duration_s, clock=clock, **extra)
         _wait_all(procs, root)
         time.sleep(1.0)
         stop.set()
@@ -232,7 +242,30 @@ def live(root: Path, duration_s: float, speed: float) -> dict:
         tracks_accepted={p: s["tracks_accepted"] for p, s in summaries.items()},
         tracks_rejected={p: s["tracks_rejected"] for p, s in summaries.items()},
         release_bytes_sent={p: s["sent_bytes"] for p, s in summaries.items()},
+        superseded={p: s["superseded"] for p, s in summaries.items()},
     )
+
+
+def quality(full: dict, thin: dict, radius_m: float = 2_000.0) -> dict:
+    """JPN's coalition picture under the budget against the full-bandwidth run's, at the
+    picture times both have: the fraction of the full picture's tracks with a track within
+    ``radius_m`` in the thinned one, and the tracks carrying another partner's data."""
+    from scipy.spatial import cKDTree
+
+    times = sorted(set(full) & set(thin))
+    kept, n_full, foreign_full, foreign_thin = 0, 0, 0, 0
+    for t in times:
+        a, fa = full[t]
+        b, fb = thin[t]
+        n_full += len(a)
+        foreign_full += fa
+        foreign_thin += fb
+        if len(a) and len(b):
+            d, _ = cKDTree(b).query(a, k=1)
+            kept += int((d <= radius_m).sum())
+    return dict(picture_times=len(times), tracks_full=n_full, retained_fraction=round(kept / max(n_full, 1), 3),
+                tracks_with_partner_data_full=foreign_full, tracks_with_partner_data_thinned=foreign_thin,
+                partner_data_fraction=round(foreign_thin / max(foreign_full, 1), 3), match_radius_m=radius_m)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -248,7 +281,18 @@ def main(argv: list[str] | None = None) -> dict:
         args.duration = 120.0
     with tempfile.TemporaryDirectory(prefix="siap-bench-dist-") as tmp:
         cap = capacity(Path(tmp) / "capacity", args.duration)
-        liv = live(Path(tmp) / "live", args.duration, args.speed)
+        full: dict = {}
+        liv = live(Path(tmp) / "live", args.duration, args.speed, keep=full)
+        # degraded links: USA's and AUS's releases to JPN at 10 % of the bytes/s they used
+        wall = args.duration / args.speed
+        budgets = {}
+        for sender in ("AUS", "USA"):
+            sent = next(v for k, v in liv["release_bytes_sent"][sender].items() if k.endswith(".tracks.JPN"))
+            budgets[sender] = {"JPN": round(0.1 * sent / wall, 1)}
+        thin: dict = {}
+        deg = live(Path(tmp) / "degraded", args.duration, args.speed, budgets=budgets, keep=thin)
+        deg["budgets_bytes_per_s"] = budgets
+        deg["quality_vs_full"] = quality(full, thin)
     result = dict(
         benchmark="distributed",
         timestamp_utc=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -257,10 +301,11 @@ def main(argv: list[str] | None = None) -> dict:
         setup="pacific; 3 nats-server (JetStream cluster, account per partner, TLS); gateway + partner node per partner",
         capacity=cap,
         live=liv,
+        degraded_10pct=deg,
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1))
-    print(json.dumps({k: result[k] for k in ("capacity", "live")}, indent=1))
+    print(json.dumps({k: result[k] for k in ("capacity", "live", "degraded_10pct")}, indent=1))
     print(f"wrote {args.out}")
     return result
 
