@@ -20,6 +20,7 @@ docs/transport.md ("Restart and exactly-once effect").
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -139,6 +140,30 @@ class _Snapshots:
         os.replace(tmp, self.path)
 
 
+# Signer and Verifier state, saved and restored generically (the sharing room persists some of
+# it itself in newer versions: per-recipient sequences, reserved blocks, dropped-row counts).
+_SIGNER_STATE = ("next_seq", "_next", "_reserved")
+_VERIFIER_STATE = ("last_seq", "counts", "dropped_rows")
+
+
+def _pick(obj, names) -> dict:
+    return {k: pickle.loads(pickle.dumps(getattr(obj, k))) for k in names if hasattr(obj, k)}
+
+
+def _put(obj, saved: dict) -> None:
+    for k, v in saved.items():
+        setattr(obj, k, v)
+
+
+def _to(recipient: str) -> dict:
+    """``recipient=`` for a Signer that numbers (and may seal) per recipient."""
+    return {"recipient": recipient} if "recipient" in inspect.signature(Signer.sign).parameters else {}
+
+
+def _next_seq(signer: Signer, recipient: str) -> int:
+    return signer.peek_seq(recipient) if hasattr(signer, "peek_seq") else signer.next_seq
+
+
 def _stop_on_sigterm(stop: threading.Event) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
 
@@ -176,11 +201,12 @@ def run_gateway(cfg: NodeConfig, *, stop: threading.Event | None = None) -> dict
             hi = np.searchsorted(plots["time_s"], t, side="right")
             batch = label_plots(plots[lo:hi], policy)
             # an empty batch is sent too: the partner node's "nothing before t" (and the count)
-            envs = signer.sign_batch(batch, "plots", time_s=t) if len(batch) else [
-                signer.sign(encode_batch(batch), label=policy.sensor_label(mine[0].id), kind="plots", time_s=t)]
+            envs = signer.sign_batch(batch, "plots", time_s=t, **_to(cfg.partner)) if len(batch) else [
+                signer.sign(encode_batch(batch), label=policy.sensor_label(mine[0].id), kind="plots", time_s=t,
+                            **_to(cfg.partner))]
             for env in envs:
                 bus.publish(subj, env.to_bytes())  # same bytes after a restart: stored once
-            state = {"next_t": t + cfg.batch_s, "next_seq": signer.next_seq,
+            state = {"next_t": t + cfg.batch_s, "next_seq": _next_seq(signer, cfg.partner),
                      "sent": state["sent"] + len(envs), "plots": state["plots"] + int(hi - lo)}
             snaps.save(state)
             t = state["next_t"]
@@ -327,11 +353,9 @@ class NodeRuntime(Runtime):
             vars(obj).update(saved)
         for k, v in snap["node"].items():
             setattr(node, k, v)
-        node.verifier.last_seq = dict(snap["verifier_last_seq"])
-        node.verifier.counts = Counter(snap["verifier_counts"])
-        node.signer.next_seq = snap["signer_next_seq"]
-        self.source.verifier.last_seq = dict(snap["plot_last_seq"])
-        self.source.verifier.counts = Counter(snap["plot_counts"])
+        _put(node.verifier, snap["verifier"])
+        _put(node.signer, snap["signer"])
+        _put(self.source.verifier, snap["plot_verifier"])
         self.source.applied = list(snap["applied"])
         self._heads = [snap["head"]]
         self._due, self._reached = dict(snap["due"]), snap["reached"]
@@ -356,9 +380,8 @@ class NodeRuntime(Runtime):
         self.snapshots.save({
             "parts": [_state(o) for o in [*node.trackers, *(node.registrations or []), node.coalition_fuser, node.own_fuser]],
             "node": {k: getattr(node, k) for k in ("local", "last_update_s", "updates", "plots_in")},
-            "verifier_last_seq": dict(node.verifier.last_seq), "verifier_counts": dict(node.verifier.counts),
-            "signer_next_seq": node.signer.next_seq,
-            "plot_last_seq": dict(self.source.verifier.last_seq), "plot_counts": dict(self.source.verifier.counts),
+            "verifier": _pick(node.verifier, _VERIFIER_STATE), "signer": _pick(node.signer, _SIGNER_STATE),
+            "plot_verifier": _pick(self.source.verifier, _VERIFIER_STATE),
             "applied": list(self.source.applied),
             "head": self._heads[0], "due": dict(self._due), "reached": t, "plot_counts_rt": dict(self.plot_counts),
             "picture_seq": self.picture_seq, "held": list(self.gate.held),

@@ -11,6 +11,7 @@ ones started (same PID and start time), nodes first, then the servers.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import secrets
 import sys
@@ -96,6 +97,10 @@ def write_network(scenario: str, policy_ref: str, run_dir: Path, *, speed: float
     for p in partners:
         for node_id in (node_id_for(p), gateway_id_for(p)):
             ident = NodeIdentity.generate(node_id, p)
+            if node_id == gateway_id_for(p) and getattr(ident, "encryption_key", None) is not None:
+                # a gateway sends only (to its own partner node): no key to receive sealed
+                # envelopes, so the partner node stays the one node receiving for P
+                ident = dataclasses.replace(ident, encryption_key=None)
             ident.save_private_key(keys / p / f"{node_id}.pem")
             trust.add(ident)
     trust.save(keys / "trust.yaml")
