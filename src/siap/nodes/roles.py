@@ -426,8 +426,10 @@ def build_partner_runtime(cfg: NodeConfig, bus: NatsBus) -> NodeRuntime:
     if isinstance(budget, dict):
         budget = {subject(cfg.run, "tracks", r): float(v) for r, v in budget.items()}
     gate = _TimeGate(bus, subject(cfg.run, "tracks", cfg.partner), Outbox(bus, release_key, budget))
+    # the plot feed is checked against the step being run (a node catching up on a fast replay
+    # clock would otherwise judge every stored plot by a clock far ahead of it)
     source = GatewaySource(bus, subject(cfg.run, "plots", cfg.partner), PlotVerifier(trust, policy, cfg.partner),
-                           now_fn=clock.now)
+                           now_fn=lambda: gate.step_s)
     return NodeRuntime(
         policy, [source], sensor_ids=[s.id for s in scenario.sensors], tracker_config=tracker_config_for(scenario),
         clock=clock, bus=gate, hosted=[cfg.partner], update_period_s=cfg.update_period_s,
