@@ -784,6 +784,73 @@ def scenarios() -> None:
         out.print(name)
 
 
+# --- distributed coalition: node roles, up, down (siap.nodes; docs/transport.md) -------------
+@app.command("node")
+def node_cmd(
+    role: Annotated[str, typer.Argument(help="gateway | partner | cop")],
+    config: Annotated[Path, typer.Option("--config", help="node configuration file (YAML)")],
+) -> None:
+    """Run one node of a distributed coalition (until its run ends, or SIGTERM)."""
+    import logging
+
+    from siap.errors import ConfigError
+    from siap.nodes import load_node_config
+    from siap.nodes.roles import run_cop, run_gateway, run_partner
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = load_node_config(config)
+    if role != cfg.role:
+        raise ConfigError(f"{config}: role: the file is a {cfg.role} node's configuration, not a {role} node's")
+    if role == "cop":
+        run_cop(cfg)
+        return
+    summary = (run_gateway if role == "gateway" else run_partner)(cfg)
+    out.print(json.dumps(summary), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command("up")
+def up_cmd(
+    scenario: Annotated[str, typer.Argument(help="built-in scenario name or YAML file")],
+    policy: Annotated[str | None, typer.Option("--policy", help="policy name or file (default: the scenario's)")] = None,
+    run_dir: Annotated[Path, typer.Option("--dir", help="where keys, configs, logs and state go")] = Path("run"),
+    speed: Annotated[float, typer.Option("--speed", min=0.001, max=10_000, help="replay speed, x real time")] = 1.0,
+    restart: Annotated[str | None, typer.Option("--restart", help="start again one stopped node of the network in --dir (e.g. partner-JPN)")] = None,
+) -> None:
+    """Start a local coalition network: a NATS server per partner site (a JetStream cluster, an
+    account per partner, TLS) and every node (gateway, partner, COP per partner), detached.
+    With --restart NAME, start again one node of a running network (it resumes from its snapshot)."""
+    from siap.errors import ConfigError
+    from siap.nodes.up import restart as restart_node
+    from siap.nodes.up import up
+    from siap.pipeline import default_policy_name
+
+    if restart is not None:
+        rec = restart_node(run_dir, restart)
+        out.print(f"{rec.name}: restarted, PID {rec.pid}", markup=False, highlight=False)
+        return
+    if policy is None:
+        policy = default_policy_name(Path(scenario).stem if Path(scenario).exists() else scenario)
+        if policy is None:
+            raise ConfigError(f"{scenario}: (scenario): no built-in policy of that name; pass --policy FILE")
+    net = up(scenario, policy, run_dir, speed=speed)
+    out.print(f"network up in {net.dir} (run {net.run}); stop it with: siap down --dir {run_dir}")
+    for p in net.partners:
+        site = next(s for s in net.sites if s.partner == p)
+        cop = f"COP http://127.0.0.1:{net.cop_ports[p]}/  token {net.tokens[p]}" if p in net.cop_ports else ""
+        out.print(f"  {p}: NATS {site.url}  {cop}", markup=False, highlight=False)
+
+
+@app.command("down")
+def down_cmd(
+    run_dir: Annotated[Path, typer.Option("--dir", help="the directory given to 'siap up'")] = Path("run"),
+) -> None:
+    """Stop exactly the processes 'siap up' started in --dir (nodes, then servers)."""
+    from siap.nodes.up import down
+
+    for name, outcome in down(run_dir):
+        out.print(f"{name}: {outcome}", markup=False, highlight=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning user errors into one line and an exit code.
 

@@ -119,6 +119,13 @@ class NatsBus:
         Server redelivery delay of an unacknowledged message.
     name:
         Client connection name (shown by the server's monitoring).
+    user, password:
+        Credentials of the connection (a partner's account user on an isolated network).
+    tls_ca_file:
+        Verify the server's TLS certificate against this CA (PEM); use a ``tls://`` URL.
+    placement_tags, replicas:
+        Where a newly created stream lives in a cluster (server tags, e.g. ``site:JPN``) and
+        how many servers hold a copy of it.
     """
 
     def __init__(
@@ -139,6 +146,11 @@ class NatsBus:
         deliver_new: bool = True,
         ack_wait_s: float = 30.0,
         name: str | None = None,
+        user: str | None = None,
+        password: str | None = None,
+        tls_ca_file: str | None = None,
+        placement_tags: Iterable[str] = (),
+        replicas: int = 1,
     ) -> None:
         try:
             import nats  # noqa: F401  (nats-py; imported lazily so siap.transport stays light)
@@ -159,6 +171,11 @@ class NatsBus:
         self.deliver_new = bool(deliver_new)
         self.ack_wait_s = float(ack_wait_s)
         self.name = name or f"siap-{uuid.uuid4().hex[:8]}"
+        self.user = user
+        self.password = password
+        self.tls_ca_file = tls_ca_file
+        self.placement_tags = list(placement_tags)
+        self.replicas = int(replicas)
 
         self.published: Counter[str] = Counter()  # publish calls acknowledged by the stream
         self.delivered: Counter[str] = Counter()  # messages handed out by drain
@@ -230,6 +247,23 @@ class NatsBus:
         out = self._run(self._drain(self._subs[subject], float(wait_s), int(min_messages)))
         self.delivered[subject] += len(out)
         return out
+
+    def position(self, subject: str) -> int:
+        """The stream sequence of the last message :meth:`drain` handed out on ``subject``
+        (0 before any); a node's snapshot records it to :meth:`rewind` to after a restart."""
+        sub = self._subs.get(subject)
+        return 0 if sub is None else sub.last_seq
+
+    def rewind(self, subject: str, after_seq: int) -> None:
+        """Deliver ``subject`` again from just after stream sequence ``after_seq``, whatever
+        was acknowledged since (a node restored from a snapshot taken at ``after_seq`` re-reads
+        what it had drained but not yet applied)."""
+        self._check_open()
+        if subject not in self._subs:
+            self._run(self._subscribe(subject))
+        sub = self._subs[subject]
+        sub.last_seq = int(after_seq)
+        self._run(self._reset(sub, from_last=True))
 
     def pending(self, subject: str) -> int:
         """Messages stored on ``subject`` not yet delivered to its consumer."""
@@ -312,8 +346,16 @@ class NatsBus:
         async def on_error(exc: Exception) -> None:
             log.debug("NATS %s: %s", self.url, exc)
 
+        extra: dict[str, Any] = {}
+        if self.user is not None:
+            extra.update(user=self.user, password=self.password)
+        if self.tls_ca_file is not None:
+            import ssl
+
+            extra["tls"] = ssl.create_default_context(cafile=self.tls_ca_file)
         connect = nats.connect(
             servers=[self.url],
+            **extra,
             name=self.name,
             connect_timeout=self.connect_timeout_s,
             allow_reconnect=True,
@@ -347,6 +389,8 @@ class NatsBus:
                 duplicate_window=self.duplicate_window_s,
                 max_age=self.max_age_s,
                 max_bytes=self.max_bytes,
+                num_replicas=self.replicas,
+                placement=api.Placement(tags=self.placement_tags) if self.placement_tags else None,
             )
             await self._js.add_stream(cfg)
             return
@@ -472,7 +516,7 @@ class NatsBus:
             except NotFoundError:
                 pass
 
-    async def _reset(self, sub: _Sub) -> None:
+    async def _reset(self, sub: _Sub, from_last: bool = False) -> None:
         """Re-position the consumer just after what this bus has handed out (after a reconnect).
 
         A fetch reply lost while the connection was down leaves messages "delivered, unacked" on
@@ -489,7 +533,7 @@ class NatsBus:
                 await self._js.delete_consumer(self.stream, sub.durable)
             except NotFoundError:
                 pass
-            start = max(sub.last_seq, floor) + 1
+            start = (sub.last_seq if from_last else max(sub.last_seq, floor)) + 1
             try:
                 await sub.psub.unsubscribe()
             except Exception as exc:
