@@ -217,6 +217,10 @@ def test_scenario_over_asterix_and_beast_through_the_runtime_to_cat062_and_cot(s
     assert len(received_udp) == len(on_wire)
     n_aircraft = len(np.unique(beast_plots["mode_s_address"]))
     assert len(received_beast) == len(beast_plots) - n_aircraft  # CPR: each aircraft's first report waits for a pair
+    decoded = modes.ModeSDecoder(receiver).decode(frames).plots  # the same frames decoded in process
+    np.testing.assert_allclose(received_beast["time_s"], decoded["time_s"], atol=1e-6, rtol=0)
+    np.testing.assert_array_equal(received_beast["lat_deg"], decoded["lat_deg"])
+    np.testing.assert_array_equal(received_beast["lon_deg"], decoded["lon_deg"])
     assert result.plots["released"] == len(received_udp) + len(received_beast) + len(local)
 
     # 1. the live path adds nothing: the same plots in process give the same pictures, bit for bit
