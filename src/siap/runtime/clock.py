@@ -90,16 +90,13 @@ class Clock:
             self._cond.notify_all()
 
     def wait_until(self, time_s: float) -> bool:
-        """Block until the clock reaches ``time_s``: True; False if interrupted meanwhile
-        (seek, stop). A paused clock holds its time: events at or before it are still due (a
-        seek while paused fast-forwards to the new time), later ones wait for :meth:`resume`."""
+        """Block until the clock reaches ``time_s`` (and is not paused): True; False if
+        interrupted meanwhile (seek, stop)."""
         with self._cond:
             mark = self._interrupts
             while True:
                 if self._interrupts != mark:
                     return False
-                if self._paused and self._get() >= time_s:
-                    return True
                 if not self._paused:
                     now = self._get()
                     if now >= time_s:

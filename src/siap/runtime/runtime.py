@@ -425,6 +425,7 @@ class Runtime:
 
     def _loop(self, until: float) -> None:
         n_progress = 0
+        forward_to = -math.inf  # a seek's target: steps up to it run at once, paused or not
         while not self._stop:
             with self._lock:
                 target, self._seek_to = self._seek_to, None
@@ -434,6 +435,7 @@ class Runtime:
                     self._restart()
                     self.sinks.seek(target)
                 self.clock.seek(target)  # every step up to target is now due: fast-forward
+                forward_to = target
             t = min(self._due.values(), default=math.inf)
             if t > until or not math.isfinite(t):
                 if self.hold_at_end and self.end_s is not None and until >= self.end_s:
@@ -441,9 +443,11 @@ class Runtime:
                     self.clock.wait_until(math.inf)
                     continue
                 break
-            if not self.clock.wait_until(t):
+            if t <= forward_to:
+                pass  # fast-forward after a seek (also while paused: the picture at the target shows)
+            elif not self.clock.wait_until(t):
                 continue  # interrupted: a seek or a stop
-            if self.clock.realtime:
+            elif self.clock.realtime:
                 self.max_lag_s = max(self.max_lag_s, self.clock.now() - t)
             self._step(t)
             n_progress += 1
