@@ -458,8 +458,14 @@ class _Outputs:
                 sink = Cat062Sink(who, sac=sac, sic=sic, path=dest)
             except OSError as exc:
                 raise InputError(f"--cat062 {spec!r}: cannot write {dest} ({exc.strerror or exc})") from None
-        self.closers.append(sink.close)
-        live.add_sink(OnePartner(sink, who), queue_size=8)
+        queued = live.add_sink(OnePartner(sink, who), queue_size=8)
+
+        def close() -> None:  # what is queued is written before the file or socket closes
+            if not queued.flush(30.0):
+                console.print(f"siap: warning: --cat062 {spec}: pictures still queued after 30 s were not sent", markup=False)
+            sink.close()
+
+        self.closers.append(close)
         self.lines.append(f"CAT062 {who} (SAC/SIC {sac}/{sic}) -> {dest}")
 
     def _cot(self, live, spec: str, partners: list[str]) -> None:
