@@ -1,6 +1,8 @@
 """ASTERIX out and round trips: CAT062/CAT065 written by siap decode back with libasterix to the
 same tracks (to the encoding's resolution); CAT048/CAT021 written from a simulated scenario's
-plots read back (from a file and over UDP loopback) as the same plots."""
+plots read back (from a file and over UDP loopback) as the same plots. The end-to-end path
+(scenario -> CAT048/CAT021 over UDP -> the live runtime -> CAT062 over UDP) is
+tests/test_runtime_end_to_end.py."""
 
 from __future__ import annotations
 
@@ -343,57 +345,6 @@ def test_live_udp_takes_the_day_from_the_receive_time(scenario_plots):
     g = np.concatenate(got)
     assert len(g) == len(ad)
     np.testing.assert_allclose(g["time_s"], ad["time_s"], atol=1 / 256 + 1e-6, rtol=0)
-
-
-@pytest.mark.slow
-def test_end_to_end_udp_feed_tracker_cat062(scenario_plots):
-    """Scenario -> CAT048 + CAT021 over UDP loopback -> siap plots -> tracker -> CAT062 over
-    UDP -> libasterix: the tracks equal the picture of a tracker fed the original plots in
-    process, to the tracker's own noise (same tracks, positions within 100 m)."""
-    from siap.tracking import Tracker, TrackerConfig
-
-    plots, sites, date = scenario_plots
-    src = AsterixUdpSource(sites, 0, date=date, batch_s=0.2, idle_timeout_s=1.5)
-    batches: list[np.ndarray] = []
-    th = threading.Thread(target=lambda: batches.extend(src))
-    th.start()
-    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sec = np.floor(plots["time_s"])
-    for s in np.unique(sec):  # one second of feed after another, as a live feed sends it
-        p = plots[sec == s]
-        r2, ad = p[p["kind"] == MeasurementKind.RADAR_2D], p[p["kind"] == MeasurementKind.ADSB]
-        for d in encode_cat048(plots_to_cat048(r2, sites)) + encode_cat021(plots_to_cat021(ad, sites)):
-            tx.sendto(d, ("127.0.0.1", src.port))
-        time.sleep(0.002)
-    tx.close()
-    th.join(timeout=60)
-    received = np.concatenate(batches)
-    assert len(received) == len(plots)
-
-    cfg = TrackerConfig(origin_lat_deg=34.8, origin_lon_deg=135.0)
-    t_end = float(plots["time_s"].max())
-    in_process, over_udp = Tracker(cfg), Tracker(cfg)
-    in_process.process(plots)
-    for b in batches:
-        over_udp.process(b)
-    want, got_tracks = in_process.snapshot(t_end), over_udp.snapshot(t_end)
-    assert len(want) > 3 and len(got_tracks) == len(want)
-
-    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx.bind(("127.0.0.1", 0))
-    rx.settimeout(2.0)
-    with Cat062Sink("USA", sac=1, sic=2, udp=rx.getsockname()) as sink:
-        sink.on_picture(Picture("USA", t_end, got_tracks))
-        n_blocks = sink.writer.blocks_sent
-    recs = _libasterix_records(b"".join(rx.recv(65535) for _ in range(n_blocks)))[62]
-    rx.close()
-    lat = np.array([_q(r.get_item("105").variation.get_item("LAT")) for r in recs])
-    lon = np.array([_q(r.get_item("105").variation.get_item("LON")) for r in recs])
-    sent = geo.geodetic_to_ecef(lat, lon, got_tracks["alt_m"])
-    ref = want["pos_ecef_m"]
-    d = np.linalg.norm(sent[:, None, :] - ref[None, :, :], axis=2)
-    assert np.all(d.min(axis=1) < 100.0)
-    assert np.all(d.min(axis=0) < 100.0)
 
 
 def test_file_source_is_restartable(tmp_path, scenario_plots):

@@ -1,11 +1,9 @@
 """Simulated ADS-B plots -> Mode S frames (siap.formats.modes_encode), checked by pyModeS and
-by decoding them back; and end to end: simulated scenario -> Beast over TCP loopback -> siap
-decode -> tracker -> picture -> CoT over UDP loopback -> the same tracks as in process."""
+by decoding them back. The end-to-end path (simulated scenario -> Beast over TCP loopback ->
+the live runtime -> CoT over UDP loopback) is tests/test_runtime_end_to_end.py."""
 
 from __future__ import annotations
 
-import socket
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +11,8 @@ import pytest
 from pyproj import Geod
 
 from siap import records
-from siap.formats import cot, modes
+from siap.formats import modes
 from siap.formats.modes import encode as modes_encode
-from siap.picture import Picture
 
 DATA = Path(__file__).parent / "data"
 GEOD = Geod(ellps="WGS84")
@@ -82,58 +79,3 @@ def test_simulated_plots_round_trip_through_mode_s(adsb):
         assert p["callsign"] == q["callsign"] and p["mode_3a"] == q["mode_3a"]
         assert p["cov"][0, 0] >= q["cov"][0, 0]  # the type code's bound covers the plot's accuracy
     assert set(out["sensor_id"]) == {rx.receiver_id}
-
-
-def test_end_to_end_beast_tcp_to_cot_udp(adsb):
-    from siap.tracking import Tracker, TrackerConfig
-
-    plots, rx = adsb
-    frames = modes_encode.encode_adsb_plots(plots)
-    t0 = float(frames.time_s[0])
-    ticks = ((frames.time_s - t0) * 12e6).round().astype(np.int64)
-    beast = modes.encode_beast(frames.msg, frames.length, ticks, frames.signal)
-
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(1)
-
-    def serve():
-        conn, _ = server.accept()
-        with conn:
-            for i in range(0, len(beast), 4096):
-                conn.sendall(beast[i : i + 4096])
-
-    th = threading.Thread(target=serve)
-    th.start()
-    received = records.concatenate(list(modes.beast_tcp_source("127.0.0.1", server.getsockname()[1], rx,
-                                                               timeout_s=5.0, start_time_s=t0)))
-    th.join()
-    server.close()
-    in_process = modes.ModeSDecoder(rx).decode(frames).plots
-    assert len(received) == len(in_process)
-    assert np.allclose(received["time_s"], in_process["time_s"], atol=1e-6)
-
-    cfg = TrackerConfig(origin_lat_deg=rx.lat_deg, origin_lon_deg=rx.lon_deg)
-    t_pic = float(in_process["time_s"][-1])
-    pictures = []
-    for batch in (received, in_process):
-        trk = Tracker(cfg)
-        trk.process(batch)
-        pictures.append(Picture(rx.partner, t_pic, trk.snapshot(t_pic), "own"))
-    assert len(pictures[1]) >= 3
-
-    rx_sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    rx_sock.bind(("127.0.0.1", 0))
-    rx_sock.settimeout(5.0)
-    with cot.CotUdpSink("127.0.0.1", rx_sock.getsockname()[1]) as sink:
-        sink.on_picture(pictures[0])
-        assert sink.flush()
-        events = [cot.parse_cot(rx_sock.recv(65536))[0] for _ in range(len(pictures[0].confirmed()))]
-    rx_sock.close()
-    ref = pictures[1].confirmed().tracks
-    assert len(events) == len(ref)
-    for e, t in zip(events, ref, strict=True):
-        assert e["uid"] == f"siap.{rx.partner}.{t['track_id']}"
-        assert e["lat"] == pytest.approx(t["lat_deg"], abs=1e-6) and e["lon"] == pytest.approx(t["lon_deg"], abs=1e-6)
-        assert e["hae"] == pytest.approx(t["alt_m"], abs=0.1)
-        assert e["callsign"] == (t["callsign"].strip() or f"{rx.partner}{t['track_id']}")

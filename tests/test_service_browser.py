@@ -140,6 +140,45 @@ def test_cop_shows_the_partner_picture_and_enforces_releasability(browser, tmp_p
     assert not errors, errors
 
 
+def test_cop_on_the_live_runtime_pauses_seeks_and_sets_speed(browser, tmp_path):
+    """The COP served over the live runtime (what `siap serve SCENARIO` runs): its tracks are
+    the API's, and its time controls drive the runtime's clock (pause, seek back: the run
+    restarts and fast-forwards, speed, resume)."""
+    from siap.runtime import ReplayClock, Runtime
+    from siap.scenario import load_scenario
+
+    sc = load_scenario("pacific").model_copy(update={"duration_s": 60.0})
+    rt = Runtime.from_scenario(sc, clock=ReplayClock(speed=2.0), hold_at_end=True)
+    cfg = ServiceConfig.generate(rt.partners, audit_log=tmp_path / "audit.jsonl")
+    admin = cfg.admin_tokens[0]
+    errors: list[str] = []
+    with ServerThread(create_app(rt, cfg)) as srv:
+        page = open_cop(browser, srv.url, admin, errors)
+        partner = page.evaluate("window.cop.partner")
+        page.click("#btn-pause")
+        wait_for(lambda: rt.paused, what="pause through the COP")
+        # seek back through the COP's time slider: the runtime restarts and fast-forwards
+        target = sc.start_time_s + 20.0
+        page.eval_on_selector("#seek", "(e, v) => { e.value = v; e.dispatchEvent(new Event('change')); }", target)
+        wait_for(lambda: (p := rt.picture(partner)) is not None and p.time_s == target, timeout_s=120, what="the seek")
+        want = wait_for(lambda: (w := api(srv.url, f"/api/v1/partners/{partner}/tracks", admin))["time_s"] == target and w,
+                        what="the picture at the seek time")
+        assert want["tracks"]
+        page.wait_for_function(f"window.cop.seq === {want['seq']}", timeout=30_000)
+        page.wait_for_function(f"window.cop.shownCount() === {len(want['tracks'])}", timeout=30_000)
+        assert set(page.evaluate("[...window.cop.tracks.keys()]")) == {t["id"] for t in want["tracks"]}
+        assert rt.paused and rt.now_s == target
+        page.select_option("#speed", "5")
+        wait_for(lambda: rt.speed == 5.0, what="speed through the COP")
+        page.click("#btn-pause")  # paused: the button resumes
+        wait_for(lambda: not rt.paused, what="resume through the COP")
+        wait_for(lambda: rt.picture(partner).time_s > target, what="the runtime moving on")
+        page.wait_for_timeout(1500)
+        page.screenshot(path=str(OUT / "cop-runtime.png"))
+    assert rt.error is None
+    assert not errors, errors
+
+
 def test_partner_token_sees_only_its_own_picture(browser, tmp_path):
     coal, policy, sim = coalition_run()
     source = PictureReplayer.from_coalition(coal, policy, sensors=sim.sensors, truth=sim.truth)

@@ -75,10 +75,28 @@ def test_serve_a_scenario_prints_generated_tokens(tmp_path):
     try:
         wait_for(lambda: ready(url) or proc.poll() is not None, timeout_s=300, what="siap serve to be ready")
         assert proc.poll() is None
+        # the live runtime behind it takes the exercise clock's controls
+        head = []
+        for line in proc.stdout:  # the token lines come before "serving"
+            head.append(line)
+            if line.strip().startswith("admin"):
+                break
+        token = head[-1].split("#token=")[1].strip()
+        admin = {"Authorization": f"Bearer {token}"}
+        clock = httpx.post(url + "/api/v1/clock/pause", headers=admin).json()
+        assert clock["paused"] and clock["speed"] == 1.0 and clock["end_s"] - clock["start_s"] == 20
+        assert httpx.post(url + "/api/v1/clock/speed", headers=admin, json={"speed": 0}).status_code == 422
+        assert httpx.post(url + "/api/v1/clock/speed", headers=admin, json={"speed": 3}).json()["speed"] == 3
+        target = clock["start_s"] + 5
+        assert httpx.post(url + "/api/v1/clock/seek", headers=admin, json={"time_s": target}).status_code == 200
+        wait_for(lambda: httpx.get(url + "/api/v1/partners/JPN/tracks", headers=admin).json()["time_s"] == target,
+                 timeout_s=60, what="the picture at the seek time")
+        assert httpx.post(url + "/api/v1/clock/resume", headers=admin).json()["paused"] is False
+        wait_for(lambda: httpx.get(url + "/api/v1/partners/JPN/tracks", headers=admin).json()["time_s"] > target,
+                 what="the runtime moving on")
     finally:
         out, err = stop(proc)
-    assert "tokens generated for this run only" in out
-    token = next(line.split("#token=")[1] for line in out.splitlines() if line.strip().startswith("admin"))
+    assert "tokens generated for this run only" in "".join(head)
     assert len(token) >= 16
 
 

@@ -219,3 +219,4 @@ def test_encoded_tracks_are_json_and_consistent():
     assert display_number(key) == "JPN-1042"
     assert display_number(ctn_with_generation(key, 1)) == "JPN-1042.1"
     assert display_number(int(local_key("US", 7)[0])) == "US-7"
+    assert display_number(int(local_key("JPN", (1 << 32) | 62)[0])) == "JPN-1:62"  # source group 1

@@ -129,23 +129,17 @@ def demo(
     port: Annotated[int, typer.Option(help="port of the live picture (with --serve)")] = 8600,
 ) -> None:
     """Run the main job: simulate, track (coalition mode by default), evaluate, write the report;
-    then (coalition mode, on a terminal or with --serve) replay the partners' pictures live."""
+    then (coalition mode, on a terminal or with --serve) serve the live picture: the same
+    simulation played into the live runtime at real time."""
     result = _run_main_job(scenario, out_dir, mode, policy, seed, duration_s, eval_step_s, registration, nats_url)
     if serve is None:
         serve = sys.stdout.isatty()
     if serve and result.mode == "coalition":
-        from siap.service.live import load_recording, save_recording
-
-        coal = result.coalition
-        policy_ref = policy if policy is not None else result.scenario_name
-        if Path(str(policy_ref)).is_file():
-            policy_ref = str(Path(policy_ref).resolve())
-        folder = save_recording(
-            out_dir / "recording", coal.coalition, policy_ref,
-            sensors=result.simulation.sensors, truth=result.simulation.truth, times=coal.times,
-        )
-        out.print(f"recording: {folder} (replay it with: siap serve {folder})")
-        _serve(load_recording(folder), None, "127.0.0.1", port)
+        if not 0 < port < 65536:
+            raise InputError(f"--port {port}: expected a port 1..65535")
+        sc = _scenario(scenario, seed, duration_s)
+        live = _scenario_runtime(sc, policy, 1.0, 1.0, simulation=result.simulation)
+        _serve(live, None, "127.0.0.1", port)
 
 
 @app.command()
@@ -245,70 +239,346 @@ def _print_summary(summary: dict) -> None:
     out.print(f"messages: {summary['messages']}; rejected: {rejected or 'none'}")
 
 
+# --- live picture: siap serve, siap replay, and their inputs and outputs ----------------------
+# (the runtime on a replay clock; sinks through Runtime.add_sink; docs/service.md, formats.md)
+
+Cat062Opt = Annotated[
+    list[str] | None,
+    typer.Option("--cat062", help="PARTNER=FILE or PARTNER=udp://HOST:PORT: that partner's picture as CAT062/CAT065 (repeat per partner)"),
+]
+CotOpt = Annotated[
+    list[str] | None,
+    typer.Option("--cot", help="PARTNER=udp://HOST:PORT or PARTNER=tcp://HOST:PORT: that partner's picture as Cursor-on-Target (repeat)"),
+]
+RecordOpt = Annotated[Path | None, typer.Option("--record", help="record plots and every picture to this folder (Parquet)")]
+SacOpt = Annotated[int, typer.Option("--sac", min=0, max=255, help="CAT062 system area code (SIC: the partner's place in the policy, from 1)")]
+
+
 @app.command()
 def serve(
-    source: Annotated[str, typer.Argument(help="built-in scenario name, scenario YAML, or a recording folder")],
+    source: Annotated[str, typer.Argument(help="built-in scenario name, scenario YAML, a siap recording (folder or .parquet), or a picture recording of siap demo")],
     policy: Annotated[str | None, typer.Option(help="releasability policy: built-in name or YAML file")] = None,
-    speed: Annotated[float, typer.Option(help="picture seconds per wall second")] = 1.0,
+    speed: Annotated[float, typer.Option(help="picture seconds per wall second (1: real time)")] = 1.0,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8600,
     config: Annotated[Path | None, typer.Option(help="service configuration YAML (tokens; default: random tokens, printed)")] = None,
     seed: Annotated[int | None, typer.Option(help="override the scenario's seed")] = None,
     duration_s: Annotated[float | None, typer.Option(help="override the scenario's duration (s)")] = None,
-    update_s: Annotated[float, typer.Option(help="picture update period of a scenario run (s)")] = 5.0,
+    update_s: Annotated[float, typer.Option(help="partner update period (s)")] = 1.0,
+    cat062: Cat062Opt = None,
+    cot: CotOpt = None,
+    record: RecordOpt = None,
+    sac: SacOpt = 0,
 ) -> None:
-    """Serve a live per-partner air picture (HTTP/WebSocket API and the web COP)."""
-    if not 0 < speed <= 10_000:
-        raise typer.BadParameter("expected a number in (0, 10000]", param_hint="--speed")
-    if not 0 < port < 65536:
-        raise typer.BadParameter("expected a port 1..65535", param_hint="--port")
-    if update_s <= 0:
-        raise typer.BadParameter("must be > 0", param_hint="--update-s")
-    cfg = None
-    if config is not None:
-        from siap.service.config import load_service_config
-
-        cfg = load_service_config(config)
+    """Serve a live per-partner air picture (HTTP/WebSocket API and the web COP): a scenario
+    or a recording runs in the live runtime at --speed x real time."""
+    _check_live_options(speed, port, update_s)
+    cfg = _service_config(config)
     live = _live_source_for(source, policy, speed, seed, duration_s, update_s)
-    _serve(live, cfg, host, port)
+    with _Outputs(live, cat062, cot, record, sac) as outputs:
+        _serve(live, cfg, host, port)
+    outputs.report()
+
+
+@app.command()
+def replay(
+    input_path: Annotated[Path, typer.Argument(metavar="INPUT", help="siap recording (folder or plots .parquet), ASTERIX file or pcap, or Mode S file (.bin Beast, .avr, .jsonl[.gz])")],
+    policy: Annotated[str | None, typer.Option(help="releasability policy: built-in name or YAML file (default: a recording's own)")] = None,
+    speed: Annotated[float, typer.Option(help="picture seconds per wall second (1: real time)")] = 1.0,
+    update_s: Annotated[float, typer.Option(help="partner update period (s)")] = 1.0,
+    sites: Annotated[Path | None, typer.Option(help="ASTERIX: sites YAML (SAC/SIC -> sensor id, partner, position)")] = None,
+    date: Annotated[str | None, typer.Option(help="ASTERIX raw file: UTC date of its first record, YYYY-MM-DD")] = None,
+    receiver: Annotated[str, typer.Option(help="Mode S: receiver position LAT,LON[,ALT] (deg, deg, m)")] = "",
+    receiver_id: Annotated[str, typer.Option(help="Mode S: sensor id of the receiver (declared in the policy)")] = "adsb-1",
+    partner: Annotated[str, typer.Option(help="Mode S: the receiver's partner (ISO 3166 alpha-3)")] = "",
+    start_time: Annotated[str | None, typer.Option(help="Mode S: Unix time or ISO 8601 of the first 12 MHz timestamp (default: the file's modification time)")] = None,
+    serve_cop: Annotated[bool, typer.Option("--serve/--no-serve", help="serve the COP while replaying (runs until Ctrl-C)")] = False,
+    host: Annotated[str, typer.Option(help="with --serve: address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="with --serve: port to listen on")] = 8600,
+    config: Annotated[Path | None, typer.Option(help="with --serve: service configuration YAML")] = None,
+    cat062: Cat062Opt = None,
+    cot: CotOpt = None,
+    record: RecordOpt = None,
+    sac: SacOpt = 0,
+) -> None:
+    """Play a recording into the live runtime at real time or x--speed: partner nodes under
+    the policy track, share and fuse it; the pictures go to the COP, CAT062, CoT, a recording."""
+    _check_live_options(speed, port, update_s)
+    cfg = _service_config(config) if serve_cop else None
+    rc = None
+    if receiver:
+        from siap.formats import modes
+
+        lat, lon, alt = _parse_receiver(receiver)
+        if len(partner) > 3 or len(receiver_id) > 16:
+            raise InputError("--partner: at most 3 letters; --receiver-id: at most 16 characters")
+        rc = modes.ReceiverConfig(receiver_id=receiver_id, partner=partner, lat_deg=lat, lon_deg=lon, alt_m=alt)
+    rt, opened = _replay_runtime(input_path, policy, speed, update_s, sites=_asterix_sites(sites) if sites else None,
+                                 receiver=rc, date=date, start_time_s=_parse_time(start_time), hold_at_end=serve_cop)
+    out.print(f"{input_path}: {opened.n_plots} plots of {', '.join(opened.sensor_ids)} over "
+              f"{opened.last_s - opened.first_s:.1f} s; replaying at x{speed:g} under policy {rt.policy.name}", soft_wrap=True)
+    with _Outputs(rt, cat062, cot, record, sac) as outputs:
+        if serve_cop:
+            _serve(rt, cfg, host, port)
+        else:
+            try:
+                rt.run()
+            finally:
+                rt.close()
+    res = rt.result
+    if res is not None:
+        out.print(f"updates {sum(res.updates.values())}, plots released {res.plots.get('released', 0)}, "
+                  f"dropped {sum(v for k, v in res.plots.items() if k.startswith('dropped'))}, "
+                  f"messages {res.messages['published']}, rejected {sum(sum(r.values()) for r in res.rejected.values())}")
+    outputs.report()
+
+
+def _check_live_options(speed: float, port: int, update_s: float) -> None:
+    if not 0 < speed <= 10_000:
+        raise InputError(f"--speed {speed:g}: expected a number in (0, 10000]")
+    if not 0 < port < 65536:
+        raise InputError(f"--port {port}: expected a port 1..65535")
+    if not 0 < update_s <= 3600:
+        raise InputError(f"--update-s {update_s:g}: expected a number of seconds in (0, 3600]")
+
+
+def _service_config(config: Path | None):
+    if config is None:
+        return None
+    from siap.service.config import load_service_config
+
+    return load_service_config(config)
+
+
+def _load_policy_or_default(policy: str | None, scenario_name: str | None, what: str):
+    from siap.pipeline import default_policy_name
+    from siap.sharing.policy import load_policy
+
+    name = policy or (default_policy_name(scenario_name) if scenario_name else None)
+    if name is None:
+        raise InputError(f"{what}: no built-in policy for it; pass --policy FILE")
+    return load_policy(name)
+
+
+def _replay_runtime(path: Path, policy: str | None, speed: float, update_s: float, *, sites=None, receiver=None,
+                    date=None, start_time_s=None, hold_at_end: bool = True):
+    """The runtime replaying a recording (plots Parquet, ASTERIX, Mode S) on a replay clock:
+    (runtime, the opened input)."""
+    import math
+
+    from siap.pipeline import tracker_config_for
+    from siap.runtime import ReplayClock, Runtime, open_replay_input
+    from siap.tracking import TrackerConfig
+
+    opened = open_replay_input(path, sites=sites, receiver=receiver, date=date, start_time_s=start_time_s)
+    scenario_name = opened.metadata.get("scenario")
+    pol = _load_policy_or_default(policy or opened.metadata.get("policy"), scenario_name, str(path))
+    undeclared = [s for s in opened.sensor_ids if pol.owner_or_none(s) is None]
+    if undeclared:
+        raise InputError(f"{path}: sensor {undeclared[0]!r} is not declared in policy {pol.name} "
+                         f"(declared: {', '.join(pol.sensors)})")
+    meta = opened.metadata
+    if scenario_name:
+        from siap.scenario import load_scenario
+
+        try:
+            cfg = tracker_config_for(load_scenario(scenario_name))
+        except Exception:  # noqa: BLE001 - a recording of a scenario file no longer here
+            cfg = None
+    else:
+        cfg = None
+    if cfg is None:
+        if "origin_lat_deg" in meta:
+            lat, lon = float(meta["origin_lat_deg"]), float(meta["origin_lon_deg"])
+        elif opened.sensors:
+            lat = float(np.mean([s.lat_deg for s in opened.sensors]))
+            lon = float(np.mean([s.lon_deg for s in opened.sensors]))
+        else:
+            raise InputError(f"{path}: no origin known for the trackers (no sites with positions, no recording metadata)")
+        cfg = TrackerConfig(origin_lat_deg=lat, origin_lon_deg=lon)
+    start = math.floor(opened.first_s)
+    end = opened.last_s + update_s
+    rt = Runtime(pol, [opened.source], sensor_ids=list(pol.sensors), tracker_config=cfg,
+                 clock=ReplayClock(speed=speed), update_period_s=update_s, start_s=start, end_s=end,
+                 sensors=opened.sensors, truth=opened.truth, hold_at_end=hold_at_end)
+    return rt, opened
 
 
 def _live_source_for(source: str, policy: str | None, speed: float, seed: int | None = None,
-                     duration_s: float | None = None, update_s: float = 5.0):
-    """The live picture source that ``siap serve`` runs: a recording folder is replayed; a
-    scenario is simulated and run as a coalition, and its partners' pictures replayed.
-    (The one place to swap in ``siap.runtime.Runtime`` for a scenario.)"""
-    from siap.service.live import PictureReplayer, load_recording
+                     duration_s: float | None = None, update_s: float = 1.0):
+    """What ``siap serve`` runs: a picture recording folder of ``siap demo`` (manifest.json)
+    is replayed picture by picture; a siap recording (recording.json or .parquet plots) is
+    played into the live runtime; a scenario is simulated and its plots released into the
+    live runtime (:class:`siap.runtime.Runtime` on a :class:`~siap.runtime.ReplayClock` at
+    ``speed``; at the end it holds the last picture, and the COP can seek back)."""
+    from siap.service.live import load_recording
 
     path = Path(source)
-    if path.is_dir():
+    if path.is_dir() and (path / "manifest.json").exists() and not (path / "recording.json").exists():
         return load_recording(path, policy, speed=speed)
-    from siap.coalition import run_coalition
-    from siap.pipeline import default_policy_name, evaluation_times, tracker_config_for
+    if path.is_dir() or path.suffix == ".parquet":
+        rt, _ = _replay_runtime(path, policy, speed, update_s)
+        return rt
+    return _scenario_runtime(_scenario(source, seed, duration_s), policy, speed, update_s)
+
+
+def _scenario(source: str, seed: int | None, duration_s: float | None):
     from siap.scenario import load_scenario
-    from siap.sharing.policy import load_policy
-    from siap.simulation import simulate
 
     sc = load_scenario(source, seed=seed)
     if duration_s is not None:
         if duration_s <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--duration-s")
+            raise InputError(f"--duration-s {duration_s:g}: expected a number > 0")
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
-    policy = policy or default_policy_name(sc.name)
-    if policy is None:
-        raise InputError(f"scenario {sc.name}: no built-in policy of that name; pass --policy FILE")
-    pol = load_policy(policy)
-    with _progress() as progress:
-        bars = _Bars(progress)
-        sim = simulate(sc, progress=bars)
-        times = evaluation_times(sim.truth, update_s)
-        coal = run_coalition(
-            sim.plots, pol, times,
-            origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
-            sensor_ids=[s.id for s in sim.sensors], tracker_config=tracker_config_for(sc),
-            centralised=False, registration=True, progress=bars,
-        )
-    return PictureReplayer.from_coalition(coal, pol, sensors=sim.sensors, truth=sim.truth, speed=speed)
+    return sc
+
+
+def _scenario_runtime(sc, policy: str | None, speed: float, update_s: float, simulation=None):
+    """The live runtime over a scenario on a replay clock at ``speed`` (simulated first unless
+    ``simulation`` is given), holding its last picture at the end."""
+    from siap.runtime import ReplayClock, Runtime
+
+    pol = _load_policy_or_default(policy, sc.name, f"scenario {sc.name}")
+    if simulation is None:
+        from siap.simulation import simulate
+
+        with _progress() as progress:
+            simulation = simulate(sc, progress=_Bars(progress))
+    return Runtime.from_scenario(sc, pol, clock=ReplayClock(speed=speed), update_period_s=update_s,
+                                 simulation=simulation, hold_at_end=True)
+
+
+class _Outputs:
+    """The optional outputs of a live run, attached to its runtime as sinks: CAT062 per
+    partner (file or UDP), CoT per partner (UDP or TCP), a recording. Closed on exit."""
+
+    def __init__(self, live, cat062: list[str] | None, cot: list[str] | None, record: Path | None, sac: int) -> None:
+        self.closers: list = []
+        self.lines: list[str] = []
+        self.recorder = None
+        if (cat062 or cot or record) and not hasattr(live, "clock"):
+            raise InputError("--cat062/--cot/--record: need a live run (a scenario or a plots recording), "
+                             "not a picture recording of siap demo")
+        partners = list(live.partners) if (cat062 or cot) else []
+        try:
+            for spec in cat062 or []:
+                self._cat062(live, spec, partners, sac)
+            for spec in cot or []:
+                self._cot(live, spec, partners)
+            if record is not None:
+                self._record(live, record)
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _split(spec: str, option: str, partners: list[str]) -> tuple[str, str]:
+        who, sep, dest = spec.partition("=")
+        if not sep or not dest:
+            raise InputError(f"{option} {spec!r}: expected PARTNER=DESTINATION")
+        if who not in partners:
+            raise InputError(f"{option} {spec!r}: no partner {who!r} (partners: {', '.join(partners)})")
+        return who, dest
+
+    @staticmethod
+    def _address(spec: str, option: str, dest: str) -> tuple[str, str, int]:
+        scheme, sep, rest = dest.partition("://")
+        host, _, port_text = rest.rpartition(":")
+        try:
+            port = int(port_text)
+        except ValueError:
+            port = 0
+        if not sep or not host or not 0 < port < 65536:
+            raise InputError(f"{option} {spec!r}: expected SCHEME://HOST:PORT (port 1..65535)")
+        return scheme, host, port
+
+    def _cat062(self, live, spec: str, partners: list[str], sac: int) -> None:
+        from siap.formats.asterix import Cat062Sink
+        from siap.runtime import OnePartner
+
+        who, dest = self._split(spec, "--cat062", partners)
+        sic = partners.index(who) + 1
+        if "://" in dest:
+            scheme, host, port = self._address(spec, "--cat062", dest)
+            if scheme != "udp":
+                raise InputError(f"--cat062 {spec!r}: expected udp://HOST:PORT or a file path")
+            sink = Cat062Sink(who, sac=sac, sic=sic, udp=(host, port))
+        else:
+            try:
+                sink = Cat062Sink(who, sac=sac, sic=sic, path=dest)
+            except OSError as exc:
+                raise InputError(f"--cat062 {spec!r}: cannot write {dest} ({exc.strerror or exc})") from None
+        # on the loop thread, not queued: encoding is compiled (100,000 tracks/s) and a file
+        # write or a UDP datagram does not block, so every picture goes out, none is dropped
+        live.add_sink(OnePartner(sink, who))
+        self.closers.append(sink.close)
+        self.lines.append(f"CAT062 {who} (SAC/SIC {sac}/{sic}) -> {dest}")
+
+    def _cot(self, live, spec: str, partners: list[str]) -> None:
+        from siap.formats.cot import CotTcpSink, CotUdpSink
+        from siap.runtime import OnePartner
+
+        who, dest = self._split(spec, "--cot", partners)
+        scheme, host, port = self._address(spec, "--cot", dest)
+        if scheme not in ("udp", "tcp"):
+            raise InputError(f"--cot {spec!r}: expected udp://HOST:PORT or tcp://HOST:PORT")
+        sink = (CotUdpSink if scheme == "udp" else CotTcpSink)(host, port)
+        self.closers.append(sink.close)
+        live.add_sink(OnePartner(sink, who))  # the CoT sinks send on their own thread
+        self.lines.append(f"CoT {who} -> {dest}")
+
+    def _record(self, live, folder: Path) -> None:
+        from siap.formats.recording import Recorder
+
+        tc = live.tracker_config
+        meta = {"policy": live.policy.name, "origin_lat_deg": repr(float(tc.origin_lat_deg)),
+                "origin_lon_deg": repr(float(tc.origin_lon_deg))}
+        try:
+            self.recorder = Recorder(folder, metadata=meta)
+        except OSError as exc:
+            raise InputError(f"--record {folder}: cannot write ({exc.strerror or exc})") from None
+        live.sources = [_PlotTap(s, self.recorder.on_plots) for s in live.sources]
+        if live.truth is not None:
+            self.recorder.on_truth(live.truth)
+        live.add_sink(self.recorder)
+        self.closers.append(self.recorder.close)
+        self.lines.append(f"recording -> {folder}")
+
+    def __enter__(self) -> _Outputs:
+        for line in self.lines:
+            out.print(line, soft_wrap=True)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for close in self.closers:
+            try:
+                close()
+            except Exception as exc:  # noqa: BLE001 - closing the others matters more
+                console.print(f"siap: warning: closing an output failed: {exc}", markup=False)
+        self.closers = []
+
+    def report(self) -> None:
+        if self.recorder is not None and self.recorder.closed:
+            m = self.recorder.close()
+            out.print(f"recorded {m['rows'].get('plots', 0)} plots, {m['pictures']} pictures -> {self.recorder.dir}")
+
+
+class _PlotTap:
+    """A source that hands every batch it yields to ``tap`` too (the recorder's plot stream);
+    restartable when its source is."""
+
+    def __init__(self, source, tap) -> None:
+        self.source = source
+        self.tap = tap
+
+    def __iter__(self):
+        for batch in self.source:
+            if len(batch):
+                self.tap(batch)
+            yield batch
 
 
 def _serve(live, cfg, host: str, port: int) -> None:
@@ -329,6 +599,9 @@ def _serve(live, cfg, host: str, port: int) -> None:
     # per-message deflate off: compressing each ~1 MB frame once per client costs 4x the CPU
     # (bench/bench_service.py measures both)
     uvicorn.run(create_app(live, cfg), host=host, port=port, log_level="warning", ws_per_message_deflate=False)
+
+
+# --- end of live picture commands --------------------------------------------------------------
 
 
 @app.command()

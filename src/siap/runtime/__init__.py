@@ -11,8 +11,9 @@ See docs/runtime.md.
 from .clock import Clock, RealTimeClock, ReplayClock, VirtualClock
 from .groups import GROUP_SHIFT, SourceGroup, group_index, label_plots, source_groups
 from .partner import DEFAULT_SUBJECT_PREFIX, PartnerNode, UpdateSchedule, subject_for
+from .replay import ReplayInput, open_replay_input
 from .runtime import Runtime, RuntimeResult, node_id_for
-from .sinks import PictureRecorder, QueuedSink, SinkSet
+from .sinks import OnePartner, PictureRecorder, QueuedSink, SinkSet
 from .sources import ArraySource, SimulatorSource, ThreadedSource
 
 __all__ = [
@@ -20,11 +21,13 @@ __all__ = [
     "GROUP_SHIFT",
     "ArraySource",
     "Clock",
+    "OnePartner",
     "PartnerNode",
     "PictureRecorder",
     "QueuedSink",
     "RealTimeClock",
     "ReplayClock",
+    "ReplayInput",
     "Runtime",
     "RuntimeResult",
     "SimulatorSource",
@@ -36,6 +39,7 @@ __all__ = [
     "group_index",
     "label_plots",
     "node_id_for",
+    "open_replay_input",
     "source_groups",
     "subject_for",
 ]

@@ -116,6 +116,10 @@ class Runtime:
         Write each hosted partner's audit log ``audit-P.jsonl`` there (and ``trust.yaml``).
     sensors, truth:
         What the service shows: :class:`siap.sensors.base.SensorInfo` list, TRUTH_DTYPE array.
+    hold_at_end:
+        At ``end_s`` pause and keep the thread (and the last pictures) until :meth:`seek` or
+        :meth:`stop`, instead of ending the run: what a served replay wants (the COP can seek
+        back after the end).
     """
 
     def __init__(
@@ -141,6 +145,7 @@ class Runtime:
         sensors: list | None = None,
         truth: np.ndarray | None = None,
         progress: ProgressFn | None = None,
+        hold_at_end: bool = False,
     ) -> None:
         self.policy = policy
         self.all_partners = list(policy.partners)
@@ -164,6 +169,7 @@ class Runtime:
         self.sensors = sensors
         self.truth = truth
         self.progress = progress
+        self.hold_at_end = bool(hold_at_end)
         self._periods = update_period_s
         self._times = update_times
         self.identities = identities or {p: NodeIdentity.generate(node_id_for(p), p) for p in self.partners}
@@ -256,7 +262,9 @@ class Runtime:
     def now_s(self) -> float:
         """The clock's time (before the run: its start)."""
         now = self.clock.now()
-        return self.start_s if not math.isfinite(now) else now
+        if not math.isfinite(now):
+            return self.start_s
+        return min(now, self.end_s) if self.end_s is not None else now
 
     @property
     def speed(self) -> float:
@@ -426,6 +434,7 @@ class Runtime:
 
     def _loop(self, until: float) -> None:
         n_progress = 0
+        forward_to = -math.inf  # a seek's target: steps up to it run at once, paused or not
         while not self._stop:
             with self._lock:
                 target, self._seek_to = self._seek_to, None
@@ -435,12 +444,19 @@ class Runtime:
                     self._restart()
                     self.sinks.seek(target)
                 self.clock.seek(target)  # every step up to target is now due: fast-forward
+                forward_to = target
             t = min(self._due.values(), default=math.inf)
             if t > until or not math.isfinite(t):
+                if self.hold_at_end and self.end_s is not None and until >= self.end_s:
+                    self.clock.pause()  # the end: hold the last pictures until a seek or a stop
+                    self.clock.wait_until(math.inf)
+                    continue
                 break
-            if not self.clock.wait_until(t):
+            if t <= forward_to:
+                pass  # fast-forward after a seek (also while paused: the picture at the target shows)
+            elif not self.clock.wait_until(t):
                 continue  # interrupted: a seek or a stop
-            if self.clock.realtime:
+            elif self.clock.realtime:
                 self.max_lag_s = max(self.max_lag_s, self.clock.now() - t)
             self._step(t)
             n_progress += 1

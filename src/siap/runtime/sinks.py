@@ -29,7 +29,7 @@ import numpy as np
 from siap import records
 from siap.picture import Picture, TrackHistory
 
-__all__ = ["PictureRecorder", "QueuedSink", "SinkSet"]
+__all__ = ["OnePartner", "PictureRecorder", "QueuedSink", "SinkSet"]
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,27 @@ class QueuedSink:
                 return False
             time.sleep(0.005)
         return True
+
+
+class OnePartner:
+    """Hands ``sink`` only the pictures of one partner and one kind (default: its coalition
+    picture): a per-partner output (CAT062, CoT) carries that partner's releasable picture
+    and nothing else."""
+
+    def __init__(self, sink, partner: str, kind: str = "coalition") -> None:
+        self.sink = sink
+        self.partner = partner
+        self.kind = kind
+        self.name = f"{_name(sink)}[{partner}]"
+
+    def on_picture(self, picture: Picture) -> None:
+        if picture.partner == self.partner and picture.kind == self.kind:
+            self.sink.on_picture(picture)
+
+    def on_seek(self, time_s: float) -> None:
+        hook = getattr(self.sink, "on_seek", None)
+        if callable(hook):
+            hook(time_s)
 
 
 class PictureRecorder:

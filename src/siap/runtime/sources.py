@@ -111,10 +111,20 @@ class ThreadedSource:
         finally:
             self._done.set()
 
-    def __iter__(self) -> Iterator[np.ndarray]:
+    def start(self) -> None:
+        """Start reading the feed now (iterating starts it too): a feed that arrives before
+        the runtime's first step is then queued, not lost."""
         if self._thread is None:
             self._thread = threading.Thread(target=self._read, name="siap-source", daemon=True)
             self._thread.start()
+
+    @property
+    def done(self) -> bool:
+        """Whether the feed has ended (everything it produced is queued or handed out)."""
+        return self._done.is_set()
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        self.start()
         while True:
             parts = []
             while True:

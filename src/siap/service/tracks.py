@@ -32,6 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from siap import geo, records
 from siap.fusion.ctn import LOCAL_ID_BITS, PARTNER_SHIFT
+from siap.runtime.groups import GROUP_SHIFT
 
 __all__ = ["AFFILIATIONS", "IdentityRule", "Identifier", "DEFAULT_RULES", "encode_tracks", "display_number"]
 
@@ -137,7 +138,9 @@ class Identifier:
 
 def display_number(track_id: int) -> str:
     """Short track number for labels: the founding partner's code and local id (``JPN-1042``,
-    ``JPN-1042.1`` for generation 1); the plain number for ids that are not coalition track
+    ``JPN-1042.1`` for generation 1); a local id from the partner's second or later source
+    group (``group << GROUP_SHIFT | track``, see :mod:`siap.runtime.groups`) reads
+    ``JPN-1:62`` (group 1, track 62); the plain number for ids that are not coalition track
     numbers."""
     tid = int(track_id)
     code = tid >> PARTNER_SHIFT
@@ -147,7 +150,9 @@ def display_number(track_id: int) -> str:
     name = "".join(chr(ord("A") + v - 1) for v in letters if v)
     generation = (tid >> LOCAL_ID_BITS) & ((1 << (PARTNER_SHIFT - LOCAL_ID_BITS)) - 1)
     local = tid & ((1 << LOCAL_ID_BITS) - 1)
-    return f"{name}-{local}" + (f".{generation}" if generation else "")
+    group, track = local >> GROUP_SHIFT, local & ((1 << GROUP_SHIFT) - 1)
+    number = f"{group}:{track}" if group else str(track)
+    return f"{name}-{number}" + (f".{generation}" if generation else "")
 
 
 def _floats(values: np.ndarray, decimals: int) -> list[float | None]:
