@@ -81,6 +81,19 @@ def _existing_file(path: Path, what: str) -> None:
         raise InputError(f"{path}: {what}: expected a file, got a directory")
 
 
+def _input_file(path: Path, what: str, expect: str) -> None:
+    """InputError unless ``path`` is an existing, non-empty regular file (``expect``: what it
+    should hold, for the message)."""
+    _existing_file(path, what)
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: {what}: expected {expect}, got an empty file")
+
+
+def _seed(seed: int | None) -> None:
+    if seed is not None and not 0 <= seed < 2**63:
+        raise typer.BadParameter(f"expected 0 <= seed < 2**63 (got {seed})", param_hint="--seed")
+
+
 def _positive(value: float, option: str, at_most: float | None = None) -> float:
     """``value`` if it is a finite number > 0 (and <= ``at_most``); else a one-line usage error."""
     if not math.isfinite(value) or value <= 0 or (at_most is not None and value > at_most):
@@ -258,16 +271,18 @@ def serve(
     update_s: Annotated[float, typer.Option(help="picture update period of a scenario run (s)")] = 5.0,
 ) -> None:
     """Serve a live per-partner air picture (HTTP/WebSocket API and the web COP)."""
-    if not 0 < speed <= 10_000:
-        raise typer.BadParameter("expected a number in (0, 10000]", param_hint="--speed")
+    _positive(speed, "--speed", at_most=10_000.0)
     if not 0 < port < 65536:
         raise typer.BadParameter("expected a port 1..65535", param_hint="--port")
-    if update_s <= 0:
-        raise typer.BadParameter("must be > 0", param_hint="--update-s")
+    _positive(update_s, "--update-s")
+    _seed(seed)
+    if duration_s is not None:
+        _positive(duration_s, "--duration-s", at_most=86400.0)
     cfg = None
     if config is not None:
         from siap.service.config import load_service_config
 
+        _existing_file(config, "--config")
         cfg = load_service_config(config)
     live = _live_source_for(source, policy, speed, seed, duration_s, update_s)
     _serve(live, cfg, host, port)
@@ -291,9 +306,9 @@ def _live_source_for(source: str, policy: str | None, speed: float, seed: int | 
 
     sc = load_scenario(source, seed=seed)
     if duration_s is not None:
-        if duration_s <= 0:
-            raise typer.BadParameter("must be > 0", param_hint="--duration-s")
+        _positive(duration_s, "--duration-s", at_most=86400.0)
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
+    _step_count(sc.duration_s, update_s, "--update-s")
     policy = policy or default_policy_name(sc.name)
     if policy is None:
         raise InputError(f"scenario {sc.name}: no built-in policy of that name; pass --policy FILE")
@@ -547,10 +562,13 @@ def record_cmd(
     from siap.simulation import simulate as run_simulation
 
     _positive(step_s, "--step-s")
+    _seed(seed)
+    _output_path(out_dir, "--output", folder=True)
     sc = load_scenario(scenario, seed=seed)
     if duration_s is not None:
-        _positive(duration_s, "--duration-s")
+        _positive(duration_s, "--duration-s", at_most=86400.0)
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
+    _step_count(sc.duration_s, step_s, "--step-s")
     policy = policy or default_policy_name(sc.name)
     if policy is None:
         raise InputError(f"scenario {sc.name}: no built-in policy of that name; pass --policy FILE")
@@ -597,6 +615,8 @@ def _parse_receiver(text: str) -> tuple[float, float, float]:
         values = []
     if len(values) not in (2, 3) or not (-90 <= values[0] <= 90 and -180 <= values[1] <= 180):
         raise InputError(f"--receiver {text!r}: expected LAT,LON[,ALT] (deg, deg, m)")
+    if len(values) == 3 and not -500.0 <= values[2] <= 20_000.0:  # NaN fails too
+        raise InputError(f"--receiver {text!r}: ALT: expected a height of -500..20000 m")
     return values[0], values[1], values[2] if len(values) == 3 else 0.0
 
 
@@ -604,9 +624,13 @@ def _parse_time(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not 0.0 <= value < 2.0**32:  # NaN and infinity fail too
+            raise InputError(f"--start-time {text!r}: expected Unix seconds from 0 to 2**32 (year 2106)")
+        return value
     from datetime import UTC, datetime
 
     try:
@@ -637,8 +661,8 @@ def modes_decode(
     lat, lon, alt = _parse_receiver(receiver)
     if len(partner) > 3 or len(receiver_id) > 16:
         raise InputError("--partner: at most 3 letters; --receiver-id: at most 16 characters")
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
+    _input_file(path, "PATH", "Mode S frames")
+    _output_path(output, "--output")
     try:
         modes.file_kind(path)
     except ValueError as exc:
@@ -679,7 +703,10 @@ app.add_typer(asterix_app, name="asterix")
 def _asterix_sites(sites: Path | None):
     from siap.formats.asterix import Sites, load_sites
 
-    return load_sites(sites) if sites is not None else Sites()
+    if sites is None:
+        return Sites()
+    _existing_file(sites, "--sites")
+    return load_sites(sites)
 
 
 @asterix_app.command("decode")
@@ -695,6 +722,9 @@ def asterix_decode(
 
     if output is not None and sites is None:
         raise typer.BadParameter("writing plots needs --sites (SAC/SIC -> sensor)", param_hint="--output")
+    _input_file(input_path, "FILE", "ASTERIX data blocks or a capture")
+    if output is not None:
+        _output_path(output, "--output")
     src = AsterixFileSource(input_path, _asterix_sites(sites), date=date)
     plots = src.read_all()
     out.print(f"{input_path}: {drop_summary(src.stats)}", soft_wrap=True)
@@ -720,10 +750,11 @@ def asterix_listen(
     from siap import records
     from siap.formats.asterix import AsterixUdpSource, drop_summary
 
-    _positive(idle_timeout_s, "--idle-timeout-s")
-
+    _positive(idle_timeout_s, "--idle-timeout-s", at_most=86400.0)
+    _output_path(output, "--output")
+    site_cfg = _asterix_sites(sites)
     try:
-        src = AsterixUdpSource(_asterix_sites(sites), port, host=host, group=group, interface=interface,
+        src = AsterixUdpSource(site_cfg, port, host=host, group=group, interface=interface,
                                date=date, idle_timeout_s=idle_timeout_s)  # fmt: skip
     except OSError as exc:
         raise InputError(f"--port {port}: cannot listen on {group or host}:{port} ({exc.strerror or exc})") from None
@@ -744,6 +775,7 @@ def asterix_encode(
     from siap.formats.asterix import encode_cat021, encode_cat048, plots_to_cat021, plots_to_cat048
     from siap.records import MeasurementKind
 
+    _output_path(output, "--output")
     plots, _ = _read_batch(plots_path, "plots")
     site_cfg = _asterix_sites(sites)
     r2 = plots[plots["kind"] == MeasurementKind.RADAR_2D]
@@ -767,6 +799,7 @@ def asterix_tracks(
     """Write a tracks file as CAT062 (one batch per snapshot time) with CAT065 status and end-of-batch messages."""
     from siap.formats.asterix import Cat062Writer
 
+    _output_path(output, "--output")
     tracks, _ = _read_batch(tracks_path, "tracks")
     with open(output, "wb") as f:
         writer = Cat062Writer(f.write, sac=sac, sic=sic)
