@@ -554,6 +554,7 @@ def record_cmd(
     """Simulate a scenario, run it as a coalition and record plots, truth and every partner's
     pictures (coalition and own) as Parquet (docs/formats.md, Recording)."""
     from siap.coalition import run_coalition
+    from siap.errors import RunStopped
     from siap.formats.recording import Recorder
     from siap.picture import Picture
     from siap.pipeline import default_policy_name, evaluation_times, tracker_config_for
@@ -577,25 +578,36 @@ def record_cmd(
         bars = _Bars(progress)
         sim = run_simulation(sc, progress=bars)
         times = evaluation_times(sim.truth, step_s)
-        result = run_coalition(
-            sim.plots, pol, times,
-            origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
-            sensor_ids=[s.id for s in sim.sensors],
-            tracker_config=tracker_config_for(sc),
-            centralised=centralised,
-            progress=bars,
-        )
-    meta = {**_frame_metadata(sc), "policy": pol.name}
-    with Recorder(out_dir, metadata=meta) as rec:
+        # plots and truth first, then every picture written as it is made (none held in memory):
+        # a run stopped early leaves a readable recording of what it had. With --centralised
+        # (computed after the run) the pictures are held and written in time order at the end.
+        rec = Recorder(out_dir, metadata={**_frame_metadata(sc), "policy": pol.name})
         for lo in range(0, len(sim.plots), 65_536):
             rec.on_plots(sim.plots[lo : lo + 65_536])
         rec.on_truth(sim.truth)
+        try:
+            result = run_coalition(
+                sim.plots, pol, times,
+                origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
+                sensor_ids=[s.id for s in sim.sensors],
+                tracker_config=tracker_config_for(sc),
+                centralised=centralised,
+                progress=bars,
+                sinks=() if centralised else (rec,),
+                keep_pictures=centralised,
+            )
+        except RunStopped as stop:
+            manifest = rec.close()
+            raise RunStopped(
+                f"record stopped by {stop.describe_cause()}; kept: a readable recording of {manifest['pictures']} "
+                f"pictures in {out_dir} (recording.json); to resume, run the same command again", stop.cause,
+            ) from None
+    if centralised:
         kinds = {"coalition": result.coalition, "own": result.own, "centralised": result.centralised}
         for t in result.times:
             for kind, pictures in kinds.items():
                 for partner, tracks in pictures.items():
-                    rows = tracks[tracks["time_s"] == t]
-                    rec.on_picture(Picture(partner, float(t), rows, kind))
+                    rec.on_picture(Picture(partner, float(t), tracks[tracks["time_s"] == t], kind))
     manifest = rec.close()
     out.print(
         f"{manifest['rows']['plots']} plots, {manifest['rows']['truth']} truth states, "
@@ -823,8 +835,21 @@ def main(argv: list[str] | None = None) -> None:
     Usage errors (a missing or malformed option, an unknown command) and siap's own errors are
     printed as one line on stderr, exit 2 (or the error's code), never a traceback.
     """
+    import os
+    import signal
+    import threading
+
+    from siap.errors import Terminated
+
     usage_error = typer.BadParameter.__mro__[1]  # click's UsageError (typer vendors click)
     no_args = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", ())
+
+    def on_sigterm(signum, frame):  # SIGTERM ends a run like Ctrl-C: it keeps what it has
+        raise Terminated()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         code = app(args=argv, standalone_mode=False)
     except no_args as exc:
@@ -842,9 +867,22 @@ def main(argv: list[str] | None = None) -> None:
         where = exc.filename if exc.filename is not None else "(file)"
         console.print(f"siap: error: {where}: {exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Terminated:
+        console.print("siap: terminated (SIGTERM) before a run had anything to keep")
+        sys.exit(143)
     except (KeyboardInterrupt, typer.Abort):
         console.print("siap: interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug, not a user error: one line (SIAP_TRACEBACK=1 shows where)
+        if os.environ.get("SIAP_TRACEBACK"):
+            raise
+        text = " ".join(str(exc).split())[:300]
+        console.print(f"siap: internal error: {type(exc).__name__}: {text} (set SIAP_TRACEBACK=1 to see where)",
+                      markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(code if isinstance(code, int) else 0)
 
 
