@@ -75,6 +75,15 @@ def _cases(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
     with AuditLog(tmp / "audit.jsonl", ident, "r1") as log:
         log.append("release", time_s=1.0, partner="USA")
     (tmp / "head.json").write_text('{"seq": "zero"}')
+    (tmp / "empty.bin").write_bytes(b"")
+    (tmp / "empty.parquet").write_bytes(b"")
+    (tmp / "binary.yaml").write_bytes(b"\xff\xfe\x00tokens")
+    (tmp / "service.yaml").write_text("tokens: {JPN: 1}\n")
+    site = "sites: [{sac: 1, sic: 2, sensor_id: R1, partner: JPN"
+    (tmp / "sites.yaml").write_text(site + "}]\n")
+    (tmp / "nan-sites.yaml").write_text(site + ", lat_deg: .nan, lon_deg: 139.0}]\n")
+    (tmp / "inf-sites.yaml").write_text(site + ", range_sigma_m: .inf}]\n")
+    beast, cat048 = str(DATA / "modes" / "sample_dump1090.bin"), str(DATA / "cat048.raw")
     audit = ["audit", "verify", str(tmp / "audit.jsonl"), "--node", "JPN-node", "--run", "r1"]
     return {
         # simulate: the scenario file
@@ -144,6 +153,78 @@ def _cases(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                                ["empty-dir", "--anchor"]),
         "log is a folder": (["audit", "verify", str(tmp / "empty-dir"), "--trust", str(tmp / "trust.yaml"), "--node", "x",
                              "--run", "r"], ["empty-dir", "directory"]),
+        # serve (fails before any simulation or socket)
+        "serve: NaN update period": (["serve", sc, "--update-s", "nan"], ["--update-s", "finite"]),
+        "serve: infinite speed": (["serve", sc, "--speed", "inf"], ["--speed", "finite"]),
+        "serve: NaN duration": (["serve", sc, "--duration-s", "nan"], ["--duration-s", "finite"]),
+        "serve: a duration of a trillion seconds": (["serve", sc, "--duration-s", "1e12"], ["--duration-s", "at most"]),
+        "serve: a nanosecond update period": (["serve", sc, "--update-s", "1e-9"], ["--update-s", "at most"]),
+        "serve: negative seed": (["serve", sc, "--seed", "-1"], ["--seed"]),
+        "serve: config is a folder": (["serve", sc, "--config", str(tmp / "empty-dir")], ["empty-dir", "--config"]),
+        "serve: config missing": (["serve", sc, "--config", str(tmp / "none.yaml")], ["none.yaml", "--config", "no such"]),
+        "serve: config nested too deep": (["serve", sc, "--config", str(tmp / "deep.yaml")], ["deep.yaml", "nested too deep"]),
+        "serve: config token not text": (["serve", sc, "--config", str(tmp / "service.yaml")], ["service.yaml", "tokens.JPN"]),
+        "serve: config is binary": (["serve", sc, "--config", str(tmp / "binary.yaml")], ["binary.yaml", "UTF-8"]),
+        "serve: an empty recording folder": (["serve", str(tmp / "empty-dir")], ["empty-dir", "recording"]),
+        # record
+        "record: NaN step": (["record", sc, "--step-s", "nan"], ["--step-s", "finite"]),
+        "record: a nanosecond step": (["record", sc, "--step-s", "1e-9"], ["--step-s", "at most"]),
+        "record: a duration of a trillion seconds": (["record", sc, "--duration-s", "1e12"], ["--duration-s", "at most"]),
+        "record: output is a file": (["record", sc, "-o", str(tmp / "a-file")], ["a-file", "--output", "folder"]),
+        "record: negative seed": (["record", sc, "--seed", "-1"], ["--seed"]),
+        "record: policy is a folder": (["record", sc, "--policy", str(tmp / "empty-dir")], ["empty-dir"]),
+        # modes decode
+        "modes: empty file": (["modes", "decode", str(tmp / "empty.bin"), "--receiver", "35,139"], ["empty.bin", "empty file"]),
+        "modes: file is a folder": (["modes", "decode", str(tmp / "empty-dir"), "--receiver", "35,139"], ["empty-dir"]),
+        "modes: file missing": (["modes", "decode", str(tmp / "none.bin"), "--receiver", "35,139"], ["none.bin", "no such"]),
+        "modes: NaN receiver latitude": (["modes", "decode", beast, "--receiver", "nan,139"], ["--receiver", "LAT,LON"]),
+        "modes: infinite receiver altitude": (["modes", "decode", beast, "--receiver", "35,139,inf"], ["--receiver", "ALT"]),
+        "modes: receiver altitude 1e300": (["modes", "decode", beast, "--receiver", "35,139,1e300"], ["--receiver", "ALT"]),
+        "modes: NaN start time": (["modes", "decode", beast, "--receiver", "35,139", "--start-time", "nan"], ["--start-time"]),
+        "modes: start time 1e300": (["modes", "decode", beast, "--receiver", "35,139", "--start-time", "1e300"],
+                                    ["--start-time", "2**32"]),
+        "modes: output is a folder": (["modes", "decode", beast, "--receiver", "35,139", "-o", str(tmp / "empty-dir")],
+                                      ["empty-dir", "--output"]),
+        # asterix decode / listen / encode / tracks
+        "asterix decode: empty file": (["asterix", "decode", str(tmp / "empty.bin")], ["empty.bin", "empty file"]),
+        "asterix decode: file is a folder": (["asterix", "decode", str(tmp / "empty-dir")], ["empty-dir", "directory"]),
+        "asterix decode: sites is a folder": (["asterix", "decode", cat048, "--sites", str(tmp / "empty-dir")],
+                                              ["empty-dir", "--sites"]),
+        "asterix decode: sites nested too deep": (["asterix", "decode", cat048, "--sites", str(tmp / "deep.yaml")],
+                                                  ["deep.yaml", "nested too deep"]),
+        "asterix decode: NaN site latitude": (["asterix", "decode", cat048, "--sites", str(tmp / "nan-sites.yaml")],
+                                              ["nan-sites.yaml", "sites[0].lat_deg", "finite"]),
+        "asterix decode: infinite range noise": (["asterix", "decode", cat048, "--sites", str(tmp / "inf-sites.yaml")],
+                                                 ["inf-sites.yaml", "sites[0].range_sigma_m", "finite"]),
+        "asterix decode: bad date": (["asterix", "decode", cat048, "--date", "2026-13-45"], ["--date"]),
+        "asterix decode: output is a folder": (
+            ["asterix", "decode", cat048, "--sites", str(tmp / "sites.yaml"), "-o", str(tmp / "empty-dir")],
+            ["empty-dir", "--output"]),
+        "asterix listen: NaN idle timeout": (["asterix", "listen", "--port", "9", "--sites", str(tmp / "sites.yaml"),
+                                              "--idle-timeout-s", "nan"], ["--idle-timeout-s", "finite"]),
+        "asterix listen: idle timeout 1e300": (["asterix", "listen", "--port", "9", "--sites", str(tmp / "sites.yaml"),
+                                                "--idle-timeout-s", "1e300"], ["--idle-timeout-s", "at most"]),
+        "asterix listen: sites is a folder": (["asterix", "listen", "--port", "9", "--sites", str(tmp / "empty-dir")],
+                                              ["empty-dir", "--sites"]),
+        "asterix listen: output is a folder": (["asterix", "listen", "--port", "9", "--sites", str(tmp / "sites.yaml"),
+                                                "-o", str(tmp / "empty-dir")], ["empty-dir", "--output"]),
+        "asterix encode: null integers": (["asterix", "encode", _plots_file(tmp, "anulls", {"plot_id": pa.array([1, None, 3])}),
+                                           "--sites", str(tmp / "sites.yaml")], ["anulls.parquet", "plot_id", "null"]),
+        "asterix encode: text in a float column": (
+            ["asterix", "encode", _plots_file(tmp, "atext", {"time_s": pa.array(["a", "b", "c"])}), "--sites",
+             str(tmp / "sites.yaml")], ["atext.parquet", "time_s", "expected double"]),
+        "asterix encode: empty file": (["asterix", "encode", str(tmp / "empty.parquet"), "--sites", str(tmp / "sites.yaml")],
+                                       ["empty.parquet"]),
+        "asterix encode: sites missing": (["asterix", "encode", _plots_file(tmp, "aok"), "--sites", str(tmp / "none.yaml")],
+                                          ["none.yaml", "--sites"]),
+        "asterix encode: output is a folder": (["asterix", "encode", _plots_file(tmp, "aok2"), "--sites", str(tmp / "sites.yaml"),
+                                                "-o", str(tmp / "empty-dir")], ["empty-dir", "--output"]),
+        "asterix tracks: plots given": (["asterix", "tracks", _plots_file(tmp, "aplots")], ["aplots.parquet", "track_id"]),
+        "asterix tracks: empty file": (["asterix", "tracks", str(tmp / "empty.parquet")], ["empty.parquet"]),
+        "asterix tracks: a folder": (["asterix", "tracks", str(tmp / "empty-dir")], ["empty-dir", "directory"]),
+        "asterix tracks: output is a folder": (["asterix", "tracks", _plots_file(tmp, "aok3"), "-o", str(tmp / "empty-dir")],
+                                               ["empty-dir", "--output"]),
+        "asterix tracks: SAC 300": (["asterix", "tracks", _plots_file(tmp, "aok4"), "--sac", "300"], ["--sac"]),
         # usage
         "unknown command": (["fly"], ["fly"]),
         "missing argument": (["track"], ["plots_path"]),

@@ -81,6 +81,19 @@ def _existing_file(path: Path, what: str) -> None:
         raise InputError(f"{path}: {what}: expected a file, got a directory")
 
 
+def _input_file(path: Path, what: str, expect: str) -> None:
+    """InputError unless ``path`` is an existing, non-empty regular file (``expect``: what it
+    should hold, for the message)."""
+    _existing_file(path, what)
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: {what}: expected {expect}, got an empty file")
+
+
+def _seed(seed: int | None) -> None:
+    if seed is not None and not 0 <= seed < 2**63:
+        raise typer.BadParameter(f"expected 0 <= seed < 2**63 (got {seed})", param_hint="--seed")
+
+
 def _positive(value: float, option: str, at_most: float | None = None) -> float:
     """``value`` if it is a finite number > 0 (and <= ``at_most``); else a one-line usage error."""
     if not math.isfinite(value) or value <= 0 or (at_most is not None and value > at_most):
@@ -273,6 +286,7 @@ def serve(
     """Serve a live per-partner air picture (HTTP/WebSocket API and the web COP): a scenario
     or a recording runs in the live runtime at --speed x real time."""
     _check_live_options(speed, port, update_s)
+    _seed(seed)
     cfg = _service_config(config)
     live = _live_source_for(source, policy, speed, seed, duration_s, update_s)
     with _Outputs(live, cat062, cot, record, sac) as outputs:
@@ -347,6 +361,7 @@ def _service_config(config: Path | None):
         return None
     from siap.service.config import load_service_config
 
+    _existing_file(config, "--config")
     return load_service_config(config)
 
 
@@ -427,8 +442,7 @@ def _scenario(source: str, seed: int | None, duration_s: float | None):
 
     sc = load_scenario(source, seed=seed)
     if duration_s is not None:
-        if duration_s <= 0:
-            raise InputError(f"--duration-s {duration_s:g}: expected a number > 0")
+        _positive(duration_s, "--duration-s", at_most=86400.0)
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
     return sc
 
@@ -438,6 +452,7 @@ def _scenario_runtime(sc, policy: str | None, speed: float, update_s: float, sim
     ``simulation`` is given), holding its last picture at the end."""
     from siap.runtime import ReplayClock, Runtime
 
+    _step_count(sc.duration_s, update_s, "--update-s")
     pol = _load_policy_or_default(policy, sc.name, f"scenario {sc.name}")
     if simulation is None:
         from siap.simulation import simulate
@@ -812,6 +827,7 @@ def record_cmd(
     """Simulate a scenario, run it as a coalition and record plots, truth and every partner's
     pictures (coalition and own) as Parquet (docs/formats.md, Recording)."""
     from siap.coalition import run_coalition
+    from siap.errors import RunStopped
     from siap.formats.recording import Recorder
     from siap.picture import Picture
     from siap.pipeline import default_policy_name, evaluation_times, tracker_config_for
@@ -820,10 +836,13 @@ def record_cmd(
     from siap.simulation import simulate as run_simulation
 
     _positive(step_s, "--step-s")
+    _seed(seed)
+    _output_path(out_dir, "--output", folder=True)
     sc = load_scenario(scenario, seed=seed)
     if duration_s is not None:
-        _positive(duration_s, "--duration-s")
+        _positive(duration_s, "--duration-s", at_most=86400.0)
         sc = sc.model_copy(update={"duration_s": float(duration_s)})
+    _step_count(sc.duration_s, step_s, "--step-s")
     policy = policy or default_policy_name(sc.name)
     if policy is None:
         raise InputError(f"scenario {sc.name}: no built-in policy of that name; pass --policy FILE")
@@ -832,25 +851,36 @@ def record_cmd(
         bars = _Bars(progress)
         sim = run_simulation(sc, progress=bars)
         times = evaluation_times(sim.truth, step_s)
-        result = run_coalition(
-            sim.plots, pol, times,
-            origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
-            sensor_ids=[s.id for s in sim.sensors],
-            tracker_config=tracker_config_for(sc),
-            centralised=centralised,
-            progress=bars,
-        )
-    meta = {**_frame_metadata(sc), "policy": pol.name}
-    with Recorder(out_dir, metadata=meta) as rec:
+        # plots and truth first, then every picture written as it is made (none held in memory):
+        # a run stopped early leaves a readable recording of what it had. With --centralised
+        # (computed after the run) the pictures are held and written in time order at the end.
+        rec = Recorder(out_dir, metadata={**_frame_metadata(sc), "policy": pol.name})
         for lo in range(0, len(sim.plots), 65_536):
             rec.on_plots(sim.plots[lo : lo + 65_536])
         rec.on_truth(sim.truth)
+        try:
+            result = run_coalition(
+                sim.plots, pol, times,
+                origin=(sc.origin.lat_deg, sc.origin.lon_deg, sc.origin.alt_m),
+                sensor_ids=[s.id for s in sim.sensors],
+                tracker_config=tracker_config_for(sc),
+                centralised=centralised,
+                progress=bars,
+                sinks=() if centralised else (rec,),
+                keep_pictures=centralised,
+            )
+        except RunStopped as stop:
+            manifest = rec.close()
+            raise RunStopped(
+                f"record stopped by {stop.describe_cause()}; kept: a readable recording of {manifest['pictures']} "
+                f"pictures in {out_dir} (recording.json); to resume, run the same command again", stop.cause,
+            ) from None
+    if centralised:
         kinds = {"coalition": result.coalition, "own": result.own, "centralised": result.centralised}
         for t in result.times:
             for kind, pictures in kinds.items():
                 for partner, tracks in pictures.items():
-                    rows = tracks[tracks["time_s"] == t]
-                    rec.on_picture(Picture(partner, float(t), rows, kind))
+                    rec.on_picture(Picture(partner, float(t), tracks[tracks["time_s"] == t], kind))
     manifest = rec.close()
     out.print(
         f"{manifest['rows']['plots']} plots, {manifest['rows']['truth']} truth states, "
@@ -870,6 +900,8 @@ def _parse_receiver(text: str) -> tuple[float, float, float]:
         values = []
     if len(values) not in (2, 3) or not (-90 <= values[0] <= 90 and -180 <= values[1] <= 180):
         raise InputError(f"--receiver {text!r}: expected LAT,LON[,ALT] (deg, deg, m)")
+    if len(values) == 3 and not -500.0 <= values[2] <= 20_000.0:  # NaN fails too
+        raise InputError(f"--receiver {text!r}: ALT: expected a height of -500..20000 m")
     return values[0], values[1], values[2] if len(values) == 3 else 0.0
 
 
@@ -877,9 +909,13 @@ def _parse_time(text: str | None) -> float | None:
     if text is None:
         return None
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         pass
+    else:
+        if not 0.0 <= value < 2.0**32:  # NaN and infinity fail too
+            raise InputError(f"--start-time {text!r}: expected Unix seconds from 0 to 2**32 (year 2106)")
+        return value
     from datetime import UTC, datetime
 
     try:
@@ -910,8 +946,8 @@ def modes_decode(
     lat, lon, alt = _parse_receiver(receiver)
     if len(partner) > 3 or len(receiver_id) > 16:
         raise InputError("--partner: at most 3 letters; --receiver-id: at most 16 characters")
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
+    _input_file(path, "PATH", "Mode S frames")
+    _output_path(output, "--output")
     try:
         modes.file_kind(path)
     except ValueError as exc:
@@ -952,7 +988,10 @@ app.add_typer(asterix_app, name="asterix")
 def _asterix_sites(sites: Path | None):
     from siap.formats.asterix import Sites, load_sites
 
-    return load_sites(sites) if sites is not None else Sites()
+    if sites is None:
+        return Sites()
+    _existing_file(sites, "--sites")
+    return load_sites(sites)
 
 
 @asterix_app.command("decode")
@@ -968,6 +1007,9 @@ def asterix_decode(
 
     if output is not None and sites is None:
         raise typer.BadParameter("writing plots needs --sites (SAC/SIC -> sensor)", param_hint="--output")
+    _input_file(input_path, "FILE", "ASTERIX data blocks or a capture")
+    if output is not None:
+        _output_path(output, "--output")
     src = AsterixFileSource(input_path, _asterix_sites(sites), date=date)
     plots = src.read_all()
     out.print(f"{input_path}: {drop_summary(src.stats)}", soft_wrap=True)
@@ -993,10 +1035,11 @@ def asterix_listen(
     from siap import records
     from siap.formats.asterix import AsterixUdpSource, drop_summary
 
-    _positive(idle_timeout_s, "--idle-timeout-s")
-
+    _positive(idle_timeout_s, "--idle-timeout-s", at_most=86400.0)
+    _output_path(output, "--output")
+    site_cfg = _asterix_sites(sites)
     try:
-        src = AsterixUdpSource(_asterix_sites(sites), port, host=host, group=group, interface=interface,
+        src = AsterixUdpSource(site_cfg, port, host=host, group=group, interface=interface,
                                date=date, idle_timeout_s=idle_timeout_s)  # fmt: skip
     except OSError as exc:
         raise InputError(f"--port {port}: cannot listen on {group or host}:{port} ({exc.strerror or exc})") from None
@@ -1017,6 +1060,7 @@ def asterix_encode(
     from siap.formats.asterix import encode_cat021, encode_cat048, plots_to_cat021, plots_to_cat048
     from siap.records import MeasurementKind
 
+    _output_path(output, "--output")
     plots, _ = _read_batch(plots_path, "plots")
     site_cfg = _asterix_sites(sites)
     r2 = plots[plots["kind"] == MeasurementKind.RADAR_2D]
@@ -1040,6 +1084,7 @@ def asterix_tracks(
     """Write a tracks file as CAT062 (one batch per snapshot time) with CAT065 status and end-of-batch messages."""
     from siap.formats.asterix import Cat062Writer
 
+    _output_path(output, "--output")
     tracks, _ = _read_batch(tracks_path, "tracks")
     with open(output, "wb") as f:
         writer = Cat062Writer(f.write, sac=sac, sic=sic)
@@ -1130,8 +1175,21 @@ def main(argv: list[str] | None = None) -> None:
     Usage errors (a missing or malformed option, an unknown command) and siap's own errors are
     printed as one line on stderr, exit 2 (or the error's code), never a traceback.
     """
+    import os
+    import signal
+    import threading
+
+    from siap.errors import Terminated
+
     usage_error = typer.BadParameter.__mro__[1]  # click's UsageError (typer vendors click)
     no_args = getattr(sys.modules[usage_error.__module__], "NoArgsIsHelpError", ())
+
+    def on_sigterm(signum, frame):  # SIGTERM ends a run like Ctrl-C: it keeps what it has
+        raise Terminated()
+
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         code = app(args=argv, standalone_mode=False)
     except no_args as exc:
@@ -1149,9 +1207,22 @@ def main(argv: list[str] | None = None) -> None:
         where = exc.filename if exc.filename is not None else "(file)"
         console.print(f"siap: error: {where}: {exc.strerror or exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
+    except Terminated:
+        console.print("siap: terminated (SIGTERM) before a run had anything to keep")
+        sys.exit(143)
     except (KeyboardInterrupt, typer.Abort):
         console.print("siap: interrupted")
         sys.exit(130)
+    except Exception as exc:  # a bug, not a user error: one line (SIAP_TRACEBACK=1 shows where)
+        if os.environ.get("SIAP_TRACEBACK"):
+            raise
+        text = " ".join(str(exc).split())[:300]
+        console.print(f"siap: internal error: {type(exc).__name__}: {text} (set SIAP_TRACEBACK=1 to see where)",
+                      markup=False, highlight=False, soft_wrap=True)
+        sys.exit(1)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     sys.exit(code if isinstance(code, int) else 0)
 
 

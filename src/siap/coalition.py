@@ -129,6 +129,8 @@ def run_coalition(
     tamper: Tamper | None = None,
     progress: ProgressFn | None = None,
     update_period_s: float | dict[str, float] | None = None,
+    sinks: tuple = (),
+    keep_pictures: bool = True,
 ) -> CoalitionResult:
     """Run the coalition over ``plots`` on the runtime (virtual clock) and return every
     partner's picture at ``times``.
@@ -137,7 +139,14 @@ def run_coalition(
     partner); the pictures kept are those of the updates at ``times``. ``origin`` (lat_deg,
     lon_deg, alt_m) is the trackers' frame. ``sensor_ids`` defaults to the sensors present in
     the plots. ``tamper`` lets tests act as an attacker on the link (alter, drop, replay or
-    redirect messages; see :class:`TamperedBus`).
+    redirect messages; see :class:`TamperedBus`). ``sinks``: more picture sinks on the
+    runtime (e.g. a :class:`siap.formats.recording.Recorder` writing pictures as they are
+    made); ``keep_pictures=False`` keeps none in memory (the result's pictures are then empty).
+
+    A run stopped early (a signal, a lost server, an error) raises
+    :class:`siap.errors.RunStopped` with the pictures and counters of the updates done as
+    ``partial`` (a CoalitionResult, no centralised pictures); the audit logs are closed and
+    anchored all the same.
     """
     t_start = time.perf_counter()
     times = np.asarray(times, dtype=np.float64)
@@ -173,13 +182,20 @@ def run_coalition(
         subject_prefix=subject_prefix,
         progress=progress,
     )
-    recorder = runtime.add_sink(PictureRecorder(times))
+    recorder = runtime.add_sink(PictureRecorder(times)) if keep_pictures else PictureRecorder(times[:0])
+    for sink in sinks:
+        runtime.add_sink(sink)
+    stopped: BaseException | None = None
     try:
         rt = runtime.run()
+    except BaseException as exc:  # noqa: BLE001 - kept below as the RunStopped's cause
+        stopped, rt = exc, runtime.result
     finally:
         runtime.close()
     timings = {"federated": time.perf_counter() - t_start}
     partners = list(runtime.partners)
+    if stopped is not None and rt is None:
+        raise stopped
     result = CoalitionResult(
         times=times,
         partners=partners,
@@ -196,6 +212,11 @@ def run_coalition(
         timings_s=timings,
         runtime=rt,
     )
+    if stopped is not None:
+        from siap.errors import RunStopped
+
+        err = RunStopped("coalition run stopped", stopped, result)
+        raise err.with_traceback(None) from stopped
     if centralised:
         t0 = time.perf_counter()
         ordered = label_plots(plots[np.argsort(plots["time_s"], kind="stable")], policy)

@@ -253,7 +253,7 @@ def _run_coalition(
     fusion_config=None,
 ) -> DemoResult:
     from siap.coalition import run_coalition
-    from siap.errors import ConfigError
+    from siap.errors import ConfigError, RunStopped
     from siap.evaluation import evaluate
     from siap.evaluation.commonality import commonality
     from siap.sharing import audit as audit_mod
@@ -278,6 +278,13 @@ def _run_coalition(
         run_id = uuid.uuid4().hex[:12]  # a run's own subjects and consumers on a shared server
         bus = NatsBus(nats_url, durable_prefix=f"siap-{run_id}")
         subject_prefix = f"siap.run.{run_id}.tracks"
+    # the pictures go to disk as they are made (out/pictures/tracks.parquet): a run that ends
+    # badly keeps them, and a long one need not be held whole to be kept
+    recorder = None
+    if out_dir is not None:
+        from siap.formats.recording import Recorder
+
+        recorder = Recorder(Path(out_dir) / "pictures", metadata={"scenario": scenario.name, "policy": policy.name})
     t0 = time.perf_counter()
     try:
         coal = run_coalition(
@@ -293,10 +300,17 @@ def _run_coalition(
             bus=bus,
             subject_prefix=subject_prefix,
             progress=progress,
+            sinks=(recorder,) if recorder is not None else (),
         )
+    except RunStopped as stop:
+        if recorder is not None:
+            recorder.close()
+        raise keep_partial(stop, Path(out_dir) if out_dir is not None else None, recorder) from None
     finally:
         if bus is not None:
             bus.close()
+    if recorder is not None:
+        recorder.close()
     timings["coalition"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     evaluations: dict[str, object] = {}
@@ -345,6 +359,50 @@ def _run_coalition(
         audit=audit,
         biases=coal.biases,
     )
+
+
+def keep_partial(stop, out_dir: Path | None, recorder=None):
+    """After a coalition run stopped early (:class:`siap.errors.RunStopped`): verify its audit
+    logs, write ``partial.json`` (where and why it stopped, counters, audit) into ``out_dir``
+    and return the RunStopped with one line saying what was kept and how to go on."""
+    from siap.sharing import audit as audit_mod
+
+    coal = stop.partial
+    rt = coal.runtime if coal is not None else None
+    stop_s = float(rt.stop_s) if rt is not None and np.isfinite(rt.stop_s) else None
+    if stop_s is not None:
+        from datetime import UTC, datetime
+
+        at = f" at {datetime.fromtimestamp(stop_s, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+    else:
+        at = " before its first update"
+    done = sum(rt.updates.values()) if rt is not None else 0
+    kept: list[str] = []
+    summary: dict = {"stopped_by": stop.describe_cause(), "stop_s": stop_s, "updates": rt.updates if rt else {},
+                     "run": coal.run_id if coal else ""}
+    if coal is not None and coal.audit_paths and coal.trust is not None:
+        checks = audit_mod.verify_coalition_audit(
+            {f"{p}-node": path for p, path in coal.audit_paths.items()}, coal.trust, coal.run_id
+        )
+        summary["audit"] = {n: {"ok": v.ok, "entries": v.entries, "reason": v.reason} for n, v in checks.items()}
+        ok = all(v.ok for v in checks.values())
+        kept.append(f"audit logs {'verified' if ok else 'NOT verified'} in {Path(next(iter(coal.audit_paths.values()))).parent}")
+    if recorder is not None:
+        kept.append(f"{recorder.pictures} pictures in {recorder.dir / 'tracks.parquet'}")
+    if rt is not None:
+        summary.update(messages=rt.messages, rejected=rt.rejected, plots=rt.plots, tracker_stats=rt.tracker_stats)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "partial.json").write_text(json.dumps(summary, indent=2, default=_json_default))
+        kept.append(f"counters in {out_dir / 'partial.json'}")
+    from siap.errors import RunStopped
+
+    message = (
+        f"run stopped by {stop.describe_cause()}{at} after {done} partner updates; kept: "
+        + ("; ".join(kept) or "nothing")
+        + "; to resume, run the same command again (a simulated run is deterministic: it redoes the same updates)"
+    )
+    return RunStopped(message, stop.cause, coal)
 
 
 def write_outputs(result: DemoResult, out_dir: Path, *, progress: ProgressFn | None = None) -> None:

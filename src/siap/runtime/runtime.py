@@ -371,6 +371,10 @@ class Runtime:
             self._stop = False  # (start() clears it before its thread runs, so a stop() is not lost)
         try:
             self._loop(until)
+        except BaseException:
+            # a signal, a lost server or an error: keep the counters of the steps done
+            self.result = self._result(time.perf_counter() - wall0, time.thread_time() - cpu0)
+            raise
         finally:
             self.sinks.flush(timeout_s=1.0)  # queued sinks: what is waiting, briefly
         cpu = time.thread_time() - cpu0

@@ -99,6 +99,10 @@ def load_service_config(path: str | Path) -> ServiceConfig:
         raw = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise ConfigError(f"{p}: (file): expected a readable service configuration (got {e.strerror})") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: (top level): expected a YAML document of sensible depth (nested too deep)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: (file): expected UTF-8 YAML text (got binary data)") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}" if mark is not None else "(yaml)"

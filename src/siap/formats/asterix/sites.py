@@ -34,7 +34,7 @@ _WARNED: set[tuple[int, int]] = set()
 class Site(BaseModel):
     """One sensor identified by its SAC/SIC (I0xx/010)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     sac: int = Field(ge=0, le=255, description="system area code")
     sic: int = Field(ge=0, le=255, description="system identification code")
@@ -122,6 +122,10 @@ def load_sites(path: str | Path) -> Sites:
         raise ConfigError(f"{path}: no such sites file") from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: (file): valid YAML (got {type(exc).__name__})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: (top level): a YAML document of sensible depth (got one nested too deep)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: (file): a readable sites file (got {exc.strerror or exc})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: (top level): a mapping with a 'sites' list (got {type(raw).__name__})")
     try:
