@@ -348,12 +348,10 @@ def replay(
 
 
 def _check_live_options(speed: float, port: int, update_s: float) -> None:
-    if not 0 < speed <= 10_000:
-        raise InputError(f"--speed {speed:g}: expected a number in (0, 10000]")
+    _positive(speed, "--speed", at_most=10_000.0)
     if not 0 < port < 65536:
         raise InputError(f"--port {port}: expected a port 1..65535")
-    if not 0 < update_s <= 3600:
-        raise InputError(f"--update-s {update_s:g}: expected a number of seconds in (0, 3600]")
+    _positive(update_s, "--update-s", at_most=3600.0)
 
 
 def _service_config(config: Path | None):
