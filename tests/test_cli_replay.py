@@ -143,7 +143,7 @@ def test_replay_user_errors_are_one_line(feed, tmp_path):
     _one_line_error(siap("replay", *base, "--cat062", "FRA=x.ast"), "no partner 'FRA'")
     _one_line_error(siap("replay", *base, "--cot", "AUS=http://127.0.0.1:80"), "udp://HOST:PORT or tcp://HOST:PORT")
     _one_line_error(siap("replay", *base, "--cot", "AUS=udp://127.0.0.1:0"), "port 1..65535")
-    _one_line_error(siap("replay", *base, "--speed", "0"), "--speed 0")
+    _one_line_error(siap("replay", *base, "--speed", "0"), "--speed")
     _one_line_error(siap("replay", ast, "--sites", sites, "--date", date, "--policy", "pacific"),
                     "sensor 'AUS-ADSB' is not declared in policy pacific")
     _one_line_error(siap("replay", ast, "--sites", sites, "--date", date), "feed.ast: no built-in policy", "--policy")
