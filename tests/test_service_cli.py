@@ -104,7 +104,7 @@ def test_serve_a_scenario_prints_generated_tokens(tmp_path):
     ("args", "needle"),
     [
         (["nosuch"], "nosuch: (file): an existing scenario file or a built-in name"),
-        (["pacific", "--config", "missing.yaml"], "missing.yaml: (file): expected a readable service configuration"),
+        (["pacific", "--config", "missing.yaml"], "missing.yaml: --config: no such file"),
         (["pacific", "--policy", "nosuchpolicy"], "nosuchpolicy: (policy)"),
     ],
 )
