@@ -36,6 +36,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import chain
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
@@ -342,7 +343,8 @@ class TrackFuser:
             not_pd = np.zeros(n, dtype=bool)
             not_pd[idx] = asym | ~(eig_min > 0.0)
             drop(not_pd, "cov_not_symmetric_positive_definite")
-        good = records.take(arr, ~bad)  # whole records: far faster than field-wise indexing
+        # whole records: far faster than field-wise indexing; no copy when nothing is dropped
+        good = records.take(arr, ~bad) if bad.any() else arr
         keys = local_key(good["partner"], good["track_id"]) if len(good) else np.zeros(0, np.int64)
         if len(good) == 0:
             return good, keys
@@ -369,11 +371,13 @@ class TrackFuser:
                     keys,
                 )
             )
-        good, keys = records.take(good, order), keys[order]
+        if (order[1:] < order[:-1]).any():  # not already in order (a copy otherwise)
+            good, keys = records.take(good, order), keys[order]
         last = np.ones(len(keys), dtype=bool)
         last[:-1] = keys[:-1] != keys[1:]
-        if (~last).any():
-            self.dropped["duplicate_in_batch"] += int((~last).sum())
+        if last.all():
+            return good, keys
+        self.dropped["duplicate_in_batch"] += int((~last).sum())
         return records.take(good, last), keys[last]
 
     def _ingest(self, rows: np.ndarray, keys: np.ndarray, time_s: float) -> None:
@@ -448,7 +452,7 @@ class TrackFuser:
         hits = tree.query_ball_point(pos, radius)
         lens = np.fromiter((len(h) for h in hits), dtype=np.int64, count=n)
         ii = np.repeat(np.arange(n, dtype=np.int64), lens)
-        jj = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=int(lens.sum()))
+        jj = np.fromiter(chain.from_iterable(hits), dtype=np.int64, count=int(lens.sum()))
         # pairs that share a Mode S address are candidates whatever their distance
         ms = self._store["mode_s_address"].astype(np.int64)
         known = np.nonzero(ms >= 0)[0]
@@ -909,7 +913,7 @@ class TrackFuser:
         dk = np.nonzero(dirty)[0]
         if len(dk):
             rows = np.nonzero(dirty[grp])[0]  # their members, contiguous per fused track
-            sub = records.take(st, rows)
+            sub = st if len(rows) == n else records.take(st, rows)
             items = [
                 f"{p}:{t}"
                 for p, t in zip(sub["partner"].tolist(), sub["track_id"].tolist(), strict=True)
