@@ -158,6 +158,20 @@ def _union(parent: dict[int, int], u: int, v: int) -> None:
         parent[max(ru, rv)] = min(ru, rv)
 
 
+def _text_in(st: np.ndarray) -> np.ndarray:
+    """The text fields ``_TEXT_IN`` of a track batch, packed (``_TEXT_IN_DTYPE``)."""
+    txt = np.zeros(len(st), _TEXT_IN_DTYPE)
+    for f in _TEXT_IN:
+        txt[f] = st[f]
+    return txt
+
+
+def _as_void(batch: np.ndarray) -> np.ndarray:
+    """A packed record batch viewed as one opaque item of raw bytes per record."""
+    batch = np.ascontiguousarray(batch)
+    return batch.view(np.dtype((np.void, batch.dtype.itemsize)))
+
+
 def _rank_all_equal(label: str) -> int:
     return 0
 
@@ -449,7 +463,7 @@ class TrackFuser:
         tr = np.trace(P[:, :3, :3], axis1=1, axis2=2)
         radius = np.sqrt(2.0 * self._gamma * tr)
         tree = cKDTree(pos)
-        hits = tree.query_ball_point(pos, radius)
+        hits = tree.query_ball_point(pos, radius, return_sorted=False)  # np.unique sorts below
         lens = np.fromiter((len(h) for h in hits), dtype=np.int64, count=n)
         ii = np.repeat(np.arange(n, dtype=np.int64), lens)
         jj = np.fromiter(chain.from_iterable(hits), dtype=np.int64, count=int(lens.sum()))
@@ -893,9 +907,9 @@ class TrackFuser:
             pos = np.searchsorted(self._txt_key, keys)
             posc = np.minimum(pos, m - 1)
             same = (pos < m) & (self._txt_key[posc] == keys) & (self._txt_ctn[posc] == c_row)
-            prev = self._txt[posc]
-            for f in _TEXT_IN:
-                same &= prev[f] == st[f]
+            # the text fields compared as raw bytes, one item per row (fixed-width, NUL-padded
+            # text: equal bytes <=> equal strings), not field by field
+            same &= _as_void(self._txt[posc]) == _as_void(_text_in(st))
             row_dirty = ~same
         dirty = np.bincount(grp, weights=row_dirty, minlength=K) > 0
         text = np.zeros(K, _TEXT_DTYPE)
@@ -973,10 +987,7 @@ class TrackFuser:
         by_key = np.argsort(keys, kind="stable")
         self._txt_key = keys[by_key]
         self._txt_ctn = c_row[by_key]
-        txt = np.zeros(n, _TEXT_IN_DTYPE)
-        for f in _TEXT_IN:
-            txt[f] = st[f][by_key]
-        self._txt = txt
+        self._txt = _text_in(st)[by_key]
         self._ctx_ctn, self._ctx_count = ctns.copy(), counts.copy()
         self._ctx_text, self._ctx_reason = text, reason
         return text, reason
