@@ -38,6 +38,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from itertools import chain
 
+import numba as nb
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
@@ -156,6 +157,69 @@ def _union(parent: dict[int, int], u: int, v: int) -> None:
     ru, rv = _find(parent, u), _find(parent, v)
     if ru != rv:
         parent[max(ru, rv)] = min(ru, rv)
+
+
+@nb.njit(cache=True, nogil=True)
+def _check_covariances(C, asym, certain):  # pragma: no cover - compiled
+    """Per 6x6 covariance ``C[k]``: ``asym[k]`` = max|C - C^T| > 1e-9 max|C| (the same test,
+    operation for operation, as before this kernel), and ``certain[k]`` = the symmetric part
+    ``S`` is certainly positive definite, so that ``eigvalsh(S)`` could only say so too.
+
+    The certificate: the Cholesky factor ``L`` of ``S`` (Golub, Van Loan, *Matrix Computations*, 4th ed., alg. 4.2.1) exists and
+    ``lambda_min(S) >= 1 / ||L^-1||_F^2`` (as ``S^-1 = L^-T L^-1`` and ``||A||_2 <= ||A||_F``)
+    exceeds ``1e-8 tr(S)``. The computed factor is exact for ``S + E`` with
+    ``||E|| <= (n+1) eps tr(S)`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    2nd ed., thm. 10.3) and LAPACK's eigenvalues are exact for
+    ``S + E'`` with ``||E'|| <= p(n) eps ||S||``, both below ``1e-12 tr(S)`` here: far inside
+    the margin. Matrices without the certificate are left to ``numpy.linalg.eigvalsh``."""
+    n = 6
+    L = np.empty((n, n))
+    Li = np.empty((n, n))
+    for k in range(C.shape[0]):
+        A = C[k]
+        scale = 0.0
+        dmax = 0.0
+        for i in range(n):
+            for j in range(n):
+                scale = max(scale, abs(A[i, j]))
+                dmax = max(dmax, abs(A[i, j] - A[j, i]))
+        asym[k] = dmax > 1e-9 * max(scale, 1e-300)
+        certain[k] = False
+        if asym[k]:
+            continue
+        trace = 0.0
+        for i in range(n):
+            trace += A[i, i]
+        if not trace > 0.0:
+            continue
+        ok = True
+        for j in range(n):  # Cholesky of S = (A + A^T) / 2, lower
+            d = 0.5 * (A[j, j] + A[j, j])
+            for m in range(j):
+                d -= L[j, m] * L[j, m]
+            if not d > 0.0:
+                ok = False
+                break
+            L[j, j] = np.sqrt(d)
+            for i in range(j + 1, n):
+                v = 0.5 * (A[i, j] + A[j, i])
+                for m in range(j):
+                    v -= L[i, m] * L[j, m]
+                L[i, j] = v / L[j, j]
+        if not ok:
+            continue
+        fro2 = 0.0
+        for j in range(n):  # columns of L^-1 by forward substitution
+            for i in range(n):
+                if i < j:
+                    Li[i, j] = 0.0
+                    continue
+                v = 1.0 if i == j else 0.0
+                for m in range(j, i):
+                    v -= L[i, m] * Li[m, j]
+                Li[i, j] = v / L[i, i]
+                fro2 += Li[i, j] * Li[i, j]
+        certain[k] = np.isfinite(fro2) and 0.5 / fro2 > 1e-8 * trace
 
 
 def _text_in(st: np.ndarray) -> np.ndarray:
@@ -348,14 +412,18 @@ class TrackFuser:
         drop(~finite, "non_finite_state")
         idx = np.nonzero(~bad)[0]
         if len(idx):
-            C = arr["cov_ecef"][idx]
-            scale = np.abs(C).max(axis=(1, 2))
-            asym = np.abs(C - np.swapaxes(C, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.maximum(
-                scale, 1e-300
-            )
-            eig_min = np.linalg.eigvalsh(0.5 * (C + np.swapaxes(C, 1, 2)))[:, 0]
+            C = np.ascontiguousarray(arr["cov_ecef"][idx], dtype=np.float64).reshape(-1, 6, 6)
+            asym = np.empty(len(idx), dtype=bool)
+            certain = np.empty(len(idx), dtype=bool)
+            _check_covariances(C, asym, certain)
+            bad_cov = asym.copy()
+            ask = ~asym & ~certain  # the eigenvalues decide only what the bound cannot
+            if ask.any():
+                Ca = C[ask]
+                eig_min = np.linalg.eigvalsh(0.5 * (Ca + np.swapaxes(Ca, 1, 2)))[:, 0]
+                bad_cov[ask] = ~(eig_min > 0.0)
             not_pd = np.zeros(n, dtype=bool)
-            not_pd[idx] = asym | ~(eig_min > 0.0)
+            not_pd[idx] = bad_cov
             drop(not_pd, "cov_not_symmetric_positive_definite")
         # whole records: far faster than field-wise indexing; no copy when nothing is dropped
         good = records.take(arr, ~bad) if bad.any() else arr
