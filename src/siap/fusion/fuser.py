@@ -969,6 +969,7 @@ class TrackFuser:
         K, n = len(ctns), len(st)
         keys = local_key(st["partner"], st["track_id"]) if n else np.zeros(0, np.int64)
         c_row = ctns[grp]
+        text_in = _text_in(st)
         row_dirty = np.ones(n, bool)
         m = len(self._txt_key)
         if m:
@@ -977,7 +978,7 @@ class TrackFuser:
             same = (pos < m) & (self._txt_key[posc] == keys) & (self._txt_ctn[posc] == c_row)
             # the text fields compared as raw bytes, one item per row (fixed-width, NUL-padded
             # text: equal bytes <=> equal strings), not field by field
-            same &= _as_void(self._txt[posc]) == _as_void(_text_in(st))
+            same &= _as_void(self._txt[posc]) == _as_void(text_in)
             row_dirty = ~same
         dirty = np.bincount(grp, weights=row_dirty, minlength=K) > 0
         text = np.zeros(K, _TEXT_DTYPE)
@@ -1055,7 +1056,7 @@ class TrackFuser:
         by_key = np.argsort(keys, kind="stable")
         self._txt_key = keys[by_key]
         self._txt_ctn = c_row[by_key]
-        self._txt = _text_in(st)[by_key]
+        self._txt = text_in[by_key]
         self._ctx_ctn, self._ctx_count = ctns.copy(), counts.copy()
         self._ctx_text, self._ctx_reason = text, reason
         return text, reason
