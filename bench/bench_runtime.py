@@ -78,7 +78,7 @@ def _runtime(scenario, sim, policy, clock, period_s: float, end_s: float):
 
     return Runtime(policy, [SimulatorSource(sim)], sensor_ids=[s.id for s in sim.sensors],
                    tracker_config=tracker_config_for(scenario), clock=clock, update_period_s=period_s,
-                   start_s=scenario.start_time_s, end_s=end_s)
+                   start_s=scenario.start_time_s, end_s=end_s, own_pictures=False)
 
 
 def run(n_targets: int, duration_s: float, seed: int, speed: float, period_s: float) -> dict:

@@ -408,3 +408,27 @@ def test_sensor_union_is_sorted_deduplicated_and_marks_truncation():
     long = [[f"SENSOR-{i:03d}" for i in range(40)]]
     text = format_sensor_union(long, width=40)
     assert len(text) <= 40 and text.endswith(",+") and text.startswith("SENSOR-000,")
+
+
+def test_covariance_check_agrees_with_eigvalsh_and_certifies_only_clear_cases():
+    from siap.fusion.fuser import _check_covariances
+
+    rng = np.random.default_rng(7)
+    A = rng.normal(size=(400, 6, 6))
+    C = A @ np.swapaxes(A, 1, 2)
+    C[:100] *= np.logspace(-6, 8, 6)[None, :, None] * np.logspace(-6, 8, 6)[None, None, :]
+    C[100:150] -= 1.05 * np.linalg.eigvalsh(C[100:150])[:, :1, None] * np.eye(6)  # indefinite
+    C[150:200] = A[150:200, :, :1] @ A[150:200, :, :1].swapaxes(1, 2)  # rank one
+    C[200:220, 0, 1] += 1e-3 * np.abs(C[200:220]).max(axis=(1, 2))  # not symmetric
+    C = np.ascontiguousarray(C)
+    asym = np.empty(len(C), bool)
+    certain = np.empty(len(C), bool)
+    _check_covariances(C, asym, certain)
+    scale = np.abs(C).max(axis=(1, 2))
+    ref_asym = np.abs(C - np.swapaxes(C, 1, 2)).max(axis=(1, 2)) > 1e-9 * scale
+    np.testing.assert_array_equal(asym, ref_asym)
+    assert asym[200:220].all() and not asym[:200].any()
+    eig_min = np.linalg.eigvalsh(0.5 * (C + np.swapaxes(C, 1, 2)))[:, 0]
+    assert (eig_min[certain] > 0).all()  # a certificate never contradicts the eigenvalues
+    assert not certain[100:220].any()
+    assert certain[200:].sum() + certain[:100].sum() > 150  # the clear cases are certified

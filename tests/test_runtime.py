@@ -59,6 +59,21 @@ def test_virtual_clock_runs_are_identical():
     assert sum(len(p) for p in a.pictures[("AUS", "coalition")]) > 0
 
 
+def test_without_own_pictures_the_coalition_pictures_are_the_same():
+    recs = []
+    for own in (True, False):
+        rt = _runtime(own_pictures=own)
+        recs.append(rt.add_sink(PictureRecorder()))
+        rt.run(until_s=rt.start_s + 20)
+    with_own, without = recs
+    assert {k for k in with_own.pictures if k[1] == "own"} and not {k for k in without.pictures if k[1] == "own"}
+    coal = [k for k in with_own.pictures if k[1] == "coalition"]
+    assert coal and sorted(coal) == sorted(without.pictures)
+    for key in coal:
+        assert _bytes(with_own.pictures[key]) == _bytes(without.pictures[key]), key
+    assert sum(len(p) for p in without.pictures[("AUS", "coalition")]) > 0
+
+
 def test_partners_update_on_their_own_periods():
     sc, _ = _sim()
     rt = _runtime(update_period_s={"JPN": 1.0, "USA": 2.0, "AUS": 5.0})

@@ -413,7 +413,7 @@ def _replay_runtime(path: Path, policy: str | None, speed: float, update_s: floa
     end = opened.last_s + update_s
     rt = Runtime(pol, [opened.source], sensor_ids=list(pol.sensors), tracker_config=cfg,
                  clock=ReplayClock(speed=speed), update_period_s=update_s, start_s=start, end_s=end,
-                 sensors=opened.sensors, truth=opened.truth, hold_at_end=hold_at_end)
+                 sensors=opened.sensors, truth=opened.truth, hold_at_end=hold_at_end, own_pictures=False)
     return rt, opened
 
 
@@ -458,7 +458,7 @@ def _scenario_runtime(sc, policy: str | None, speed: float, update_s: float, sim
         with _progress() as progress:
             simulation = simulate(sc, progress=_Bars(progress))
     return Runtime.from_scenario(sc, pol, clock=ReplayClock(speed=speed), update_period_s=update_s,
-                                 simulation=simulation, hold_at_end=True)
+                                 simulation=simulation, hold_at_end=True, own_pictures=False)
 
 
 class _Outputs:
@@ -553,6 +553,7 @@ class _Outputs:
         live.sources = [_PlotTap(s, self.recorder.on_plots) for s in live.sources]
         if live.truth is not None:
             self.recorder.on_truth(live.truth)
+        live.own_pictures = True  # a recording keeps the own pictures too (docs/formats.md)
         live.add_sink(self.recorder)
         self.closers.append(self.recorder.close)
         self.lines.append(f"recording -> {folder}")

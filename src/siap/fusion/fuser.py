@@ -36,7 +36,9 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
+from itertools import chain
 
+import numba as nb
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.spatial import cKDTree
@@ -155,6 +157,83 @@ def _union(parent: dict[int, int], u: int, v: int) -> None:
     ru, rv = _find(parent, u), _find(parent, v)
     if ru != rv:
         parent[max(ru, rv)] = min(ru, rv)
+
+
+@nb.njit(cache=True, nogil=True)
+def _check_covariances(C, asym, certain):  # pragma: no cover - compiled
+    """Per 6x6 covariance ``C[k]``: ``asym[k]`` = max|C - C^T| > 1e-9 max|C| (the same test,
+    operation for operation, as before this kernel), and ``certain[k]`` = the symmetric part
+    ``S`` is certainly positive definite, so that ``eigvalsh(S)`` could only say so too.
+
+    The certificate: the Cholesky factor ``L`` of ``S`` (Golub, Van Loan, *Matrix Computations*, 4th ed., alg. 4.2.1) exists and
+    ``lambda_min(S) >= 1 / ||L^-1||_F^2`` (as ``S^-1 = L^-T L^-1`` and ``||A||_2 <= ||A||_F``)
+    exceeds ``1e-8 tr(S)``. The computed factor is exact for ``S + E`` with
+    ``||E|| <= (n+1) eps tr(S)`` (Higham, *Accuracy and Stability of Numerical Algorithms*,
+    2nd ed., thm. 10.3) and LAPACK's eigenvalues are exact for
+    ``S + E'`` with ``||E'|| <= p(n) eps ||S||``, both below ``1e-12 tr(S)`` here: far inside
+    the margin. Matrices without the certificate are left to ``numpy.linalg.eigvalsh``."""
+    n = 6
+    L = np.empty((n, n))
+    Li = np.empty((n, n))
+    for k in range(C.shape[0]):
+        A = C[k]
+        scale = 0.0
+        dmax = 0.0
+        for i in range(n):
+            for j in range(n):
+                scale = max(scale, abs(A[i, j]))
+                dmax = max(dmax, abs(A[i, j] - A[j, i]))
+        asym[k] = dmax > 1e-9 * max(scale, 1e-300)
+        certain[k] = False
+        if asym[k]:
+            continue
+        trace = 0.0
+        for i in range(n):
+            trace += A[i, i]
+        if not trace > 0.0:
+            continue
+        ok = True
+        for j in range(n):  # Cholesky of S = (A + A^T) / 2, lower
+            d = 0.5 * (A[j, j] + A[j, j])
+            for m in range(j):
+                d -= L[j, m] * L[j, m]
+            if not d > 0.0:
+                ok = False
+                break
+            L[j, j] = np.sqrt(d)
+            for i in range(j + 1, n):
+                v = 0.5 * (A[i, j] + A[j, i])
+                for m in range(j):
+                    v -= L[i, m] * L[j, m]
+                L[i, j] = v / L[j, j]
+        if not ok:
+            continue
+        fro2 = 0.0
+        for j in range(n):  # columns of L^-1 by forward substitution
+            for i in range(n):
+                if i < j:
+                    Li[i, j] = 0.0
+                    continue
+                v = 1.0 if i == j else 0.0
+                for m in range(j, i):
+                    v -= L[i, m] * Li[m, j]
+                Li[i, j] = v / L[i, i]
+                fro2 += Li[i, j] * Li[i, j]
+        certain[k] = np.isfinite(fro2) and 0.5 / fro2 > 1e-8 * trace
+
+
+def _text_in(st: np.ndarray) -> np.ndarray:
+    """The text fields ``_TEXT_IN`` of a track batch, packed (``_TEXT_IN_DTYPE``)."""
+    txt = np.zeros(len(st), _TEXT_IN_DTYPE)
+    for f in _TEXT_IN:
+        txt[f] = st[f]
+    return txt
+
+
+def _as_void(batch: np.ndarray) -> np.ndarray:
+    """A packed record batch viewed as one opaque item of raw bytes per record."""
+    batch = np.ascontiguousarray(batch)
+    return batch.view(np.dtype((np.void, batch.dtype.itemsize)))
 
 
 def _rank_all_equal(label: str) -> int:
@@ -333,16 +412,21 @@ class TrackFuser:
         drop(~finite, "non_finite_state")
         idx = np.nonzero(~bad)[0]
         if len(idx):
-            C = arr["cov_ecef"][idx]
-            scale = np.abs(C).max(axis=(1, 2))
-            asym = np.abs(C - np.swapaxes(C, 1, 2)).max(axis=(1, 2)) > 1e-9 * np.maximum(
-                scale, 1e-300
-            )
-            eig_min = np.linalg.eigvalsh(0.5 * (C + np.swapaxes(C, 1, 2)))[:, 0]
+            C = np.ascontiguousarray(arr["cov_ecef"][idx], dtype=np.float64).reshape(-1, 6, 6)
+            asym = np.empty(len(idx), dtype=bool)
+            certain = np.empty(len(idx), dtype=bool)
+            _check_covariances(C, asym, certain)
+            bad_cov = asym.copy()
+            ask = ~asym & ~certain  # the eigenvalues decide only what the bound cannot
+            if ask.any():
+                Ca = C[ask]
+                eig_min = np.linalg.eigvalsh(0.5 * (Ca + np.swapaxes(Ca, 1, 2)))[:, 0]
+                bad_cov[ask] = ~(eig_min > 0.0)
             not_pd = np.zeros(n, dtype=bool)
-            not_pd[idx] = asym | ~(eig_min > 0.0)
+            not_pd[idx] = bad_cov
             drop(not_pd, "cov_not_symmetric_positive_definite")
-        good = records.take(arr, ~bad)  # whole records: far faster than field-wise indexing
+        # whole records: far faster than field-wise indexing; no copy when nothing is dropped
+        good = records.take(arr, ~bad) if bad.any() else arr
         keys = local_key(good["partner"], good["track_id"]) if len(good) else np.zeros(0, np.int64)
         if len(good) == 0:
             return good, keys
@@ -369,11 +453,13 @@ class TrackFuser:
                     keys,
                 )
             )
-        good, keys = records.take(good, order), keys[order]
+        if (order[1:] < order[:-1]).any():  # not already in order (a copy otherwise)
+            good, keys = records.take(good, order), keys[order]
         last = np.ones(len(keys), dtype=bool)
         last[:-1] = keys[:-1] != keys[1:]
-        if (~last).any():
-            self.dropped["duplicate_in_batch"] += int((~last).sum())
+        if last.all():
+            return good, keys
+        self.dropped["duplicate_in_batch"] += int((~last).sum())
         return records.take(good, last), keys[last]
 
     def _ingest(self, rows: np.ndarray, keys: np.ndarray, time_s: float) -> None:
@@ -445,10 +531,10 @@ class TrackFuser:
         tr = np.trace(P[:, :3, :3], axis1=1, axis2=2)
         radius = np.sqrt(2.0 * self._gamma * tr)
         tree = cKDTree(pos)
-        hits = tree.query_ball_point(pos, radius)
+        hits = tree.query_ball_point(pos, radius, return_sorted=False)  # np.unique sorts below
         lens = np.fromiter((len(h) for h in hits), dtype=np.int64, count=n)
         ii = np.repeat(np.arange(n, dtype=np.int64), lens)
-        jj = np.fromiter((j for h in hits for j in h), dtype=np.int64, count=int(lens.sum()))
+        jj = np.fromiter(chain.from_iterable(hits), dtype=np.int64, count=int(lens.sum()))
         # pairs that share a Mode S address are candidates whatever their distance
         ms = self._store["mode_s_address"].astype(np.int64)
         known = np.nonzero(ms >= 0)[0]
@@ -883,15 +969,16 @@ class TrackFuser:
         K, n = len(ctns), len(st)
         keys = local_key(st["partner"], st["track_id"]) if n else np.zeros(0, np.int64)
         c_row = ctns[grp]
+        text_in = _text_in(st)
         row_dirty = np.ones(n, bool)
         m = len(self._txt_key)
         if m:
             pos = np.searchsorted(self._txt_key, keys)
             posc = np.minimum(pos, m - 1)
             same = (pos < m) & (self._txt_key[posc] == keys) & (self._txt_ctn[posc] == c_row)
-            prev = self._txt[posc]
-            for f in _TEXT_IN:
-                same &= prev[f] == st[f]
+            # the text fields compared as raw bytes, one item per row (fixed-width, NUL-padded
+            # text: equal bytes <=> equal strings), not field by field
+            same &= _as_void(self._txt[posc]) == _as_void(text_in)
             row_dirty = ~same
         dirty = np.bincount(grp, weights=row_dirty, minlength=K) > 0
         text = np.zeros(K, _TEXT_DTYPE)
@@ -909,7 +996,7 @@ class TrackFuser:
         dk = np.nonzero(dirty)[0]
         if len(dk):
             rows = np.nonzero(dirty[grp])[0]  # their members, contiguous per fused track
-            sub = records.take(st, rows)
+            sub = st if len(rows) == n else records.take(st, rows)
             items = [
                 f"{p}:{t}"
                 for p, t in zip(sub["partner"].tolist(), sub["track_id"].tolist(), strict=True)
@@ -969,10 +1056,7 @@ class TrackFuser:
         by_key = np.argsort(keys, kind="stable")
         self._txt_key = keys[by_key]
         self._txt_ctn = c_row[by_key]
-        txt = np.zeros(n, _TEXT_IN_DTYPE)
-        for f in _TEXT_IN:
-            txt[f] = st[f][by_key]
-        self._txt = txt
+        self._txt = text_in[by_key]
         self._ctx_ctn, self._ctx_count = ctns.copy(), counts.copy()
         self._ctx_text, self._ctx_reason = text, reason
         return text, reason

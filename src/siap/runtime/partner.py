@@ -217,13 +217,15 @@ class PartnerNode:
                 continue  # counted, logged and audited by the verifier; the stream goes on
         return np.concatenate(accepted) if accepted else records.empty_tracks(0)
 
-    def fuse(self, bus: MessageBus, time_s: float) -> tuple[np.ndarray, np.ndarray]:
+    def fuse(self, bus: MessageBus, time_s: float, own: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
         """(coalition picture, own picture) at ``time_s``: the local tracks of the last update
-        fused with whatever has been received by now, and the local tracks alone."""
+        fused with whatever has been received by now, and the local tracks alone (``None``
+        unless ``own``: the own fuser then does no work)."""
         received = self.receive(bus, time_s)
         self.observe_reference_tracks(received)
         both = np.concatenate([self.local, received]) if len(received) else self.local
-        return self.coalition_fuser.update(both, time_s), self.own_fuser.update(self.local, time_s)
+        coalition = self.coalition_fuser.update(both, time_s)
+        return coalition, (self.own_fuser.update(self.local, time_s) if own else None)
 
     def observe_reference_tracks(self, received: np.ndarray) -> None:
         """Hand the received tracks to each group's registration as references

@@ -120,6 +120,12 @@ class Runtime:
         At ``end_s`` pause and keep the thread (and the last pictures) until :meth:`seek` or
         :meth:`stop`, instead of ending the run: what a served replay wants (the COP can seek
         back after the end).
+    own_pictures:
+        Also emit each partner's *own* picture (kind ``"own"``: its local tracks fused alone,
+        a second fuser per node, about as much work again as the coalition picture). The
+        evaluation and ``run_coalition`` need it; ``siap serve``/``siap replay`` and the bench's
+        live run do not (False), unless a recording asks for it. Coalition pictures are the same
+        either way.
     """
 
     def __init__(
@@ -146,8 +152,12 @@ class Runtime:
         truth: np.ndarray | None = None,
         progress: ProgressFn | None = None,
         hold_at_end: bool = False,
+        own_pictures: bool = True,
     ) -> None:
         self.policy = policy
+        #: emit each partner's *own* picture (its own sensors alone, a second fuser per node)
+        #: besides its coalition picture: the evaluation needs it, a live display does not
+        self.own_pictures = bool(own_pictures)
         self.all_partners = list(policy.partners)
         hosted = list(self.all_partners if hosted is None else hosted)
         for p in hosted:
@@ -490,9 +500,10 @@ class Runtime:
         cpu_fuse = cpu_sinks = 0.0
         for p in live:
             a = tick()
-            coalition, own = self.nodes[p].fuse(self.bus, t)
+            coalition, own = self.nodes[p].fuse(self.bus, t, own=self.own_pictures)
             b = tick()
-            for kind, tracks in (("coalition", coalition), ("own", own)):
+            kinds = (("coalition", coalition),) if own is None else (("coalition", coalition), ("own", own))
+            for kind, tracks in kinds:
                 picture = Picture(p, t, tracks, kind)
                 self.latest[(p, kind)] = picture
                 self.sinks.emit(picture)
