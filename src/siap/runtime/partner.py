@@ -113,7 +113,11 @@ class PartnerNode:
         self.group_ids = group_ids
         self.policy = policy
         self.schedule = schedule
-        self.trackers = [Tracker(tracker_config) for _ in groups]
+        # each group's tracker writes the partner and the group's label into its tracks itself
+        self.trackers = [
+            Tracker(tracker_config.model_copy(update={"partner": partner, "label": g.label}))
+            for g in groups
+        ]
         # A group's registration may use as references the partner's sensors whose audience
         # includes the group's (wider-audience data flowing into a narrower group cannot
         # change what a partner outside the narrower audience sees).
@@ -195,8 +199,6 @@ class PartnerNode:
             if len(snap):
                 snap = snap.copy()
                 snap["track_id"] = (np.int64(group.index) << GROUP_SHIFT) | snap["track_id"]
-                snap["partner"] = self.partner
-                snap["label"] = group.label
                 parts.append(snap)
         return np.concatenate(parts) if parts else records.empty_tracks(0)
 
